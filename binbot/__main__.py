@@ -1,0 +1,3 @@
+from binbot.cli import main
+
+raise SystemExit(main())

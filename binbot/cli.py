@@ -1,0 +1,235 @@
+"""`binbot`: the one console command. Subcommands import TensorFlow only when they need it.
+
+User mistakes (``BinbotError``) become one line on stderr and exit code 2; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from training.errors import BinbotError
+
+EXIT_USER_ERROR = 2
+
+
+def _quiet_tensorflow() -> None:
+    """TensorFlow's C++ start-up chatter (CUDA probes on a CPU machine) is not for users."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def cmd_dataset_inspect(args: argparse.Namespace) -> int:
+    from training.inspection import inspect_dataset
+
+    inspect_dataset(
+        args.path,
+        args.out,
+        near_threshold=args.near_threshold,
+        min_correlation=args.min_correlation,
+        seed=args.seed,
+        log=_log,
+    )
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.train import TrainConfig, train
+
+    config = TrainConfig(
+        backbone=args.backbone,
+        weights=None if args.weights == "none" else args.weights,
+        batch_size=args.batch_size,
+        head_epochs=args.head_epochs,
+        head_learning_rate=args.head_lr,
+        fine_tune_epochs=args.fine_tune_epochs,
+        fine_tune_learning_rate=args.fine_tune_lr,
+        fine_tune_layers=args.fine_tune_layers,
+        patience=args.patience,
+        augment=not args.no_augment,
+        seed=args.seed,
+        limit_per_class=args.limit_per_class,
+    )
+    _check_positive(config.batch_size, "--batch-size")
+    result = train(args.dataset, args.out, config, overwrite=args.overwrite, log=_log)
+    if not args.skip_evaluation:
+        from training.evaluate import evaluate_run
+
+        evaluate_run(result.run_dir, args.dataset, log=_log)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate_run
+
+    evaluate_run(args.run_dir, args.dataset, log=_log)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from training.predict import predict_files
+    from training.run_dir import load_run
+
+    run = load_run(args.run_dir)
+    failures = 0
+    for result in predict_files(run, [Path(p) for p in args.images], k=args.top):
+        if isinstance(result, BinbotError):
+            print(f"binbot: error: {result}", file=sys.stderr)
+            failures += 1
+            continue
+        ranked = "  ".join(f"{label} {p:.1%}" for label, p in result.top)
+        print(f"{result.path}: {ranked}")
+    return EXIT_USER_ERROR if failures else 0
+
+
+def _check_positive(value: int, flag: str) -> None:
+    if value <= 0:
+        raise BinbotError(f"{flag} must be positive, got {value}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="binbot",
+        description="BinBot: recognise e-waste from a photo. Train, evaluate and use the model.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    dataset = commands.add_parser("dataset", help="look at a dataset before training on it")
+    dataset_commands = dataset.add_subparsers(
+        dest="dataset_command", metavar="ACTION", required=True
+    )
+    inspect = dataset_commands.add_parser(
+        "inspect",
+        help="structure, class balance, sizes, bad files, samples and duplicates",
+        description="Print and write (JSON + PNG) what a dataset holds: splits, classes, "
+        "per-class counts, imbalance, image sizes, undecodable files, sample images and "
+        "duplicate images within and across splits.",
+    )
+    inspect.add_argument("path", help="a zip file or a folder of class folders")
+    inspect.add_argument("--out", default="reports/dataset", help="output folder (%(default)s)")
+    inspect.add_argument(
+        "--near-threshold",
+        type=int,
+        default=10,
+        help="max perceptual-hash distance for near duplicates (%(default)s)",
+    )
+    inspect.add_argument(
+        "--min-correlation",
+        type=float,
+        default=0.90,
+        help="min thumbnail correlation to confirm a near duplicate (%(default)s)",
+    )
+    inspect.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="seed of the split for flat class folders (%(default)s)",
+    )
+    inspect.set_defaults(handler=cmd_dataset_inspect)
+
+    train = commands.add_parser(
+        "train",
+        help="train a classifier (two phases) and evaluate it",
+        description="Train MobileNetV2 (ImageNet weights) with a small head: first the head on "
+        "the frozen backbone, then the top of the backbone at a low learning rate. Writes the "
+        "model, labels, config, dataset fingerprint, history, curves and evaluation to --out.",
+    )
+    train.add_argument("dataset", help="a zip file or a folder of class folders")
+    train.add_argument("--out", required=True, help="run folder to write")
+    train.add_argument(
+        "--backbone", choices=["mobilenet_v2", "efficientnet_v2_b0"], default="mobilenet_v2"
+    )
+    train.add_argument(
+        "--weights",
+        default="imagenet",
+        help="'imagenet', 'none' (random init) or a weights file (%(default)s)",
+    )
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument(
+        "--head-epochs", type=int, default=15, help="max epochs of phase 1 (%(default)s)"
+    )
+    train.add_argument("--head-lr", type=float, default=1e-3)
+    train.add_argument(
+        "--fine-tune-epochs",
+        type=int,
+        default=15,
+        help="max epochs of phase 2; 0 skips fine-tuning (%(default)s)",
+    )
+    train.add_argument("--fine-tune-lr", type=float, default=2e-5)
+    train.add_argument(
+        "--fine-tune-layers",
+        type=int,
+        default=54,
+        help="backbone layers unfrozen in phase 2 (%(default)s)",
+    )
+    train.add_argument(
+        "--patience",
+        type=int,
+        default=3,
+        help="early-stopping patience on validation loss (%(default)s)",
+    )
+    train.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    train.add_argument(
+        "--limit-per-class",
+        type=int,
+        default=None,
+        help="use only the first N train/val images of each class (quick runs)",
+    )
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    train.add_argument(
+        "--skip-evaluation",
+        action="store_true",
+        help="do not evaluate on the test split at the end",
+    )
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a run on the test split and write its report",
+        description="Test accuracy, per-class report, confusion matrix, misclassified images, "
+        "metrics.json and report.md, written to RUN_DIR/evaluation.",
+    )
+    evaluate.add_argument("run_dir", help="a folder written by `binbot train`")
+    evaluate.add_argument(
+        "dataset",
+        nargs="?",
+        default=None,
+        help="dataset to evaluate on (default: the one the run used)",
+    )
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    predict = commands.add_parser(
+        "predict",
+        help="top classes for image files",
+        description="Print the top classes with probabilities for each image.",
+    )
+    predict.add_argument("run_dir", help="a folder written by `binbot train`")
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict.add_argument("--top", type=int, default=3, help="how many classes (%(default)s)")
+    predict.set_defaults(handler=cmd_predict)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_tensorflow()
+    try:
+        return args.handler(args)
+    except BinbotError as exc:
+        print(f"binbot: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("binbot: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Flask backend: submissions, model versions, retraining (built in issue 4)."""

@@ -1,0 +1,93 @@
+"""Shared fixtures: a seeded Keras weights cache and small datasets cut from the real one.
+
+The real e-waste zip and MobileNetV2 weights come from BINBOT_DATASET and BINBOT_WEIGHTS_DIR
+(the Makefile points them at ../shared). Tests that need them fail loudly when they are
+missing rather than skip, so CI cannot go green without exercising the real pipeline.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.keras_cache import seed_keras_cache
+
+WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Seed KERAS_HOME before anything imports keras (it reads the variable on import)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+    home = Path(os.environ.get("KERAS_HOME") or Path(__file__).parent.parent / ".cache" / "keras")
+    seed_keras_cache(os.environ.get("BINBOT_WEIGHTS_DIR"), home)
+
+
+@pytest.fixture(scope="session")
+def ewaste_zip() -> Path:
+    path = os.environ.get("BINBOT_DATASET")
+    if not path or not Path(path).is_file():
+        pytest.fail(f"BINBOT_DATASET must point at the e-waste zip (got {path!r}); see README")
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def imagenet_weights() -> Path:
+    cached = Path(os.environ["KERAS_HOME"]) / "models" / WEIGHTS_FILE
+    if not cached.exists():
+        pytest.fail(
+            f"MobileNetV2 weights not in the Keras cache ({cached}); set BINBOT_WEIGHTS_DIR"
+        )
+    return cached
+
+
+@pytest.fixture(scope="session")
+def small_ewaste(tmp_path_factory: pytest.TempPathFactory, ewaste_zip: Path) -> Path:
+    """A real subset in split layout: per class 8 train, 3 val, 3 test images (folder)."""
+    out = tmp_path_factory.mktemp("small-ewaste") / "dataset"
+    keep = {"train": 8, "val": 3, "test": 3}
+    taken: dict[tuple[str, str], int] = {}
+    with zipfile.ZipFile(ewaste_zip) as archive:
+        for name in sorted(archive.namelist()):
+            parts = Path(name).parts
+            if len(parts) != 4 or name.endswith("/"):
+                continue
+            _, split, label, _ = parts
+            if taken.get((split, label), 0) >= keep[split]:
+                continue
+            taken[(split, label)] = taken.get((split, label), 0) + 1
+            target = out / split / label / parts[-1]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(archive.read(name))
+    return out
+
+
+def solid_jpeg(path: Path, colour: tuple[int, int, int], size=(64, 48), noise_seed=0) -> Path:
+    """A JPEG of one colour with a little noise, so that no two files are identical."""
+    rng = np.random.default_rng(noise_seed)
+    pixels = np.clip(np.array(colour) + rng.normal(0, 12, (size[1], size[0], 3)), 0, 255)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels.astype(np.uint8)).save(path, "JPEG", quality=90)
+    return path
+
+
+def jpeg_bytes(image: Image.Image, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def copy_tree():
+    def copy(src: Path, dst: Path) -> Path:
+        shutil.copytree(src, dst)
+        return dst
+
+    return copy

@@ -1,0 +1,82 @@
+"""The `binbot` command: help for every subcommand, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import solid_jpeg
+
+
+def binbot(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "binbot", *args],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    "args", [[], ["dataset"], ["dataset", "inspect"], ["train"], ["evaluate"], ["predict"]]
+)
+def test_every_subcommand_has_help(args):
+    result = binbot(*args, "--help")
+    assert result.returncode == 0
+    assert "usage: binbot" in result.stdout
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("binbot: error:")]
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+
+
+def test_missing_dataset_path(tmp_path):
+    assert_one_line_error(
+        binbot("dataset", "inspect", str(tmp_path / "nope.zip")), "dataset not found"
+    )
+
+
+def test_zip_without_class_folders(tmp_path):
+    archive = tmp_path / "flat.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("readme.txt", "no images here")
+    result = binbot("dataset", "inspect", str(archive), "--out", str(tmp_path / "r"))
+    assert_one_line_error(result, "no class folders")
+
+
+def test_empty_class_is_refused_by_train(tmp_path):
+    for i in range(5):
+        solid_jpeg(tmp_path / "data" / "Full" / f"{i}.jpg", (200, 0, 0), noise_seed=i)
+    (tmp_path / "data" / "Empty").mkdir()
+    result = binbot("train", str(tmp_path / "data"), "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, "class 'Empty' has no usable images")
+
+
+def test_run_folder_that_is_not_a_model(tmp_path):
+    (tmp_path / "run").mkdir()
+    result = binbot("predict", str(tmp_path / "run"), str(tmp_path / "x.jpg"))
+    assert_one_line_error(result, "not a BinBot run folder")
+    (tmp_path / "run" / "model.keras").write_bytes(b"not a zip")
+    (tmp_path / "run" / "labels.json").write_text('["a", "b"]')
+    assert_one_line_error(binbot("evaluate", str(tmp_path / "run")), "cannot load")
+
+
+def test_inspect_reports_bad_files_and_writes_report(tmp_path):
+    for c, colour in enumerate(((200, 0, 0), (0, 0, 200))):
+        for i in range(6):
+            solid_jpeg(tmp_path / "data" / f"Class {c}" / f"{i}.jpg", colour, noise_seed=10 * c + i)
+    (tmp_path / "data" / "Class 0" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    result = binbot("dataset", "inspect", str(tmp_path / "data"), "--out", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    assert "undecodable files (skipped): 1" in result.stdout
+    assert "Class 0/broken.jpg" in result.stdout
+    for name in ("report.json", "samples.png", "class_balance.png", "cross_split_duplicates.png"):
+        assert (Path(tmp_path / "r") / name).is_file()

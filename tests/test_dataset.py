@@ -1,0 +1,128 @@
+"""Dataset discovery, validation and splitting, on files made here and on the real zip."""
+
+from __future__ import annotations
+
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import solid_jpeg
+
+from training.dataset import load_dataset
+from training.errors import BinbotError
+
+COLOURS = {"Red thing": (220, 30, 30), "Green thing": (30, 200, 40), "Blue thing": (30, 40, 220)}
+
+
+def make_flat(root: Path, per_class: int = 10) -> Path:
+    for c, (name, colour) in enumerate(COLOURS.items()):
+        for i in range(per_class):
+            solid_jpeg(root / name / f"img {i}.jpg", colour, noise_seed=100 * c + i)
+    return root
+
+
+def test_real_zip_split_layout_under_wrapper_folder(ewaste_zip, tmp_path):
+    dataset = load_dataset(ewaste_zip, cache_dir=tmp_path)
+    assert dataset.layout.startswith("split folders under modified-dataset")
+    assert "Washing Machine" in dataset.classes
+    assert dataset.classes == sorted(dataset.classes)
+    counts = dataset.counts()
+    assert {s: sum(v.values()) for s, v in counts.items()} == {
+        "train": 2400,
+        "val": 300,
+        "test": 300,
+    }
+    assert set(counts["test"].values()) == {30}
+    # The folder a record came from decides its label, including a class name with a space.
+    for r in dataset.records:
+        assert Path(r.relpath).parts[-2] == dataset.classes[r.label]
+        assert Path(r.relpath).parts[-3] == r.split
+
+
+def test_validation_folder_alias_and_zip_of_folder(tmp_path):
+    root = tmp_path / "wrapped" / "data"
+    for split in ("train", "validation", "test"):
+        for c, (name, colour) in enumerate(COLOURS.items()):
+            for i in range(3):
+                solid_jpeg(root / split / name / f"{i}.jpg", colour, noise_seed=c * 10 + i)
+    archive = tmp_path / "set.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in sorted((tmp_path / "wrapped").rglob("*.jpg")):
+            z.write(f, f.relative_to(tmp_path / "wrapped").as_posix())
+    dataset = load_dataset(archive, cache_dir=tmp_path / "cache")
+    assert [len(dataset.split(s)) for s in ("train", "val", "test")] == [9, 9, 9]
+
+
+def test_flat_folders_split_stratified_and_seeded(tmp_path):
+    root = make_flat(tmp_path / "flat", per_class=20)
+    first = load_dataset(root, seed=7)
+    again = load_dataset(root, seed=7)
+    other = load_dataset(root, seed=8)
+    assert "split here" in first.layout
+    per_split = Counter((r.split, r.label) for r in first.records)
+    for label in range(3):
+        assert (per_split["train", label], per_split["val", label], per_split["test", label]) == (
+            16,
+            2,
+            2,
+        )
+    assignment = {r.relpath: r.split for r in first.records}
+    assert assignment == {r.relpath: r.split for r in again.records}
+    assert assignment != {r.relpath: r.split for r in other.records}
+
+
+def test_bad_files_are_reported_and_skipped(tmp_path):
+    root = make_flat(tmp_path / "flat")
+    (root / "Red thing" / "notes.jpg").write_text("not a picture")
+    good = (root / "Blue thing" / "img 0.jpg").read_bytes()
+    (root / "Blue thing" / "cut.jpg").write_bytes(good[: len(good) // 2])
+    (root / "Green thing" / "empty.png").write_bytes(b"")
+    dataset = load_dataset(root)
+    reasons = {Path(b.relpath).name: b.reason for b in dataset.bad_files}
+    assert set(reasons) == {"notes.jpg", "cut.jpg", "empty.png"}
+    assert reasons["notes.jpg"] == "not an image"
+    assert "does not decode" in reasons["cut.jpg"]
+    assert len(dataset.records) == 30
+
+
+def test_fingerprint_changes_with_content(tmp_path):
+    root = make_flat(tmp_path / "flat")
+    before = load_dataset(root).fingerprint
+    solid_jpeg(root / "Red thing" / "img 0.jpg", (200, 0, 0), noise_seed=999)
+    assert load_dataset(root).fingerprint != before
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "missing", "dataset not found"),
+        (lambda p: _zip_with(p, {"readme.txt": b"hello"}), "no class folders"),
+        (lambda p: _write(p / "notzip.zip", b"garbage"), "not a zip file"),
+        (lambda p: _empty_class(p), "class 'Empty' has no usable images"),
+        (lambda p: _zip_with(p, {"../evil/x.jpg": b"x", "a/b.jpg": b"y"}), "outside the dataset"),
+    ],
+)
+def test_bad_datasets_raise_clear_errors(tmp_path, make, message):
+    with pytest.raises(BinbotError, match=message):
+        load_dataset(make(tmp_path), cache_dir=tmp_path / "cache")
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _zip_with(folder: Path, members: dict[str, bytes]) -> Path:
+    path = folder / "set.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def _empty_class(folder: Path) -> Path:
+    root = make_flat(folder / "flat")
+    (root / "Empty").mkdir()
+    (root / "Empty" / "readme.txt").write_text("nothing here")
+    return root

@@ -1,0 +1,90 @@
+"""The resize and orientation contract the web client must reproduce, checked independently."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import jpeg_bytes
+from PIL import Image, ImageOps
+
+from training.preprocess import apply_exif_orientation, fit_to_model_input, load_for_model
+
+
+def reference_bilinear(image: np.ndarray, size: int) -> np.ndarray:
+    """Half-pixel-centre bilinear resize written out with numpy, edges clamped."""
+    h, w = image.shape[:2]
+
+    def axis(n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        centres = (np.arange(size) + 0.5) * n_in / size - 0.5
+        centres = np.clip(centres, 0, n_in - 1)
+        low = np.floor(centres).astype(int)
+        high = np.minimum(low + 1, n_in - 1)
+        return low, high, centres - low
+
+    y0, y1, fy = axis(h)
+    x0, x1, fx = axis(w)
+    top = image[y0][:, x0] * (1 - fx)[None, :, None] + image[y0][:, x1] * fx[None, :, None]
+    bottom = image[y1][:, x0] * (1 - fx)[None, :, None] + image[y1][:, x1] * fx[None, :, None]
+    return top * (1 - fy)[:, None, None] + bottom * fy[:, None, None]
+
+
+def test_square_image_is_bilinear_resized_to_224():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (150, 150, 3)).astype(np.float32)
+    out = fit_to_model_input(tf.constant(image)).numpy()
+    assert out.shape == (224, 224, 3) and out.dtype == np.float32
+    np.testing.assert_allclose(out, reference_bilinear(image, 224), atol=1e-2)
+
+
+def test_wide_image_is_centre_cropped_not_squashed():
+    image = np.zeros((100, 300, 3), np.uint8)
+    image[:, 100:200] = 255  # a white centre square between black side bands
+    out = fit_to_model_input(tf.constant(image)).numpy()
+    assert out.min() == 255.0, "only the centre square may survive the crop"
+
+
+def test_large_image_is_box_downsampled_before_bilinear():
+    # A one-pixel checkerboard: averaging gives flat grey; plain bilinear would alias.
+    board = (np.indices((900, 900)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    image = np.repeat(board[..., None], 3, axis=2)
+    out = fit_to_model_input(tf.constant(image)).numpy()
+    assert out.shape == (224, 224, 3)
+    assert np.abs(out - 127.5).max() < 32  # k = 4 here: blocks average to ~127.5
+
+
+def test_box_downsample_matches_block_means():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (448, 448, 3)).astype(np.float32)
+    out = fit_to_model_input(tf.constant(image)).numpy()
+    blocks = image.reshape(224, 2, 224, 2, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(out, blocks, atol=1e-3)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_pillow(orientation):
+    rng = np.random.default_rng(orientation)
+    pixels = rng.integers(0, 256, (4, 6, 3)).astype(np.uint8)
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.info["exif"] = exif.tobytes()
+    expected = np.asarray(ImageOps.exif_transpose(image))
+    got = apply_exif_orientation(tf.constant(pixels), tf.constant(orientation)).numpy()
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_phone_photo_with_rotation_tag_is_turned_upright(tmp_path):
+    # Stored landscape with "rotate 90 clockwise" (6): upright it is portrait, red on top.
+    stored = np.zeros((200, 300, 3), np.uint8)
+    stored[:, :150] = (255, 0, 0)  # left half red -> top after turning clockwise
+    stored[:, 150:] = (0, 0, 255)
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(jpeg_bytes(image, exif=exif.tobytes(), quality=95))
+    out = load_for_model(tf.constant(str(path)), tf.constant(6)).numpy()
+    # Upright: 200 wide x 300 tall, centre-cropped to 200x200 spanning red top / blue bottom.
+    assert out[10, 112, 0] > 200 and out[10, 112, 2] < 60
+    assert out[214, 112, 2] > 200 and out[214, 112, 0] < 60

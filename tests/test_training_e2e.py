@@ -1,0 +1,161 @@
+"""The real pipeline end to end: real MobileNetV2 weights, real images, short training."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import solid_jpeg
+from PIL import Image
+
+from training.run_dir import load_run
+from training.train import TrainConfig, train
+
+pytestmark = pytest.mark.slow
+
+
+def binbot(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "binbot", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=os.environ.copy(),
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, small_ewaste, imagenet_weights) -> Path:
+    """`binbot train` on 8 images per class: one head epoch and one fine-tuning epoch."""
+    out = tmp_path_factory.mktemp("runs") / "small run"
+    result = binbot(
+        "train",
+        str(small_ewaste),
+        "--out",
+        str(out),
+        "--head-epochs",
+        "1",
+        "--fine-tune-epochs",
+        "1",
+        "--fine-tune-layers",
+        "10",
+        "--batch-size",
+        "16",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "head      epoch  1/1" in result.stdout
+    assert "fine-tune epoch  1/1" in result.stdout
+    assert "Test accuracy" in result.stdout
+    return out
+
+
+def test_train_writes_a_complete_run_folder(trained_run, small_ewaste):
+    for name in (
+        "model.keras",
+        "checkpoints/best.keras",
+        "labels.json",
+        "config.json",
+        "dataset.json",
+        "history.json",
+        "training_curves.png",
+        "evaluation/metrics.json",
+        "evaluation/confusion_matrix.png",
+        "evaluation/misclassified.png",
+        "evaluation/report.md",
+    ):
+        assert (trained_run / name).is_file(), name
+    labels = json.loads((trained_run / "labels.json").read_text())
+    assert labels == sorted(p.name for p in (small_ewaste / "train").iterdir())
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["backbone"] == "mobilenet_v2" and config["weights"] == "imagenet"
+    assert config["batch_size"] == 16 and config["resize"]["half_pixel_centers"] is True
+    dataset = json.loads((trained_run / "dataset.json").read_text())
+    assert dataset["fingerprint"].startswith("sha256:")
+    history = json.loads((trained_run / "history.json").read_text())
+    assert [h["phase"] for h in history] == ["head", "fine-tune"]
+    metrics = json.loads((trained_run / "evaluation/metrics.json").read_text())
+    assert metrics["test_images"] == 30
+    assert sum(map(sum, metrics["confusion_matrix"])) == 30
+    # ImageNet features separate these classes even after one epoch on 80 images.
+    assert metrics["test_accuracy"] >= 0.5
+    report = (trained_run / "evaluation/report.md").read_text()
+    assert "![confusion matrix](confusion_matrix.png)" in report
+
+
+def test_model_takes_raw_pixels_and_backbone_stays_in_inference_mode(trained_run):
+    run = load_run(trained_run)
+    model = run.model
+    assert model.input_shape == (None, 224, 224, 3)
+    assert model.get_layer("scale_pixels").get_config()["scale"] == pytest.approx(1 / 127.5)
+    batch = np.random.default_rng(0).uniform(0, 255, (2, 224, 224, 3)).astype("float32")
+    # BatchNorm in inference mode and dropout off: training=True changes nothing but dropout,
+    # so with the head's dropout active outputs differ, but the backbone's features do not.
+    embedding = __import__("keras").Model(model.input, model.get_layer("embedding").output)
+    np.testing.assert_allclose(
+        embedding(batch, training=True), embedding(batch, training=False), atol=1e-5
+    )
+
+
+def test_evaluate_and_predict_commands(trained_run, small_ewaste):
+    result = binbot("evaluate", str(trained_run), str(small_ewaste))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Test accuracy" in result.stdout
+    image = next((small_ewaste / "test" / "Washing Machine").iterdir())
+    result = binbot("predict", str(trained_run), str(image))
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith(str(image))
+    probabilities = [float(part.rstrip("%")) for part in line.split() if part.endswith("%")]
+    assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)
+
+
+def test_labels_follow_class_folders_through_training_and_prediction(tmp_path, imagenet_weights):
+    """Three colour classes: a model that learned them must name each colour right."""
+    colours = {
+        "Zebra blue": (20, 40, 230),
+        "Apple green": (30, 210, 40),
+        "Mango red": (230, 30, 20),
+    }
+    for c, (name, colour) in enumerate(colours.items()):
+        for split, n in (("train", 12), ("val", 3), ("test", 3)):
+            for i in range(n):
+                solid_jpeg(
+                    tmp_path / "data" / split / name / f"{i}.jpg",
+                    colour,
+                    noise_seed=1000 * c + 100 * len(split) + i,
+                )
+    config = TrainConfig(head_epochs=4, fine_tune_epochs=0, batch_size=12, head_learning_rate=3e-3)
+    train(tmp_path / "data", tmp_path / "run", config, log=lambda _: None)
+    run = load_run(tmp_path / "run")
+    assert run.labels == ["Apple green", "Mango red", "Zebra blue"]
+    from training.predict import predict_files
+
+    probes = {}
+    for name, colour in colours.items():
+        path = tmp_path / f"{name}.png"
+        Image.new("RGB", (300, 200), colour).save(path)
+        probes[name] = path
+    results = predict_files(run, list(probes.values()))
+    assert [r.top[0][0] for r in results] == list(probes)
+
+
+def test_efficientnet_backbone_builds_and_trains_without_weights(tmp_path, small_ewaste):
+    config = TrainConfig(
+        backbone="efficientnet_v2_b0",
+        weights=None,
+        head_epochs=1,
+        fine_tune_epochs=0,
+        batch_size=16,
+        limit_per_class=2,
+    )
+    result = train(small_ewaste, tmp_path / "effnet", config, log=lambda _: None)
+    assert len(result.history) == 1
+    run = load_run(tmp_path / "effnet")
+    assert run.model.get_layer("backbone").name == "backbone"
+    assert "efficientnet" in run.model.name

@@ -1,0 +1,3 @@
+"""BinBot training: from an image dataset (zip or folder) to an evaluated classifier."""
+
+IMAGE_SIZE = 224

@@ -1,0 +1,39 @@
+"""Training progress: one readable line per epoch, and the history kept with its phase."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import keras
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Prints each finished epoch and appends it to ``history`` (shared across phases)."""
+
+    def __init__(
+        self, phase: str, epochs: int, history: list[dict[str, Any]], log: Callable[[str], None]
+    ):
+        super().__init__()
+        self.phase, self.epochs, self.history, self.log = phase, epochs, history, log
+        self.started = time.monotonic()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        row = {
+            "phase": self.phase,
+            "epoch": len(self.history) + 1,
+            "phase_epoch": epoch + 1,
+            "seconds": round(time.monotonic() - self.started, 2),
+            **{k: float(v) for k, v in logs.items() if k != "learning_rate"},
+        }
+        self.history.append(row)
+        self.log(
+            f"  {self.phase:9s} epoch {epoch + 1:2d}/{self.epochs}  loss {row['loss']:.4f}  "
+            f"acc {row['accuracy']:.4f}  val_loss {row['val_loss']:.4f}  "
+            f"val_acc {row['val_accuracy']:.4f}  ({row['seconds']:.0f} s)"
+        )

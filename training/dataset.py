@@ -1,0 +1,329 @@
+"""Find, validate and split an image dataset given as a zip or a folder of class folders.
+
+Two layouts are understood, possibly under one wrapper folder (``modified-dataset/``):
+
+* split folders: ``train/<Class>/*``, ``val/`` (or ``validation/``), ``test/``;
+* flat class folders: ``<Class>/*``, which are split here, stratified and seeded.
+
+Every file is opened with Pillow once, so that files that do not decode are reported and
+skipped here instead of crashing the TensorFlow input pipeline later. The same pass records
+the EXIF orientation (``tf.io.decode_jpeg`` ignores it) and the content hash (duplicates,
+fingerprint). Class labels are the class folder names in sorted order: index ``i`` of the
+model's output is ``classes[i]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from training.errors import BinbotError
+
+SPLITS = ("train", "val", "test")
+SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "test": "test"}
+# Formats that both Pillow (validation) and tf.io.decode_image (training) decode.
+DECODABLE_FORMATS = {"JPEG", "PNG", "BMP", "GIF"}
+IGNORED_NAMES = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"}
+EXIF_ORIENTATION_TAG = 0x0112
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One usable image: where it is, which split and class it belongs to, what it holds."""
+
+    path: Path
+    relpath: str
+    split: str
+    label: int
+    sha256: str
+    width: int
+    height: int
+    orientation: int = 1
+
+
+@dataclass(frozen=True)
+class BadFile:
+    """A file inside the dataset that was skipped, and why."""
+
+    relpath: str
+    reason: str
+
+
+@dataclass
+class Dataset:
+    """A validated dataset: classes in label order, usable images per split, skipped files."""
+
+    source: str
+    root: Path
+    layout: str
+    classes: list[str]
+    records: list[ImageRecord]
+    bad_files: list[BadFile] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def split(self, name: str) -> list[ImageRecord]:
+        return [r for r in self.records if r.split == name]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Images per split and class, every class listed even when it has none."""
+        table = {s: dict.fromkeys(self.classes, 0) for s in SPLITS}
+        for r in self.records:
+            table[r.split][self.classes[r.label]] += 1
+        return table
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of what the model learns from: split, class and content of every image."""
+        rows = sorted((r.split, self.classes[r.label], r.sha256) for r in self.records)
+        digest = hashlib.sha256(json.dumps([self.classes, rows]).encode()).hexdigest()
+        return f"sha256:{digest}"
+
+
+def load_dataset(
+    path: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    seed: int = 42,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    progress: Callable[[int, int], None] | None = None,
+) -> Dataset:
+    """Open ``path`` (zip or folder), validate every image and return the split dataset."""
+    source = Path(path)
+    if not source.exists():
+        raise BinbotError(f"dataset not found: {source}")
+    root = _extract_zip(source, cache_dir) if source.is_file() else source
+    if not root.is_dir():
+        raise BinbotError(f"dataset must be a zip file or a folder: {source}")
+
+    split_root = _find_split_root(root)
+    if split_root is not None:
+        layout = f"split folders under {_rel(split_root, root) or '.'}"
+        class_dirs = _split_class_dirs(split_root)
+    else:
+        class_root = _unwrap(root)
+        layout = (
+            f"flat class folders under {_rel(class_root, root) or '.'}, split here "
+            f"(seed {seed}, val {val_fraction:.0%}, test {test_fraction:.0%})"
+        )
+        class_dirs = {None: _class_dirs(class_root)}
+
+    classes = sorted({name for dirs in class_dirs.values() for name in dirs})
+    if not classes:
+        raise BinbotError(
+            f"no class folders found in {source}: expected <class>/<images> or "
+            "train|val|test/<class>/<images>"
+        )
+
+    files = [
+        (split, name, f)
+        for split, dirs in class_dirs.items()
+        for name, folder in dirs.items()
+        for f in _files_in(folder)
+    ]
+    records: list[ImageRecord] = []
+    bad: list[BadFile] = []
+    label_of = {name: i for i, name in enumerate(classes)}
+    for done, (split, name, f) in enumerate(files, 1):
+        relpath = _rel(f, root)
+        checked = check_image(f)
+        if isinstance(checked, str):
+            bad.append(BadFile(relpath, checked))
+        else:
+            sha, width, height, orientation = checked
+            records.append(
+                ImageRecord(
+                    f, relpath, split or "", label_of[name], sha, width, height, orientation
+                )
+            )
+        if progress:
+            progress(done, len(files))
+
+    dataset = Dataset(str(source), root, layout, classes, records, bad)
+    if split_root is None:
+        dataset.records = _stratified_split(records, classes, seed, val_fraction, test_fraction)
+    _check_classes(dataset)
+    return dataset
+
+
+def _check_classes(dataset: Dataset) -> None:
+    """Refuse empty classes; warn about a class missing from an evaluation split."""
+    counts = dataset.counts()
+    for name in dataset.classes:
+        if sum(counts[s][name] for s in SPLITS) == 0:
+            raise BinbotError(f"class '{name}' has no usable images")
+        if counts["train"][name] == 0:
+            raise BinbotError(f"class '{name}' has no usable images in the train split")
+        for split in ("val", "test"):
+            if counts[split][name] == 0:
+                dataset.warnings.append(f"class '{name}' has no images in the {split} split")
+    if len(dataset.classes) < 2:
+        raise BinbotError(f"need at least 2 classes, found {len(dataset.classes)}")
+
+
+def _stratified_split(
+    records: list[ImageRecord],
+    classes: list[str],
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+) -> list[ImageRecord]:
+    """Split each class on its own so every split keeps the class balance; same seed, same split."""
+    rng = np.random.default_rng(seed)
+    out: list[ImageRecord] = []
+    for label in range(len(classes)):
+        members = sorted((r for r in records if r.label == label), key=lambda r: r.relpath)
+        order = rng.permutation(len(members))
+        n = len(members)
+        n_test = round(n * test_fraction) if n >= 3 else 0
+        n_val = round(n * val_fraction) if n >= 3 else 0
+        if n >= 3:
+            n_test, n_val = max(1, n_test), max(1, n_val)
+        for rank, index in enumerate(order):
+            split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+            r = members[index]
+            out.append(
+                ImageRecord(
+                    r.path, r.relpath, split, r.label, r.sha256, r.width, r.height, r.orientation
+                )
+            )
+    return out
+
+
+def check_image(path: Path) -> tuple[str, int, int, int] | str:
+    """Decode the whole file; return (sha256, width, height, orientation) or why it is unusable."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    if not data:
+        return "empty file"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            fmt = image.format
+            if fmt not in DECODABLE_FORMATS:
+                return f"unsupported image format {fmt}"
+            orientation = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
+            image.load()
+            width, height = image.size
+    except UnidentifiedImageError:
+        return "not an image"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        return f"does not decode: {exc}"
+    if orientation not in range(1, 9):
+        orientation = 1
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    return hashlib.sha256(data).hexdigest(), width, height, orientation
+
+
+def _extract_zip(source: Path, cache_dir: str | os.PathLike[str] | None) -> Path:
+    """Extract once into the cache, keyed by content hash; reuse on later runs."""
+    if not zipfile.is_zipfile(source):
+        raise BinbotError(f"not a zip file or a folder: {source}")
+    digest = hashlib.sha256()
+    with source.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    cache = Path(cache_dir or os.environ.get("BINBOT_CACHE_DIR") or _default_cache())
+    target = cache / "datasets" / digest.hexdigest()[:16]
+    if (target / ".complete").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".extract-"))
+    try:
+        with zipfile.ZipFile(source) as archive:
+            for member in archive.infolist():
+                name = member.filename
+                if name.startswith(("/", "\\")) or ".." in Path(name).parts:
+                    raise BinbotError(f"refusing zip entry outside the dataset: {name}")
+            archive.extractall(staging)
+        (staging / ".complete").touch()
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except zipfile.BadZipFile as exc:
+        raise BinbotError(f"corrupt zip file {source}: {exc}") from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _default_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "binbot"
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name not in IGNORED_NAMES
+    )
+
+
+def _files_in(folder: Path) -> Iterable[Path]:
+    """Every visible file below a class folder (nested folders included), in stable order."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and d not in IGNORED_NAMES
+        )
+        for name in sorted(filenames):
+            if not name.startswith(".") and name not in IGNORED_NAMES:
+                yield Path(dirpath) / name
+
+
+def _find_split_root(root: Path, depth: int = 3) -> Path | None:
+    """The folder holding ``train/`` and ``val|validation|test/``, searched a few levels deep."""
+    level = [root]
+    for _ in range(depth + 1):
+        following: list[Path] = []
+        for folder in level:
+            names = {d.name.lower() for d in _visible_dirs(folder)}
+            if "train" in names and names & {"val", "validation", "test"}:
+                return folder
+            following.extend(_visible_dirs(folder))
+        level = following
+    return None
+
+
+def _split_class_dirs(split_root: Path) -> dict[str | None, dict[str, Path]]:
+    out: dict[str | None, dict[str, Path]] = {}
+    for folder in _visible_dirs(split_root):
+        split = SPLIT_ALIASES.get(folder.name.lower())
+        if split is not None:
+            out[split] = _class_dirs(folder)
+    return out
+
+
+def _unwrap(root: Path) -> Path:
+    """Step through wrapper folders that hold exactly one folder and no files."""
+    folder = root
+    while True:
+        dirs = _visible_dirs(folder)
+        has_files = any(
+            True for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+        )
+        if len(dirs) == 1 and not has_files:
+            folder = dirs[0]
+        else:
+            return folder
+
+
+def _class_dirs(folder: Path) -> dict[str, Path]:
+    return {d.name: d for d in _visible_dirs(folder)}
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix() if path != root else ""

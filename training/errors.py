@@ -1,0 +1,9 @@
+"""The one exception type the CLI turns into a one-line message and a non-zero exit.
+
+Anything raised as ``BinbotError`` is the user's input being wrong (a missing path, a dataset
+with no classes, a folder that is not a run). Everything else is a bug and keeps its traceback.
+"""
+
+
+class BinbotError(Exception):
+    """A problem with the user's input, explained in one line."""

@@ -1,0 +1,196 @@
+"""`binbot dataset inspect`: what is in a dataset before anyone trains on it.
+
+Structure, class balance, image sizes, files that do not decode, sample images per class
+and duplicates (within and across splits), printed and written as JSON and PNG.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.dataset import SPLITS, Dataset, load_dataset
+from training.duplicates import (
+    DEFAULT_MIN_CORRELATION,
+    DEFAULT_NEAR_THRESHOLD,
+    DuplicatePair,
+    find_duplicates,
+    records_with_copy_in,
+)
+from training.plots import plot_class_balance, plot_image_grid
+from training.run_dir import write_json
+
+Log = Callable[[str], None]
+IMBALANCE_WARNING_RATIO = 1.5
+SAMPLES_PER_CLASS = 6
+DUPLICATE_PAIRS_SHOWN = 12
+
+
+def imbalance_ratio(per_class: dict[str, int]) -> float | None:
+    """Largest class over smallest non-empty class (1.0 = perfectly balanced)."""
+    present = [n for n in per_class.values() if n > 0]
+    return max(present) / min(present) if present else None
+
+
+def size_statistics(dataset: Dataset) -> dict[str, Any]:
+    widths = np.array([r.width for r in dataset.records])
+    heights = np.array([r.height for r in dataset.records])
+    sizes = Counter(f"{r.width}x{r.height}" for r in dataset.records)
+    return {
+        "width": _describe(widths),
+        "height": _describe(heights),
+        "distinct_sizes": len(sizes),
+        "most_common_sizes": dict(sizes.most_common(5)),
+        "exif_rotated": sum(r.orientation != 1 for r in dataset.records),
+    }
+
+
+def _describe(values: np.ndarray) -> dict[str, float]:
+    if not len(values):
+        return {}
+    return {
+        "min": int(values.min()),
+        "median": float(np.median(values)),
+        "mean": round(float(values.mean()), 1),
+        "max": int(values.max()),
+    }
+
+
+def _pair_json(pair: DuplicatePair) -> dict[str, Any]:
+    return {
+        "a": pair.a.relpath,
+        "b": pair.b.relpath,
+        "splits": pair.splits,
+        "kind": pair.kind,
+        "hash_distance": pair.distance,
+    }
+
+
+def inspect_dataset(
+    path: str | Path,
+    out: str | Path,
+    *,
+    near_threshold: int = DEFAULT_NEAR_THRESHOLD,
+    min_correlation: float = DEFAULT_MIN_CORRELATION,
+    seed: int = 42,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Inspect ``path``, print the findings and write ``report.json`` and PNGs into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = load_dataset(path, seed=seed)
+    counts = dataset.counts()
+    totals = {c: sum(counts[s][c] for s in SPLITS) for c in dataset.classes}
+    ratio_train = imbalance_ratio(counts["train"])
+    ratio_all = imbalance_ratio(totals)
+
+    pairs = find_duplicates(
+        dataset.records, near_threshold=near_threshold, min_correlation=min_correlation
+    )
+    by_splits = Counter(p.splits for p in pairs)
+    cross = [p for p in pairs if p.cross_split]
+
+    warnings = list(dataset.warnings)
+    if ratio_train and ratio_train > IMBALANCE_WARNING_RATIO:
+        warnings.append(
+            f"classes are imbalanced in train: largest/smallest = {ratio_train:.2f} "
+            "(training uses class weights)"
+        )
+    leaking = records_with_copy_in(pairs, "test", "train")
+    if leaking:
+        warnings.append(
+            f"{len(leaking)} test images have a copy in train: test accuracy is inflated"
+        )
+
+    report: dict[str, Any] = {
+        "source": str(path),
+        "layout": dataset.layout,
+        "fingerprint": dataset.fingerprint,
+        "classes": dataset.classes,
+        "splits": {s: len(dataset.split(s)) for s in SPLITS},
+        "counts": counts,
+        "imbalance_ratio": {"train": ratio_train, "all": ratio_all},
+        "image_sizes": size_statistics(dataset),
+        "undecodable_files": [asdict(b) for b in dataset.bad_files],
+        "duplicates": {
+            "method": f"identical bytes, or pHash distance <= {near_threshold} bits and "
+            f"colour-thumbnail correlation >= {min_correlation}",
+            "pairs": len(pairs),
+            "identical_pairs": sum(p.kind == "identical" for p in pairs),
+            "near_pairs": sum(p.kind == "near" for p in pairs),
+            "pairs_by_splits": dict(sorted(by_splits.items())),
+            "cross_split_pairs": [_pair_json(p) for p in cross],
+            "within_split_pairs": [_pair_json(p) for p in pairs if not p.cross_split],
+        },
+        "warnings": warnings,
+        "files": {},
+    }
+
+    pictures = {
+        "class_balance": out / "class_balance.png",
+        "samples": out / "samples.png",
+        "cross_split_duplicates": out / "cross_split_duplicates.png",
+    }
+    plot_class_balance(counts, pictures["class_balance"])
+    samples = []
+    for label, name in enumerate(dataset.classes):
+        members = [r for r in dataset.records if r.label == label][:SAMPLES_PER_CLASS]
+        samples += [(r.path, f"{name}\n{r.split}") for r in members]
+    plot_image_grid(
+        samples, pictures["samples"], columns=SAMPLES_PER_CLASS, title="Sample images per class"
+    )
+    shown = []
+    for p in cross[:DUPLICATE_PAIRS_SHOWN]:
+        shown += [
+            (p.a.path, f"{p.a.split}/{Path(p.a.relpath).name}"),
+            (p.b.path, f"{p.b.split}/{Path(p.b.relpath).name} ({p.kind})"),
+        ]
+    plot_image_grid(
+        shown,
+        pictures["cross_split_duplicates"],
+        columns=6,
+        title="Cross-split duplicates (pairs side by side)",
+    )
+    report["files"] = {k: v.name for k, v in pictures.items()} | {"report": "report.json"}
+    write_json(out / "report.json", report)
+    print_report(report, log)
+    log(f"Wrote {out / 'report.json'} and {', '.join(v.name for v in pictures.values())}")
+    return report
+
+
+def print_report(report: dict[str, Any], log: Log) -> None:
+    log(f"Dataset {report['source']}")
+    log(f"  layout: {report['layout']}")
+    log(f"  fingerprint: {report['fingerprint']}")
+    splits = report["splits"]
+    log("  splits: " + ", ".join(f"{s} {n}" for s, n in splits.items()))
+    width = max(len(c) for c in report["classes"])
+    log(f"  {'class':{width}s} " + " ".join(f"{s:>6s}" for s in SPLITS))
+    for c in report["classes"]:
+        log(f"  {c:{width}s} " + " ".join(f"{report['counts'][s][c]:6d}" for s in SPLITS))
+    ratio = report["imbalance_ratio"]["train"]
+    log(f"  imbalance ratio (train, largest/smallest): {ratio:.2f}" if ratio else "")
+    sizes = report["image_sizes"]
+    log(
+        f"  image sizes: width {sizes['width']}, height {sizes['height']}, "
+        f"{sizes['distinct_sizes']} distinct, {sizes['exif_rotated']} EXIF-rotated"
+    )
+    bad = report["undecodable_files"]
+    log(f"  undecodable files (skipped): {len(bad)}")
+    for b in bad:
+        log(f"    {b['relpath']}: {b['reason']}")
+    dup = report["duplicates"]
+    log(
+        f"  duplicates: {dup['pairs']} pairs ({dup['identical_pairs']} byte-identical, "
+        f"{dup['near_pairs']} near-identical); by splits: {dup['pairs_by_splits']}"
+    )
+    log(f"  cross-split duplicate pairs: {len(dup['cross_split_pairs'])}")
+    for p in dup["cross_split_pairs"]:
+        log(f"    [{p['splits']}] {p['kind']:9s} {p['a']}  ==  {p['b']}")
+    for w in report["warnings"]:
+        log(f"  WARNING: {w}")

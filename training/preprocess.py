@@ -1,0 +1,79 @@
+"""How any photo becomes the model's 224x224x3 float input. The web client must match this exactly.
+
+The resize contract (also written into the conversion manifest as ``input.resize``):
+
+1. Decode to RGB uint8 and apply the EXIF orientation (phones store photos rotated and
+   set a tag; ``tf.io.decode_jpeg`` ignores it, so it is applied here).
+2. Centre-crop the largest square. Integer offsets: ``top = (h - s) // 2``, ``left = (w - s) // 2``.
+3. Box-downsample when the square is at least twice the target: ``k = s // 224``; when ``k >= 2``
+   the crop is shrunk to ``(s // k) * k`` (still centred, same offset rule) and every ``k x k``
+   block is averaged. This is what keeps a 4000-pixel phone photo from aliasing, and it is
+   exactly reproducible in TF.js (``avgPool`` with ``k``), unlike a browser canvas resize.
+4. Bilinear resize to 224x224 with half-pixel centres and no antialiasing
+   (``tf.image.resize(..., "bilinear")`` in TF2, ``tf.image.resizeBilinear(x, [224, 224], false,
+   true)`` in TF.js).
+5. Values stay float32 in 0..255, not rounded: the pixel scaling lives inside the model.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from training import IMAGE_SIZE
+
+RESIZE_SPEC = {
+    "method": "center-crop-square, box-downsample by k = side // 224 when k >= 2, "
+    "bilinear (half-pixel centers, no antialias)",
+    "size": [IMAGE_SIZE, IMAGE_SIZE],
+    "crop": "center-square",
+    "box_downsample": "k = floor(side / 224); if k >= 2 crop to floor(side / k) * k and average k x k",
+    "interpolation": "bilinear",
+    "half_pixel_centers": True,
+    "antialias": False,
+    "exif_orientation": "applied",
+    "value_range": [0, 255],
+}
+
+
+def apply_exif_orientation(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
+    """Turn an HxWxC image the way EXIF orientation 1..8 says (same result as PIL's exif_transpose)."""
+    orientation = tf.clip_by_value(tf.cast(orientation, tf.int32), 1, 8)
+    branches = [
+        lambda: image,  # 1: as stored
+        lambda: tf.image.flip_left_right(image),  # 2: mirrored
+        lambda: tf.image.rot90(image, k=2),  # 3: upside down
+        lambda: tf.image.flip_up_down(image),  # 4: mirrored vertically
+        lambda: tf.image.transpose(image),  # 5: mirrored, rotated
+        lambda: tf.image.rot90(image, k=3),  # 6: rotated, turn 90 degrees clockwise
+        lambda: tf.image.rot90(tf.image.transpose(image), k=2),  # 7: transverse
+        lambda: tf.image.rot90(image, k=1),  # 8: turn 90 degrees counter-clockwise
+    ]
+    return tf.switch_case(orientation - 1, branches)
+
+
+def fit_to_model_input(image: tf.Tensor, size: int = IMAGE_SIZE) -> tf.Tensor:
+    """Centre-crop, box-downsample and bilinear-resize an HxWx3 image to float32 size x size x 3."""
+    image = tf.cast(image, tf.float32)
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    side = tf.minimum(height, width)
+    k = tf.maximum(side // size, 1)
+    crop = (side // k) * k
+    top, left = (height - crop) // 2, (width - crop) // 2
+    image = image[top : top + crop, left : left + crop, :]
+    blocks = crop // k
+    image = tf.reshape(image, [blocks, k, blocks, k, 3])
+    image = tf.reduce_mean(image, axis=[1, 3])
+    image = tf.image.resize(image, [size, size], method="bilinear", antialias=False)
+    return tf.ensure_shape(image, [size, size, 3])
+
+
+def decode_image(data: tf.Tensor) -> tf.Tensor:
+    """Decode JPEG/PNG/BMP/GIF bytes to RGB uint8 HxWx3 (grey and RGBA become RGB)."""
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    return tf.ensure_shape(image, [None, None, 3])
+
+
+def load_for_model(path: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
+    """File path -> the exact float32 224x224x3 tensor the model is trained and evaluated on."""
+    image = decode_image(tf.io.read_file(path))
+    return fit_to_model_input(apply_exif_orientation(image, orientation))

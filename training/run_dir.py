@@ -1,0 +1,76 @@
+"""The layout of a training run folder, and loading one back with a clear error when it is not."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.errors import BinbotError
+
+MODEL_FILE = "model.keras"
+CHECKPOINT_FILE = "checkpoints/best.keras"
+LABELS_FILE = "labels.json"
+CONFIG_FILE = "config.json"
+DATASET_FILE = "dataset.json"
+HISTORY_FILE = "history.json"
+CURVES_FILE = "training_curves.png"
+EVALUATION_DIR = "evaluation"
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@dataclass
+class Run:
+    """A trained run: its folder, the Keras model and the labels in output order."""
+
+    path: Path
+    model: Any
+    labels: list[str]
+
+    def read(self, name: str) -> Any:
+        file = self.path / name
+        return read_json(file) if file.exists() else None
+
+
+def load_run(path: str | Path) -> Run:
+    """Load ``model.keras`` and ``labels.json`` from a run folder, or explain what is wrong."""
+    folder = Path(path)
+    if not folder.exists():
+        raise BinbotError(f"run folder not found: {folder}")
+    if not folder.is_dir():
+        raise BinbotError(f"not a run folder (it is a file): {folder}")
+    model_file, labels_file = folder / MODEL_FILE, folder / LABELS_FILE
+    if not model_file.exists() or not labels_file.exists():
+        raise BinbotError(
+            f"not a BinBot run folder: {folder} has no {MODEL_FILE} and {LABELS_FILE} "
+            "(create one with `binbot train`)"
+        )
+    try:
+        labels = read_json(labels_file)
+    except (ValueError, OSError) as exc:
+        raise BinbotError(f"unreadable {labels_file}: {exc}") from None
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise BinbotError(f"{labels_file} must be a JSON list of class names")
+
+    import keras
+
+    try:
+        model = keras.models.load_model(model_file, compile=False)
+    except Exception as exc:  # keras raises many types for a broken file
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BinbotError(f"cannot load {model_file}: {first_line}") from None
+    classes = model.output_shape[-1]
+    if classes != len(labels):
+        raise BinbotError(
+            f"{model_file} predicts {classes} classes but {labels_file} names {len(labels)}"
+        )
+    return Run(folder, model, labels)
