@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -33,6 +34,7 @@ def main() -> int:
     parser.add_argument("--keras-home", default=os.environ.get("KERAS_HOME", ".cache/keras"))
     parser.add_argument("--out", default="runs/bench-train")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows up in logs as it happens
     seed_keras_cache(args.weights_dir, args.keras_home)
 
     from training.evaluate import evaluate_run

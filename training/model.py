@@ -13,7 +13,6 @@ import keras
 from training import IMAGE_SIZE
 
 BACKBONES = ("mobilenet_v2", "efficientnet_v2_b0")
-BACKBONE_LAYER = "backbone"
 EMBEDDING_LAYER = "embedding"
 
 
@@ -21,15 +20,13 @@ def build_backbone(name: str, weights: str | None) -> tuple[keras.Model, keras.l
     """The ImageNet backbone (no top) and the layer that maps raw 0..255 pixels to its range."""
     shape = (IMAGE_SIZE, IMAGE_SIZE, 3)
     if name == "mobilenet_v2":
-        base = keras.applications.MobileNetV2(
-            include_top=False, weights=weights, input_shape=shape, name=BACKBONE_LAYER
-        )
+        base = keras.applications.MobileNetV2(include_top=False, weights=weights, input_shape=shape)
         # MobileNetV2 expects -1..1.
         scaling = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale_pixels")
     elif name == "efficientnet_v2_b0":
         # Keras' EfficientNetV2 rescales 0..255 itself (include_preprocessing=True).
         base = keras.applications.EfficientNetV2B0(
-            include_top=False, weights=weights, input_shape=shape, name=BACKBONE_LAYER
+            include_top=False, weights=weights, input_shape=shape
         )
         scaling = keras.layers.Identity(name="scale_pixels")
     else:
@@ -58,12 +55,17 @@ def build_model(
     return keras.Model(inputs, outputs, name=f"binbot_{backbone}")
 
 
+def backbone_of(model: keras.Model) -> keras.Model:
+    """The pretrained backbone: the one nested model inside the classifier."""
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+
+
 def unfreeze_top(model: keras.Model, layers: int) -> int:
     """Make the top ``layers`` layers of the backbone trainable (BatchNorm stays frozen).
 
     Returns how many weight-carrying layers became trainable.
     """
-    base = model.get_layer(BACKBONE_LAYER)
+    base = backbone_of(model)
     base.trainable = True
     cut = max(0, len(base.layers) - layers)
     unfrozen = 0

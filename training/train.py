@@ -40,10 +40,10 @@ class TrainConfig:
     batch_size: int = 32
     head_epochs: int = 15
     head_learning_rate: float = 1e-3
-    fine_tune_epochs: int = 15
-    fine_tune_learning_rate: float = 2e-5
-    fine_tune_layers: int = 54
-    patience: int = 3
+    fine_tune_epochs: int = 20
+    fine_tune_learning_rate: float = 1e-5
+    fine_tune_layers: int = 100
+    patience: int = 4
     dense_units: int = 1024
     dropout: float = 0.5
     augment: bool = True
