@@ -95,6 +95,9 @@ def _check_positive(value: int, flag: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from training.train import TrainConfig
+
+    d = TrainConfig()
     parser = argparse.ArgumentParser(
         prog="binbot",
         description="BinBot: recognise e-waste from a photo. Train, evaluate and use the model.",
@@ -151,28 +154,28 @@ def build_parser() -> argparse.ArgumentParser:
         default="imagenet",
         help="'imagenet', 'none' (random init) or a weights file (%(default)s)",
     )
-    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--batch-size", type=int, default=d.batch_size)
     train.add_argument(
-        "--head-epochs", type=int, default=15, help="max epochs of phase 1 (%(default)s)"
+        "--head-epochs", type=int, default=d.head_epochs, help="max epochs of phase 1 (%(default)s)"
     )
-    train.add_argument("--head-lr", type=float, default=1e-3)
+    train.add_argument("--head-lr", type=float, default=d.head_learning_rate)
     train.add_argument(
         "--fine-tune-epochs",
         type=int,
-        default=15,
+        default=d.fine_tune_epochs,
         help="max epochs of phase 2; 0 skips fine-tuning (%(default)s)",
     )
-    train.add_argument("--fine-tune-lr", type=float, default=2e-5)
+    train.add_argument("--fine-tune-lr", type=float, default=d.fine_tune_learning_rate)
     train.add_argument(
         "--fine-tune-layers",
         type=int,
-        default=54,
+        default=d.fine_tune_layers,
         help="backbone layers unfrozen in phase 2 (%(default)s)",
     )
     train.add_argument(
         "--patience",
         type=int,
-        default=3,
+        default=d.patience,
         help="early-stopping patience on validation loss (%(default)s)",
     )
     train.add_argument("--no-augment", action="store_true", help="train without augmentation")
@@ -182,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="use only the first N train/val images of each class (quick runs)",
     )
-    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--seed", type=int, default=d.seed)
     train.add_argument("--overwrite", action="store_true", help="replace an existing run")
     train.add_argument(
         "--skip-evaluation",
