@@ -16,10 +16,27 @@ from training.errors import BinbotError
 EXIT_USER_ERROR = 2
 
 
-def _quiet_tensorflow() -> None:
-    """TensorFlow's C++ start-up chatter (CUDA probes on a CPU machine) is not for users."""
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up chatter hidden.
+
+    On a CPU machine TensorFlow's native libraries print CUDA-registration warnings straight
+    to file descriptor 2 while importing, before any logging setting applies; users would see
+    a screen of noise above a one-line error. Only that import is silenced: a Python
+    exception raised by it still propagates and is printed normally.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _log(message: str) -> None:
@@ -135,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=42,
         help="seed of the split for flat class folders (%(default)s)",
     )
-    inspect.set_defaults(handler=cmd_dataset_inspect)
+    inspect.set_defaults(handler=cmd_dataset_inspect, needs_tensorflow=False)
 
     train = commands.add_parser(
         "train",
@@ -223,8 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _quiet_tensorflow()
     try:
+        if getattr(args, "needs_tensorflow", True):
+            _import_tensorflow_quietly()
         return args.handler(args)
     except BinbotError as exc:
         print(f"binbot: error: {exc}", file=sys.stderr)

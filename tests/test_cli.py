@@ -66,7 +66,9 @@ def test_run_folder_that_is_not_a_model(tmp_path):
     assert_one_line_error(result, "not a BinBot run folder")
     (tmp_path / "run" / "model.keras").write_bytes(b"not a zip")
     (tmp_path / "run" / "labels.json").write_text('["a", "b"]')
-    assert_one_line_error(binbot("evaluate", str(tmp_path / "run")), "cannot load")
+    result = binbot("evaluate", str(tmp_path / "run"))
+    assert_one_line_error(result, "is not a Keras model file")
+    assert result.stderr.count("\n") == 1, "TensorFlow start-up noise leaked: " + result.stderr
 
 
 def test_inspect_reports_bad_files_and_writes_report(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,9 @@ def load_run(path: str | Path) -> Run:
         raise BinbotError(f"unreadable {labels_file}: {exc}") from None
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
         raise BinbotError(f"{labels_file} must be a JSON list of class names")
+
+    if not zipfile.is_zipfile(model_file):
+        raise BinbotError(f"{model_file} is not a Keras model file (corrupt or not a .keras zip)")
 
     import keras
 
