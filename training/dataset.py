@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -192,12 +192,7 @@ def _stratified_split(
             n_test, n_val = max(1, n_test), max(1, n_val)
         for rank, index in enumerate(order):
             split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
-            r = members[index]
-            out.append(
-                ImageRecord(
-                    r.path, r.relpath, split, r.label, r.sha256, r.width, r.height, r.orientation
-                )
-            )
+            out.append(replace(members[index], split=split))
     return out
 
 
