@@ -21,7 +21,12 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip check
 	touch $@
 
-install: $(BIN)/.installed
+# TF.js and its wasm backend, from the npm registry (conversion checks, web client).
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(BIN)/.installed node_modules/.installed
 
 # Keras looks in $KERAS_HOME/models before downloading ImageNet weights; link ours there.
 keras-cache: install
@@ -48,4 +53,4 @@ bench-train: keras-cache
 		--weights-dir "$(BINBOT_WEIGHTS_DIR)" --keras-home "$(KERAS_HOME)" --out runs/bench-train
 
 clean:
-	rm -rf $(VENV) .cache runs reports .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules .cache runs reports .pytest_cache .ruff_cache

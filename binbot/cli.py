@@ -106,6 +106,35 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_USER_ERROR if failures else 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from conversion.convert import convert_run
+
+    convert_run(
+        args.run_dir,
+        args.out,
+        quantization=args.quantize,
+        dataset=args.dataset,
+        version=args.version,
+        reference_images=args.reference_images,
+        overwrite=args.overwrite,
+        log=_log,
+    )
+    return 0
+
+
+def _layer_count(text: str) -> int | None:
+    """`--fine-tune-layers`: a positive number, or 'all' for the whole backbone."""
+    if text == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'all', got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
 def _check_positive(value: int, flag: str) -> None:
     if value <= 0:
         raise BinbotError(f"{flag} must be positive, got {value}")
@@ -185,9 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--fine-tune-lr", type=float, default=d.fine_tune_learning_rate)
     train.add_argument(
         "--fine-tune-layers",
-        type=int,
+        type=_layer_count,
         default=d.fine_tune_layers,
-        help="backbone layers unfrozen in phase 2 (%(default)s)",
+        help="top backbone layers unfrozen in phase 2, or 'all' (default: all)",
     )
     train.add_argument(
         "--patience",
@@ -225,6 +254,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="dataset to evaluate on (default: the one the run used)",
     )
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    convert = commands.add_parser(
+        "convert",
+        help="turn a run into a verified, quantized TF.js graph model with a manifest",
+        description="Export the run's model as a SavedModel, convert it to a TF.js graph "
+        "model, run it in TF.js (Node, wasm) on the test split and compare with Keras. Without "
+        "--quantize, none/float16/uint8 are all measured and the smallest whose test accuracy "
+        "is within 0.3 points of Keras is kept. Fails (exit 2, no manifest) when the converted "
+        "model disagrees with Keras.",
+    )
+    convert.add_argument("run_dir", help="a folder written by `binbot train`")
+    convert.add_argument("--out", required=True, help="bundle folder to write")
+    convert.add_argument(
+        "--quantize",
+        choices=["none", "float16", "uint8"],
+        default=None,
+        help="weights format (default: chosen by measurement)",
+    )
+    convert.add_argument(
+        "--dataset", default=None, help="dataset whose test split verifies (default: the run's)"
+    )
+    convert.add_argument(
+        "--reference-images",
+        type=int,
+        default=None,
+        help="verify on this many test images (default: all)",
+    )
+    convert.add_argument("--version", default=None, help="version string for the manifest")
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    convert.set_defaults(handler=cmd_convert)
 
     predict = commands.add_parser(
         "predict",

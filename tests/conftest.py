@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -91,3 +93,30 @@ def copy_tree():
         return dst
 
     return copy
+
+
+def binbot(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real `binbot` command (as `python -m binbot`) and capture what it prints."""
+    return subprocess.run(
+        [sys.executable, "-m", "binbot", *args],
+        capture_output=True,
+        text=True,
+        env=env or os.environ.copy(),
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, small_ewaste, imagenet_weights) -> Path:
+    """`binbot train` on 8 images per class: one head epoch and one fine-tuning epoch."""
+    out = tmp_path_factory.mktemp("runs") / "small run"
+    result = binbot(
+        "train", str(small_ewaste), "--out", str(out),
+        "--head-epochs", "1", "--fine-tune-epochs", "1", "--fine-tune-layers", "10",
+        "--batch-size", "16",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "head      epoch  1/1" in result.stdout
+    assert "fine-tune epoch  1/1" in result.stdout
+    assert "Test accuracy" in result.stdout
+    return out

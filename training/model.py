@@ -60,14 +60,17 @@ def backbone_of(model: keras.Model) -> keras.Model:
     return next(layer for layer in model.layers if isinstance(layer, keras.Model))
 
 
-def unfreeze_top(model: keras.Model, layers: int) -> int:
-    """Make the top ``layers`` layers of the backbone trainable (BatchNorm stays frozen).
+def unfreeze_top(model: keras.Model, layers: int | None = None) -> int:
+    """Make the top ``layers`` layers of the backbone (all when None) trainable.
+
+    BatchNorm layers stay frozen: their statistics were learned on ImageNet's scale and a
+    few thousand images would only make them noisy (they also run in inference mode).
 
     Returns how many weight-carrying layers became trainable.
     """
     base = backbone_of(model)
     base.trainable = True
-    cut = max(0, len(base.layers) - layers)
+    cut = 0 if layers is None else max(0, len(base.layers) - layers)
     unfrozen = 0
     for index, layer in enumerate(base.layers):
         trainable = index >= cut and not isinstance(layer, keras.layers.BatchNormalization)

@@ -2,7 +2,8 @@
 
 The resize contract (also written into the conversion manifest as ``input.resize``):
 
-1. Decode to RGB uint8 and apply the EXIF orientation (phones store photos rotated and
+1. Decode to RGB uint8 (JPEG: accurate integer IDCT, bit-identical to Pillow and to browsers'
+   libjpeg-turbo) and apply the EXIF orientation (phones store photos rotated and
    set a tag; ``tf.io.decode_jpeg`` ignores it, so it is applied here).
 2. Centre-crop the largest square. Integer offsets: ``top = (h - s) // 2``, ``left = (w - s) // 2``.
 3. Box-downsample when the square is at least twice the target: ``k = s // 224``; when ``k >= 2``
@@ -68,8 +69,17 @@ def fit_to_model_input(image: tf.Tensor, size: int = IMAGE_SIZE) -> tf.Tensor:
 
 
 def decode_image(data: tf.Tensor) -> tf.Tensor:
-    """Decode JPEG/PNG/BMP/GIF bytes to RGB uint8 HxWx3 (grey and RGBA become RGB)."""
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    """Decode JPEG/PNG/BMP/GIF bytes to RGB uint8 HxWx3 (grey and RGBA become RGB).
+
+    JPEGs use libjpeg-turbo's accurate integer IDCT, as Pillow and browsers do; TensorFlow's
+    default (fast IDCT) gives pixels that differ by a few levels from what a phone's browser
+    decodes, enough to flip borderline predictions.
+    """
+    image = tf.cond(
+        tf.io.is_jpeg(data),
+        lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
+    )
     return tf.ensure_shape(image, [None, None, 3])
 
 

@@ -1,0 +1,309 @@
+"""`binbot convert`: a trained run becomes a verified TF.js graph model with a manifest.
+
+Steps: export a SavedModel with the serving signature -> ``tensorflowjs_converter`` to a
+float32 graph model -> build the quantized candidates -> run each in TF.js (Node, wasm) on
+the test split and compare with Keras -> keep the chosen one, write ``manifest.json`` last.
+The output folder appears only when everything passed: a failed conversion leaves no
+manifest behind (and no half-written folder).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from conversion.manifest import FORMAT, bundle_files, write_manifest
+from conversion.verify import (
+    DEFAULT_MIN_AGREEMENT,
+    MAX_ACCURACY_DROP,
+    Verification,
+    keras_reference,
+    verify,
+)
+from training.dataset import Dataset, load_dataset
+from training.errors import BinbotError
+from training.run_dir import CONFIG_FILE, DATASET_FILE, Run, load_run
+
+QUANTIZATIONS = ("none", "float16", "uint8")
+Log = Callable[[str], None]
+
+
+@dataclass
+class Candidate:
+    quantization: str
+    folder: Path
+    details: dict[str, Any]
+    bytes: int
+    verification: Verification | None = None
+
+    @classmethod
+    def of(cls, quantization: str, folder: Path, details: dict[str, Any]) -> Candidate:
+        size = sum(entry["bytes"] for entry in bundle_files(folder))
+        return cls(quantization, folder, details, size)
+
+    def accuracy_cost(self) -> float:
+        assert self.verification is not None
+        return self.verification.keras_accuracy - self.verification.tfjs_accuracy
+
+    def summary(self) -> dict[str, Any]:
+        v = self.verification
+        return {
+            "quantization": self.quantization,
+            "bytes": self.bytes,
+            "tfjs_test_accuracy": v.tfjs_accuracy if v else None,
+            "top1_agreement": v.top1_agreement if v else None,
+            "max_probability_difference": v.max_probability_difference if v else None,
+            "within_bar": bool(v and self.within_bar()),
+        }
+
+    def within_bar(self) -> bool:
+        v = self.verification
+        return bool(v) and self.accuracy_cost() <= MAX_ACCURACY_DROP + 1e-9
+
+
+def converter_executable() -> str:
+    """``tensorflowjs_converter`` next to this Python, or on PATH (PATH wins, so it can be wrapped)."""
+    found = shutil.which("tensorflowjs_converter")
+    if found:
+        return found
+    import sys
+
+    beside = Path(sys.executable).parent / "tensorflowjs_converter"
+    if beside.exists():
+        return str(beside)
+    raise BinbotError("tensorflowjs_converter not found: install the project (make install)")
+
+
+def convert_saved_model(saved_model: Path, out: Path) -> None:
+    """SavedModel -> float32 TF.js graph model. The exit code is not trusted: verify after."""
+    done = subprocess.run(
+        [
+            converter_executable(),
+            "--input_format=tf_saved_model",
+            "--output_format=tfjs_graph_model",
+            "--signature_name=serving_default",
+            str(saved_model),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0 or not (out / "model.json").exists():
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BinbotError(f"tensorflowjs_converter failed: {tail}")
+
+
+def build_candidates(float32_dir: Path, work: Path, wanted: list[str]) -> list[Candidate]:
+    from conversion.quantize import float16_model_dir, quantize_model_dir
+
+    candidates = []
+    for quantization in wanted:
+        if quantization == "none":
+            candidates.append(Candidate.of("none", float32_dir, {"scheme": "float32"}))
+            continue
+        folder = work / quantization
+        build = float16_model_dir if quantization == "float16" else quantize_model_dir
+        candidates.append(Candidate.of(quantization, folder, build(float32_dir, folder)))
+    return candidates
+
+
+def choose(candidates: list[Candidate]) -> Candidate:
+    """The smallest bundle whose accuracy cost is within the bar (float32 if none is)."""
+    within = [c for c in candidates if c.within_bar()]
+    if not within:
+        return next(c for c in candidates if c.quantization == "none")
+    return min(within, key=lambda c: c.bytes)
+
+
+def reference_records(dataset: Dataset, limit: int | None):
+    """The test split (or a stratified slice of it) as the images both runtimes are scored on."""
+    test = dataset.split("test")
+    if not test:
+        raise BinbotError("the dataset has no test images to verify the conversion on")
+    if not limit or limit >= len(test):
+        return test
+    per_class: dict[int, list] = {}
+    for record in sorted(test, key=lambda r: r.relpath):
+        per_class.setdefault(record.label, []).append(record)
+    picked = []
+    while len(picked) < limit:
+        for records in per_class.values():
+            if records and len(picked) < limit:
+                picked.append(records.pop(0))
+    return picked
+
+
+def convert_run(
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    quantization: str | None = None,
+    dataset: str | Path | Dataset | None = None,
+    version: str | None = None,
+    reference_images: int | None = None,
+    overwrite: bool = False,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Convert, verify, choose and write the bundle; return its manifest."""
+    out = Path(out)
+    if quantization is not None and quantization not in QUANTIZATIONS:
+        raise BinbotError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise BinbotError(f"{out} is not empty; choose another --out or pass --overwrite")
+    run = load_run(run_dir)
+    dataset = _dataset_for(run, dataset)
+    if dataset.classes != run.labels:
+        raise BinbotError(f"the dataset's classes {dataset.classes} differ from {run.labels}")
+    records = reference_records(dataset, reference_images)
+
+    from conversion.export import export_saved_model
+
+    started = time.monotonic()
+    log(f"Keras reference on {len(records)} test images ...")
+    reference = keras_reference(run.model, records)
+    with tempfile.TemporaryDirectory(prefix="binbot-convert-") as tmp:
+        work = Path(tmp)
+        log("Exporting SavedModel (input 'image', outputs 'probabilities' and 'embedding') ...")
+        export_saved_model(run.model, work / "saved_model")
+        log("Converting to a TF.js graph model ...")
+        convert_saved_model(work / "saved_model", work / "float32")
+        signature = json.loads((work / "float32" / "model.json").read_text()).get("signature")
+        if not signature or "image" not in signature.get("inputs", {}):
+            raise BinbotError("the converted model has no 'image' input in its signature")
+        wanted = [quantization] if quantization else list(QUANTIZATIONS)
+        candidates = build_candidates(work / "float32", work, wanted)
+        for candidate in candidates:
+            log(f"Verifying {candidate.quantization} in TF.js (Node, wasm) ...")
+            try:
+                candidate.verification = verify(candidate.folder, reference, run.labels, signature)
+            except BinbotError as exc:
+                raise BinbotError(
+                    f"conversion failed verification ({candidate.quantization}): {exc}"
+                ) from None
+            v = candidate.verification
+            log(
+                f"  {candidate.quantization:8s} {candidate.bytes / 1e6:6.2f} MB  "
+                f"test top-1 {v.tfjs_accuracy:.2%} (Keras {v.keras_accuracy:.2%})  "
+                f"agreement {v.top1_agreement:.2%}  max |dp| {v.max_probability_difference:.3f}"
+            )
+        chosen = choose(candidates) if quantization is None else candidates[0]
+        problems = chosen.verification.failures()
+        if problems:
+            raise BinbotError(
+                f"conversion failed verification ({chosen.quantization}): " + "; ".join(problems)
+            )
+        if quantization is None:
+            log(
+                f"Chose {chosen.quantization}: the smallest bundle whose test accuracy is within "
+                f"{MAX_ACCURACY_DROP:.1%} of Keras"
+            )
+        manifest = build_manifest(run, dataset, chosen, candidates, quantization, version)
+        _publish(chosen.folder, out, manifest, overwrite)
+    size = manifest["bundle_bytes"] / 1e6
+    log(
+        f"Wrote {out} ({size:.2f} MB, {manifest['quantization']['mode']}) in "
+        f"{time.monotonic() - started:.0f} s"
+    )
+    return manifest
+
+
+def _dataset_for(run: Run, dataset: str | Path | Dataset | None) -> Dataset:
+    if isinstance(dataset, Dataset):
+        return dataset
+    if dataset is None:
+        source = (run.read(DATASET_FILE) or {}).get("source")
+        if not source or not Path(source).exists():
+            raise BinbotError(
+                f"verification needs the run's test images, but its dataset is not at "
+                f"{source!r}; pass --dataset"
+            )
+        dataset = source
+    return load_dataset(dataset)
+
+
+def build_manifest(
+    run: Run,
+    dataset: Dataset,
+    chosen: Candidate,
+    candidates: list[Candidate],
+    requested: str | None,
+    version: str | None,
+) -> dict[str, Any]:
+    from training import IMAGE_SIZE
+    from training.preprocess import RESIZE_SPEC
+
+    created = datetime.now(UTC).replace(microsecond=0)
+    files = bundle_files(chosen.folder)
+    model_hash = files[0]["sha256"][:8]
+    signature = json.loads((chosen.folder / "model.json").read_text())["signature"]
+    v = chosen.verification
+    config = run.read(CONFIG_FILE) or {}
+    return {
+        "version": version or f"{created:%Y%m%d.%H%M%S}-{model_hash}",
+        "created_at": created.isoformat().replace("+00:00", "Z"),
+        "format": FORMAT,
+        "model": "model.json",
+        "labels": run.labels,
+        "input": {
+            "name": "image",
+            "node": signature["inputs"]["image"]["name"],
+            "shape": [None, IMAGE_SIZE, IMAGE_SIZE, 3],
+            "dtype": "float32",
+            "range": [0, 255],
+            "resize": RESIZE_SPEC,
+        },
+        "outputs": {
+            name: {"name": name, "node": signature["outputs"][name]["name"]}
+            for name in ("probabilities", "embedding")
+        },
+        "quantization": {
+            "mode": chosen.quantization,
+            **chosen.details,
+            "chosen_by": "user" if requested else "measurement",
+            "rule": f"smallest bundle whose test accuracy is within {MAX_ACCURACY_DROP:.1%} "
+            f"of the Keras model's (agreement bar {DEFAULT_MIN_AGREEMENT:.1%})",
+            "candidates": [c.summary() for c in candidates],
+        },
+        "files": files,
+        "bundle_bytes": sum(f["bytes"] for f in files),
+        "metrics": {
+            "test_accuracy": v.tfjs_accuracy,
+            "keras_test_accuracy": v.keras_accuracy,
+            "test_images": v.images,
+            "per_class_recall": v.tfjs_per_class_recall,
+            "measured_with": f"converted model in TF.js ({v.backend}, Node)",
+        },
+        "verification": v.as_dict(),
+        "training": {
+            "run_id": run.path.resolve().name,
+            "dataset_fingerprint": dataset.fingerprint,
+            "backbone": config.get("backbone"),
+        },
+    }
+
+
+def _publish(folder: Path, out: Path, manifest: dict[str, Any], overwrite: bool) -> None:
+    """Copy the bundle next to ``out`` and swap it in, manifest last, so no partial bundle shows."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    staging.chmod(0o755)  # mkdtemp makes it private; a bundle is served to everyone
+    try:
+        for entry in manifest["files"]:
+            shutil.copyfile(folder / entry["path"], staging / entry["path"])
+        write_manifest(staging, manifest)
+        if out.exists():
+            if not overwrite and any(out.iterdir()):
+                raise BinbotError(f"{out} is not empty")
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

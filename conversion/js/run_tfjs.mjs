@@ -1,0 +1,114 @@
+// Run a converted TF.js graph model in Node, the way the browser will: @tensorflow/tfjs-core
+// with the wasm backend (not tfjs-node), images cropped and resized by the web client's own
+// preprocessing module. Conversion compares what this writes with the Keras model.
+//
+// Images arrive as decoded RGB bytes (Python decodes them with Pillow, which is bit-identical
+// to TensorFlow's and browsers' libjpeg-turbo): what is tested here is everything after the
+// decoder, i.e. orientation, crop, resize and the converted model.
+//
+//   node conversion/js/run_tfjs.mjs JOB.json RESULT.json
+//
+// JOB.json: {"model_dir": "...", "input": "image:0", "outputs": {"probabilities": "...",
+//            "embedding": "..."}, "warmup": 3,
+//            "images": [{"rgb": "x.rgb", "width": 150, "height": 150, "orientation": 1}]}
+// RESULT.json: {"backend", "simd", "load_ms", "probabilities": [[...]],
+//               "embeddings": [[...]], "latency_ms": [...]}
+
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { loadGraphModel } from '@tensorflow/tfjs-converter';
+
+const require = createRequire(import.meta.url);
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/** Read model.json and its weight shards from a folder into an in-memory graph model. */
+async function loadModelFromDir(dir) {
+  const modelJson = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8'));
+  const weightSpecs = [];
+  const buffers = [];
+  for (const group of modelJson.weightsManifest) {
+    weightSpecs.push(...group.weights);
+    for (const shard of group.paths) buffers.push(await readFile(path.join(dir, shard)));
+  }
+  const all = Buffer.concat(buffers);
+  const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength);
+  return loadGraphModel(
+    tf.io.fromMemory({
+      modelTopology: modelJson.modelTopology,
+      weightSpecs,
+      weightData,
+      format: modelJson.format,
+      generatedBy: modelJson.generatedBy,
+      convertedBy: modelJson.convertedBy,
+      signature: modelJson.signature,
+      userDefinedMetadata: modelJson.userDefinedMetadata,
+    }),
+  );
+}
+
+async function main() {
+  const [jobFile, resultFile] = process.argv.slice(2);
+  if (!jobFile || !resultFile) {
+    console.error('usage: node run_tfjs.mjs JOB.json RESULT.json');
+    process.exit(2);
+  }
+  const job = JSON.parse(await readFile(jobFile, 'utf8'));
+  // The web client's preprocessing unless the job names another (tests check a wrong one fails).
+  const preprocessPath = job.preprocess_module ?? path.join(here, '../../webclient/src/preprocess.js');
+  const { modelInputFromPixels } = await import(pathToFileURL(preprocessPath).href);
+  const wasmDir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm'));
+  setWasmPaths(wasmDir + path.sep);
+  if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
+  await tf.ready();
+
+  const loadStart = performance.now();
+  const model = await loadModelFromDir(job.model_dir);
+  const loadMs = performance.now() - loadStart;
+  const outputs = [job.outputs.probabilities, job.outputs.embedding];
+
+  const run = (input) => {
+    const [probabilities, embedding] = model.execute({ [job.input]: input }, outputs);
+    const result = { probabilities: probabilities.dataSync(), embedding: embedding.dataSync() };
+    tf.dispose([probabilities, embedding]);
+    return result;
+  };
+
+  const inputs = [];
+  for (const image of job.images) {
+    const rgb = await readFile(image.rgb);
+    if (rgb.length !== image.width * image.height * 3) throw new Error(`${image.rgb}: wrong size`);
+    const pixels = { data: rgb, width: image.width, height: image.height, channels: 3 };
+    inputs.push(modelInputFromPixels(tf, pixels, image.orientation ?? 1));
+  }
+  for (let i = 0; i < Math.min(job.warmup ?? 3, inputs.length); i += 1) run(inputs[i]);
+
+  const result = {
+    backend: tf.getBackend(),
+    simd: await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'),
+    load_ms: loadMs,
+    probabilities: [],
+    embeddings: [],
+    latency_ms: [],
+  };
+  for (const input of inputs) {
+    const start = performance.now();
+    const { probabilities, embedding } = run(input);
+    result.latency_ms.push(performance.now() - start);
+    result.probabilities.push(Array.from(probabilities));
+    result.embeddings.push(Array.from(embedding, (v) => Math.round(v * 1e5) / 1e5));
+    input.dispose();
+  }
+  await writeFile(resultFile, JSON.stringify(result));
+}
+
+main().catch((error) => {
+  console.error(`run_tfjs: ${error.message}`);
+  process.exit(1);
+});

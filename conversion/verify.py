@@ -1,0 +1,204 @@
+"""Prove a converted TF.js model answers like the Keras model it came from.
+
+The converted model runs in Node.js with TF.js and the wasm backend (what the browser uses)
+on images from the dataset's test split, decoded and resized by the web client's own
+``webclient/src/preprocess.js``. The Keras model sees the same files through the training
+pipeline. A converter that exits 0 but writes a model TF.js cannot load, a corrupted weight
+shard, a quantization that costs accuracy or a preprocessing mismatch between Python and
+JavaScript all show up here as failed thresholds.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from training.dataset import ImageRecord
+from training.errors import BinbotError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RUNNER = PROJECT_ROOT / "conversion" / "js" / "run_tfjs.mjs"
+PREPROCESS_MODULE = PROJECT_ROOT / "webclient" / "src" / "preprocess.js"
+
+# A conversion fails unless the converted model agrees with Keras at least this well.
+# Measured on the e-waste model (300 test images): float32 agrees 100% (max |dp| 0.000),
+# float16 and per-channel uint8 99.3-99.7% (max |dp| 0.03 and 0.11), the flips being images
+# whose two best Keras classes are within a few percent. A broken shard or a resize that
+# differs from training gives far lower agreement.
+MIN_TOP1_AGREEMENT = 0.98
+MAX_PROBABILITY_DIFFERENCE = 0.25
+# The bar for choosing the default quantization (issue 3): accuracy cost and agreement.
+MAX_ACCURACY_DROP = 0.003
+DEFAULT_MIN_AGREEMENT = 0.995
+
+
+@dataclass
+class Verification:
+    """How the converted model compares with Keras on the reference images."""
+
+    images: int
+    top1_agreement: float
+    max_probability_difference: float
+    mean_probability_difference: float
+    embedding_cosine_min: float | None
+    keras_accuracy: float
+    tfjs_accuracy: float
+    tfjs_per_class_recall: dict[str, float]
+    tfjs_median_latency_ms: float
+    tfjs_load_ms: float
+    backend: str
+
+    def failures(self) -> list[str]:
+        problems = []
+        if self.top1_agreement < MIN_TOP1_AGREEMENT:
+            problems.append(
+                f"top-1 agreement with Keras {self.top1_agreement:.2%} < {MIN_TOP1_AGREEMENT:.0%}"
+            )
+        if self.max_probability_difference > MAX_PROBABILITY_DIFFERENCE:
+            problems.append(
+                f"max probability difference {self.max_probability_difference:.3f} > "
+                f"{MAX_PROBABILITY_DIFFERENCE}"
+            )
+        return problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {
+            "thresholds": {
+                "min_top1_agreement": MIN_TOP1_AGREEMENT,
+                "max_probability_difference": MAX_PROBABILITY_DIFFERENCE,
+            }
+        }
+
+
+@dataclass
+class KerasReference:
+    """The Keras model's answers on the reference images (computed once, compared many times)."""
+
+    records: list[ImageRecord]
+    probabilities: np.ndarray
+    embeddings: np.ndarray
+    median_latency_ms: float | None = None
+
+
+def keras_reference(model, records: Sequence[ImageRecord]) -> KerasReference:
+    from conversion.export import serving_model
+    from training.pipeline import make_dataset
+
+    serving = serving_model(model)
+    outputs = serving.predict(make_dataset(records).map(lambda x, y: x), verbose=0)
+    return KerasReference(list(records), outputs["probabilities"], outputs["embedding"])
+
+
+def node_executable() -> str:
+    node = shutil.which("node")
+    if node is None:
+        raise BinbotError("Node.js is needed to verify the TF.js model (install node >= 20)")
+    if not (PROJECT_ROOT / "node_modules" / "@tensorflow" / "tfjs-backend-wasm").exists():
+        raise BinbotError("TF.js packages are missing: run `npm ci` in the project root")
+    return node
+
+
+def run_tfjs(
+    model_dir: Path,
+    records: Sequence[ImageRecord],
+    signature: dict[str, Any],
+    warmup: int = 3,
+    preprocess_module: Path = PREPROCESS_MODULE,
+) -> dict[str, Any]:
+    """Run the graph model in Node (wasm) on ``records``; outputs and timings as a dict.
+
+    ``preprocess_module`` is the JavaScript that crops and resizes; by default the web
+    client's own, which is the point: it is the code phones will run.
+    """
+    with tempfile.TemporaryDirectory(prefix="binbot-verify-") as tmp:
+        job = {
+            "model_dir": str(model_dir),
+            "input": signature["inputs"]["image"]["name"],
+            "outputs": {k: signature["outputs"][k]["name"] for k in ("probabilities", "embedding")},
+            "images": [_decoded(r, Path(tmp) / f"{i}.rgb") for i, r in enumerate(records)],
+            "warmup": warmup,
+            "preprocess_module": str(preprocess_module.resolve()),
+        }
+        job_file, result_file = Path(tmp) / "job.json", Path(tmp) / "result.json"
+        job_file.write_text(json.dumps(job))
+        done = subprocess.run(
+            [node_executable(), str(RUNNER), str(job_file), str(result_file)],
+            capture_output=True,
+            text=True,
+            cwd=PROJECT_ROOT,
+        )
+        if done.returncode != 0 or not result_file.exists():
+            message = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise BinbotError(f"TF.js could not run the converted model: {message}")
+        return json.loads(result_file.read_text())
+
+
+def _decoded(record: ImageRecord, target: Path) -> dict[str, Any]:
+    """Decode with Pillow (bit-identical to TensorFlow's accurate JPEG decoding) to raw RGB.
+
+    The EXIF orientation is left to the JavaScript side, which must apply it like the app.
+    """
+    with Image.open(record.path) as image:
+        rgb = image.convert("RGB")
+        target.write_bytes(rgb.tobytes())
+        return {
+            "rgb": str(target),
+            "width": rgb.width,
+            "height": rgb.height,
+            "orientation": record.orientation,
+        }
+
+
+def compare(reference: KerasReference, tfjs: dict[str, Any], labels: list[str]) -> Verification:
+    keras_probs = reference.probabilities
+    tfjs_probs = np.asarray(tfjs["probabilities"], dtype=np.float64)
+    if tfjs_probs.shape != keras_probs.shape:
+        raise BinbotError(
+            f"TF.js returned probabilities of shape {tfjs_probs.shape}, Keras {keras_probs.shape}"
+        )
+    y_true = np.array([r.label for r in reference.records])
+    keras_top, tfjs_top = keras_probs.argmax(1), tfjs_probs.argmax(1)
+    # NaN (a corrupted weight) must count as the worst difference, not compare as False.
+    difference = np.nan_to_num(np.abs(tfjs_probs - keras_probs), nan=np.inf)
+    tfjs_embeddings = np.asarray(tfjs["embeddings"], dtype=np.float64)
+    cosine = (tfjs_embeddings * reference.embeddings).sum(1) / (
+        np.linalg.norm(tfjs_embeddings, axis=1) * np.linalg.norm(reference.embeddings, axis=1)
+        + 1e-12
+    )
+    recall = {
+        label: float((tfjs_top[y_true == i] == i).mean()) if (y_true == i).any() else 0.0
+        for i, label in enumerate(labels)
+    }
+    return Verification(
+        images=len(y_true),
+        top1_agreement=float((keras_top == tfjs_top).mean()),
+        max_probability_difference=float(difference.max()),
+        mean_probability_difference=float(difference.mean()),
+        embedding_cosine_min=float(cosine.min()) if len(cosine) else None,
+        keras_accuracy=float((keras_top == y_true).mean()),
+        tfjs_accuracy=float((tfjs_top == y_true).mean()),
+        tfjs_per_class_recall=recall,
+        tfjs_median_latency_ms=float(np.median(tfjs["latency_ms"])),
+        tfjs_load_ms=float(tfjs["load_ms"]),
+        backend=tfjs["backend"] + ("+simd" if tfjs.get("simd") else ""),
+    )
+
+
+def verify(
+    model_dir: Path,
+    reference: KerasReference,
+    labels: list[str],
+    signature: dict[str, Any],
+    preprocess_module: Path = PREPROCESS_MODULE,
+) -> Verification:
+    tfjs = run_tfjs(model_dir, reference.records, signature, preprocess_module=preprocess_module)
+    return compare(reference, tfjs, labels)

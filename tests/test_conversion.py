@@ -1,0 +1,156 @@
+"""Conversion end to end: Keras run -> TF.js graph model, verified in Node (wasm) against Keras."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import binbot
+
+from conversion.convert import Candidate, choose
+from conversion.manifest import check_bundle, read_manifest
+from conversion.quantize import quantize_per_channel
+from conversion.verify import Verification
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bundle(trained_run, small_ewaste, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bundles") / "model"
+    result = binbot("convert", str(trained_run), "--out", str(out), "--quantize", "none",
+                    "--dataset", str(small_ewaste))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "agreement 100.00%" in result.stdout
+    return out
+
+
+def test_manifest_describes_a_loadable_bundle(bundle, trained_run):
+    manifest = read_manifest(bundle)
+    assert manifest["format"] == "tfjs-graph-model"
+    assert manifest["labels"] == json.loads((trained_run / "labels.json").read_text())
+    assert manifest["input"]["name"] == "image" and manifest["input"]["range"] == [0, 255]
+    assert manifest["input"]["shape"] == [None, 224, 224, 3]
+    assert manifest["input"]["resize"]["half_pixel_centers"] is True
+    assert set(manifest["outputs"]) == {"probabilities", "embedding"}
+    assert manifest["quantization"]["mode"] == "none"
+    assert manifest["quantization"]["chosen_by"] == "user"
+    metrics = manifest["metrics"]
+    assert metrics["test_images"] == 30
+    assert set(metrics["per_class_recall"]) == set(manifest["labels"])
+    assert metrics["test_accuracy"] == pytest.approx(metrics["keras_test_accuracy"])
+    assert manifest["verification"]["top1_agreement"] == 1.0
+    assert manifest["verification"]["max_probability_difference"] < 1e-3
+    assert manifest["training"]["dataset_fingerprint"].startswith("sha256:")
+    assert manifest["created_at"].endswith("Z") and manifest["version"]
+
+
+def test_every_manifest_file_exists_with_its_size_and_hash(bundle, tmp_path):
+    manifest = read_manifest(bundle)
+    names = [f["path"] for f in manifest["files"]]
+    assert names[0] == "model.json" and any(n.endswith(".bin") for n in names)
+    assert sorted(p.name for p in bundle.iterdir()) == sorted([*names, "manifest.json"])
+    assert check_bundle(bundle) == []
+    assert manifest["bundle_bytes"] == sum((bundle / n).stat().st_size for n in names)
+    # A bundle damaged after the fact is caught by the same check.
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for path in bundle.iterdir():
+        (damaged / path.name).write_bytes(path.read_bytes())
+    shard = damaged / names[1]
+    data = bytearray(shard.read_bytes())
+    data[100] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    problems = check_bundle(damaged)
+    assert any("sha256 differs" in p for p in problems)
+
+
+def test_corrupted_shard_makes_convert_fail_loudly(trained_run, small_ewaste, tmp_path):
+    """A converter that exits 0 but writes damaged weights must not produce a bundle."""
+    wrapper_dir = tmp_path / "bin"
+    wrapper_dir.mkdir()
+    real = Path(sys.executable).parent / "tensorflowjs_converter"
+    wrapper = wrapper_dir / "tensorflowjs_converter"
+    wrapper.write_text(
+        f"""#!{sys.executable}
+import pathlib, subprocess, sys
+done = subprocess.run([{str(real)!r}, *sys.argv[1:]])
+out = pathlib.Path(sys.argv[-1])
+shard = sorted(out.glob("*.bin"))[0]
+data = bytearray(shard.read_bytes())
+for i in range(0, len(data), 7):
+    data[i] = 0x7F
+shard.write_bytes(bytes(data))
+sys.exit(done.returncode)
+"""
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    env = os.environ | {"PATH": f"{wrapper_dir}{os.pathsep}{os.environ['PATH']}"}
+    out = tmp_path / "model"
+    result = binbot("convert", str(trained_run), "--out", str(out), "--quantize", "none",
+                    "--dataset", str(small_ewaste), env=env)  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "conversion failed verification" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (out / "manifest.json").exists()
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_wrong_preprocessing_in_javascript_is_caught(bundle, trained_run, small_ewaste, tmp_path):
+    """If the JavaScript side resized differently from training, verification must fail."""
+    from conversion.verify import PREPROCESS_MODULE, keras_reference, verify
+    from training.dataset import load_dataset
+    from training.run_dir import load_run
+
+    broken = tmp_path / "preprocess.js"
+    # Squash instead of centre-crop, and hand the model BGR instead of RGB.
+    broken.write_text(
+        PREPROCESS_MODULE.read_text()
+        .replace("const side = Math.min(height, width);", "const side = Math.max(height, width);")
+        .replace("rgb[j] = data[i];", "rgb[j] = data[i + 2];")
+        .replace("rgb[j + 2] = data[i + 2];", "rgb[j + 2] = data[i];")
+    )
+    run = load_run(trained_run)
+    dataset = load_dataset(small_ewaste)
+    reference = keras_reference(run.model, dataset.split("test"))
+    signature = json.loads((bundle / "model.json").read_text())["signature"]
+    good = verify(bundle, reference, run.labels, signature)
+    bad = verify(bundle, reference, run.labels, signature, preprocess_module=broken)
+    assert good.failures() == []
+    assert bad.failures(), "a BGR, squashed input went unnoticed"
+    assert bad.max_probability_difference > good.max_probability_difference
+
+
+def test_per_channel_quantization_keeps_every_channel_within_half_a_step():
+    rng = np.random.default_rng(0)
+    # Channels whose ranges differ by 1000x: per-tensor uint8 would zero the small ones.
+    kernel = rng.normal(size=(3, 3, 16, 8)).astype(np.float32) * np.logspace(-3, 0, 8)
+    codes, span, low = quantize_per_channel(kernel, "last")
+    assert codes.dtype == np.uint8 and span.shape == (1, 1, 1, 8)
+    rebuilt = codes / 255 * span + low
+    assert np.all(np.abs(rebuilt - kernel) <= span / 255 / 2 + 1e-7)
+    depthwise = rng.normal(size=(3, 3, 32, 1)).astype(np.float32) * np.logspace(-3, 0, 32)[:, None]
+    codes, span, low = quantize_per_channel(depthwise, "depthwise")
+    assert span.shape == (1, 1, 32, 1)
+    assert np.all(np.abs(codes / 255 * span + low - depthwise) <= span / 255 / 2 + 1e-7)
+
+
+def _candidate(name: str, size: int, tfjs: float, keras: float = 0.95) -> Candidate:
+    verification = Verification(300, 1.0, 0.0, 0.0, 1.0, keras, tfjs, {}, 1.0, 1.0, "wasm")
+    return Candidate(name, Path("."), {}, size, verification)
+
+
+def test_default_quantization_is_the_smallest_within_the_accuracy_bar():
+    none = _candidate("none", 14_000_000, 0.95)
+    half = _candidate("float16", 7_000_000, 0.95)
+    small = _candidate("uint8", 4_000_000, 0.94)  # costs a full point: too much
+    assert choose([none, half, small]).quantization == "float16"
+    small_ok = _candidate("uint8", 4_000_000, 0.9475)  # 0.25 points: within 0.3
+    assert choose([none, half, small_ok]).quantization == "uint8"
+    worse = _candidate("float16", 7_000_000, 0.90)
+    assert choose([none, worse]).quantization == "none"
