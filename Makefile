@@ -12,7 +12,12 @@ export KERAS_HOME ?= $(CURDIR)/.cache/keras
 export BINBOT_CACHE_DIR ?= $(CURDIR)/.cache/binbot
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install keras-cache test lint format run bench-train clean
+.PHONY: install keras-cache test lint format run bench-train bench-convert starter-model clean
+
+# A run trained with the default settings on the shared dataset: the training benchmark writes
+# it, the conversion benchmark and the shipped starter model are made from it.
+STARTER_RUN ?= runs/starter
+STARTER_MODEL ?= models/starter
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,7 +55,24 @@ run: keras-cache
 
 bench-train: keras-cache
 	$(BIN)/python benchmarks/train_ewaste.py --dataset "$(BINBOT_DATASET)" \
-		--weights-dir "$(BINBOT_WEIGHTS_DIR)" --keras-home "$(KERAS_HOME)" --out runs/bench-train
+		--weights-dir "$(BINBOT_WEIGHTS_DIR)" --keras-home "$(KERAS_HOME)" --out $(STARTER_RUN)
+
+$(STARTER_RUN)/model.keras:
+	$(MAKE) bench-train
+
+bench-convert: keras-cache $(STARTER_RUN)/model.keras
+	$(BIN)/python benchmarks/convert_ewaste.py --run $(STARTER_RUN) --dataset "$(BINBOT_DATASET)"
+
+# The model shipped in git: the default-settings run, converted with the default quantization,
+# with its evaluation report beside it.
+starter-model: keras-cache $(STARTER_RUN)/model.keras
+	$(BIN)/binbot convert $(STARTER_RUN) --out $(STARTER_MODEL) --dataset "$(BINBOT_DATASET)" \
+		--version starter-1 --overwrite
+	mkdir -p $(STARTER_MODEL)/evaluation
+	cp $(STARTER_RUN)/evaluation/report.md $(STARTER_RUN)/evaluation/metrics.json \
+		$(STARTER_RUN)/evaluation/confusion_matrix.png $(STARTER_RUN)/evaluation/misclassified.png \
+		$(STARTER_MODEL)/evaluation/
+	cp $(STARTER_RUN)/training_curves.png $(STARTER_MODEL)/
 
 clean:
 	rm -rf $(VENV) node_modules .cache runs reports .pytest_cache .ruff_cache

@@ -164,36 +164,10 @@ def convert_run(
         raise BinbotError(f"the dataset's classes {dataset.classes} differ from {run.labels}")
     records = reference_records(dataset, reference_images)
 
-    from conversion.export import export_saved_model
-
     started = time.monotonic()
-    log(f"Keras reference on {len(records)} test images ...")
-    reference = keras_reference(run.model, records)
     with tempfile.TemporaryDirectory(prefix="binbot-convert-") as tmp:
-        work = Path(tmp)
-        log("Exporting SavedModel (input 'image', outputs 'probabilities' and 'embedding') ...")
-        export_saved_model(run.model, work / "saved_model")
-        log("Converting to a TF.js graph model ...")
-        convert_saved_model(work / "saved_model", work / "float32")
-        signature = json.loads((work / "float32" / "model.json").read_text()).get("signature")
-        if not signature or "image" not in signature.get("inputs", {}):
-            raise BinbotError("the converted model has no 'image' input in its signature")
         wanted = [quantization] if quantization else list(QUANTIZATIONS)
-        candidates = build_candidates(work / "float32", work, wanted)
-        for candidate in candidates:
-            log(f"Verifying {candidate.quantization} in TF.js (Node, wasm) ...")
-            try:
-                candidate.verification = verify(candidate.folder, reference, run.labels, signature)
-            except BinbotError as exc:
-                raise BinbotError(
-                    f"conversion failed verification ({candidate.quantization}): {exc}"
-                ) from None
-            v = candidate.verification
-            log(
-                f"  {candidate.quantization:8s} {candidate.bytes / 1e6:6.2f} MB  "
-                f"test top-1 {v.tfjs_accuracy:.2%} (Keras {v.keras_accuracy:.2%})  "
-                f"agreement {v.top1_agreement:.2%}  max |dp| {v.max_probability_difference:.3f}"
-            )
+        candidates = measure_candidates(run, records, Path(tmp), wanted, log)
         chosen = choose(candidates) if quantization is None else candidates[0]
         problems = chosen.verification.failures()
         if problems:
@@ -213,6 +187,39 @@ def convert_run(
         f"{time.monotonic() - started:.0f} s"
     )
     return manifest
+
+
+def measure_candidates(
+    run: Run, records: list, work: Path, wanted: list[str], log: Log = print
+) -> list[Candidate]:
+    """Export, convert, build the ``wanted`` candidates in ``work`` and verify each in TF.js."""
+    from conversion.export import export_saved_model
+
+    log(f"Keras reference on {len(records)} test images ...")
+    reference = keras_reference(run.model, records)
+    log("Exporting SavedModel (input 'image', outputs 'probabilities' and 'embedding') ...")
+    export_saved_model(run.model, work / "saved_model")
+    log("Converting to a TF.js graph model ...")
+    convert_saved_model(work / "saved_model", work / "float32")
+    signature = json.loads((work / "float32" / "model.json").read_text()).get("signature")
+    if not signature or "image" not in signature.get("inputs", {}):
+        raise BinbotError("the converted model has no 'image' input in its signature")
+    candidates = build_candidates(work / "float32", work, wanted)
+    for candidate in candidates:
+        log(f"Verifying {candidate.quantization} in TF.js (Node, wasm) ...")
+        try:
+            candidate.verification = verify(candidate.folder, reference, run.labels, signature)
+        except BinbotError as exc:
+            raise BinbotError(
+                f"conversion failed verification ({candidate.quantization}): {exc}"
+            ) from None
+        v = candidate.verification
+        log(
+            f"  {candidate.quantization:8s} {candidate.bytes / 1e6:6.2f} MB  "
+            f"test top-1 {v.tfjs_accuracy:.2%} (Keras {v.keras_accuracy:.2%})  "
+            f"agreement {v.top1_agreement:.2%}  max |dp| {v.max_probability_difference:.3f}"
+        )
+    return candidates
 
 
 def _dataset_for(run: Run, dataset: str | Path | Dataset | None) -> Dataset:

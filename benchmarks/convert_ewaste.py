@@ -1,0 +1,120 @@
+"""Benchmark: none / float16 / uint8 TF.js bundles of a trained run, measured in Node (wasm).
+
+    python benchmarks/convert_ewaste.py --run runs/starter --dataset ../shared/datasets/e-waste-image-dataset.zip
+
+For each quantization: bundle size, test top-1 of the converted model on the test split in
+TF.js (Node, wasm backend), top-1 agreement with Keras, and median per-image latency in
+Node next to Keras's own latency (a compiled tf.function, batch 1) measured in the same run.
+Bars (issue 3): the default bundle <= 4.0 MB, its test accuracy within 0.3 points of Keras,
+agreement >= 99.5%. Writes ``benchmarks/results/convert_ewaste.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from training.keras_cache import seed_keras_cache
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def keras_latency_ms(model, records) -> float:
+    """Median per-image latency of the Keras model (compiled tf.function, batch 1)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from training.pipeline import make_dataset
+
+    predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    images = [x for x, _ in make_dataset(records, batch_size=1)]
+    for x in images[:5]:
+        predict(x).numpy()
+    times = []
+    for x in images:
+        start = time.perf_counter()
+        predict(x).numpy()
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default="runs/starter")
+    parser.add_argument("--dataset", default=os.environ.get("BINBOT_DATASET"))
+    parser.add_argument("--weights-dir", default=os.environ.get("BINBOT_WEIGHTS_DIR"))
+    parser.add_argument("--keras-home", default=os.environ.get("KERAS_HOME", ".cache/keras"))
+    args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)
+    seed_keras_cache(args.weights_dir, args.keras_home)
+
+    from conversion.convert import QUANTIZATIONS, choose, measure_candidates, reference_records
+    from conversion.verify import DEFAULT_MIN_AGREEMENT, MAX_ACCURACY_DROP
+    from training.dataset import load_dataset
+    from training.run_dir import load_run
+
+    run = load_run(args.run)
+    dataset = load_dataset(args.dataset)
+    records = reference_records(dataset, None)
+    with tempfile.TemporaryDirectory(prefix="binbot-bench-") as tmp:
+        candidates = measure_candidates(run, records, Path(tmp), list(QUANTIZATIONS))
+        keras_ms = keras_latency_ms(run.model, records)
+        chosen = choose(candidates)
+
+    rows = []
+    for c in candidates:
+        v = c.verification
+        rows.append(
+            {
+                "quantization": c.quantization,
+                "bytes": c.bytes,
+                "tfjs_test_top1": v.tfjs_accuracy,
+                "keras_test_top1": v.keras_accuracy,
+                "top1_agreement": v.top1_agreement,
+                "max_probability_difference": v.max_probability_difference,
+                "tfjs_median_ms": v.tfjs_median_latency_ms,
+                "keras_median_ms": keras_ms,
+                "latency_ratio_tfjs_over_keras": v.tfjs_median_latency_ms / keras_ms,
+                "backend": v.backend,
+                "default": c is chosen,
+            }
+        )
+    default = next(r for r in rows if r["default"])
+    bars = {
+        "default_bytes_max": 4_000_000,
+        "default_accuracy_drop_max": MAX_ACCURACY_DROP,
+        "default_agreement_min": DEFAULT_MIN_AGREEMENT,
+    }
+    passes = {
+        "size": default["bytes"] <= bars["default_bytes_max"],
+        "accuracy": default["keras_test_top1"] - default["tfjs_test_top1"]
+        <= MAX_ACCURACY_DROP + 1e-9,
+        "agreement": default["top1_agreement"] >= DEFAULT_MIN_AGREEMENT,
+    }
+
+    print(f"\n{len(records)} test images; Keras test top-1 {rows[0]['keras_test_top1']:.2%}")
+    header = f"{'quantization':12s} {'size MB':>8s} {'TF.js top-1':>11s} {'agreement':>9s} {'max|dp|':>8s} {'TF.js ms':>9s} {'Keras ms':>9s} {'ratio':>6s}"
+    print(header)
+    for r in rows:
+        mark = "  <- default" if r["default"] else ""
+        print(
+            f"{r['quantization']:12s} {r['bytes'] / 1e6:8.2f} {r['tfjs_test_top1']:11.2%} "
+            f"{r['top1_agreement']:9.2%} {r['max_probability_difference']:8.3f} "
+            f"{r['tfjs_median_ms']:9.1f} {r['keras_median_ms']:9.1f} "
+            f"{r['latency_ratio_tfjs_over_keras']:6.2f}{mark}"
+        )
+    print(f"bars for the default: {bars}; met: {passes}")
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "convert_ewaste.json"
+    out.write_text(json.dumps({"rows": rows, "bars": bars, "passes": passes}, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0 if all(passes.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
