@@ -34,9 +34,47 @@ def read_weights(folder: Path, model: dict[str, Any]) -> list[Weight]:
     return out
 
 
+def compact_node_names(model: dict[str, Any], weights: list[Weight]) -> list[Weight]:
+    """Rename graph nodes to short ids, keeping the signature's input and output nodes.
+
+    TensorFlow names nodes after the Keras call path (``StatefulPartitionedCall/serving_1/
+    mobilenetv2_1.00_224_1/block_16_project_1/...``), about a third of model.json, and the
+    suffixes grow with every model built in the same process. Graphs with a function
+    library are left alone.
+    """
+    topology = model["modelTopology"]
+    if topology.get("library", {}).get("function"):
+        return weights
+    signature = model.get("signature", {})
+    keep = {
+        tensor["name"].split(":")[0]
+        for side in ("inputs", "outputs")
+        for tensor in signature.get(side, {}).values()
+    }
+    nodes = topology["node"]
+    mapping = {
+        n["name"]: n["name"] if n["name"] in keep else f"n{i:x}" for i, n in enumerate(nodes)
+    }
+    if len(set(mapping.values())) != len(mapping):
+        return weights  # a kept name collides with a short id: keep the long names
+
+    def rename(reference: str) -> str:
+        control = reference.startswith("^")
+        name, _, index = reference.lstrip("^").partition(":")
+        renamed = mapping.get(name, name) + (f":{index}" if index else "")
+        return ("^" if control else "") + renamed
+
+    for node in nodes:
+        node["name"] = mapping[node["name"]]
+        if "input" in node:
+            node["input"] = [rename(r) for r in node["input"]]
+    return [({**spec, "name": mapping.get(spec["name"], spec["name"])}, v) for spec, v in weights]
+
+
 def write_weights(folder: Path, model: dict[str, Any], weights: list[Weight]) -> list[str]:
-    """Write ``weights`` as one group of shards plus ``model.json`` into ``folder``."""
+    """Write ``weights`` as one group of shards plus ``model.json`` (short node names)."""
     folder.mkdir(parents=True, exist_ok=True)
+    weights = compact_node_names(model, weights)
     blob = b"".join(np.ascontiguousarray(values).tobytes() for _, values in weights)
     count = max(1, -(-len(blob) // SHARD_BYTES))
     paths = [f"group1-shard{i + 1}of{count}.bin" for i in range(count)]
