@@ -23,7 +23,8 @@ def binbot(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(
-    "args", [[], ["dataset"], ["dataset", "inspect"], ["train"], ["evaluate"], ["predict"]]
+    "args",
+    [[], ["dataset"], ["dataset", "inspect"], ["train"], ["evaluate"], ["predict"], ["convert"]],
 )
 def test_every_subcommand_has_help(args):
     result = binbot(*args, "--help")
@@ -82,3 +83,13 @@ def test_inspect_reports_bad_files_and_writes_report(tmp_path):
     assert "Class 0/broken.jpg" in result.stdout
     for name in ("report.json", "samples.png", "class_balance.png", "cross_split_duplicates.png"):
         assert (Path(tmp_path / "r") / name).is_file()
+
+
+def test_tensorflow_and_tensorflowjs_import_together():
+    """The pinned set exists for this: a newer ydf breaks `import tensorflowjs` via protobuf."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import tensorflow, tensorflowjs; print(tensorflowjs.__version__)"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "4.22.0"

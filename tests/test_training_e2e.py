@@ -75,6 +75,22 @@ def test_evaluate_and_predict_commands(trained_run, small_ewaste):
     assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)
 
 
+def test_predict_reports_bad_images_and_still_answers_for_good_ones(
+    trained_run, small_ewaste, tmp_path
+):
+    good = next((small_ewaste / "test" / "Mouse").iterdir())
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a picture")
+    truncated = tmp_path / "cut.jpg"
+    truncated.write_bytes(good.read_bytes()[:300])
+    result = binbot("predict", str(trained_run), str(text), str(good), str(truncated))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 2 and "not an image" in errors[0] and "does not decode" in errors[1]
+    assert result.stdout.strip().startswith(str(good))
+
+
 def test_labels_follow_class_folders_through_training_and_prediction(tmp_path, imagenet_weights):
     """Three colour classes: a model that learned them must name each colour right."""
     colours = {

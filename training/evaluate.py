@@ -130,6 +130,13 @@ def evaluate_run(
     ]
     plot_image_grid(wrong, out / "misclassified.png", title="Misclassified test images")
     (out / "report.md").write_text(render_report(metrics, run), encoding="utf-8")
+    width = max(len(label) for label in labels)
+    log(f"  {'class':{width}s}  precision  recall     f1  support")
+    for label, m in per_class.items():
+        log(
+            f"  {label:{width}s}  {m['precision']:9.3f}  {m['recall']:6.3f}  {m['f1']:5.3f}  "
+            f"{m['support']:7d}"
+        )
     log(
         f"Test accuracy {metrics['test_accuracy']:.2%} ({int(correct.sum())}/{len(test)}); "
         f"without the {len(copied)} test images copied in train: "
