@@ -86,7 +86,6 @@ class KerasReference:
     records: list[ImageRecord]
     probabilities: np.ndarray
     embeddings: np.ndarray
-    median_latency_ms: float | None = None
 
 
 def keras_reference(model, records: Sequence[ImageRecord]) -> KerasReference:

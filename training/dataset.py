@@ -157,6 +157,16 @@ def load_dataset(
     return dataset
 
 
+def progress_logger(log: Callable[[str], None], every: int = 1000) -> Callable[[int, int], None]:
+    """A ``progress`` callback for ``load_dataset`` that logs every ``every`` files."""
+
+    def report(done: int, total: int) -> None:
+        if total >= every and (done % every == 0 or done == total):
+            log(f"  checked {done}/{total} files")
+
+    return report
+
+
 def _check_classes(dataset: Dataset) -> None:
     """Refuse empty classes; warn about a class missing from an evaluation split."""
     counts = dataset.counts()

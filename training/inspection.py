@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from training.dataset import SPLITS, Dataset, load_dataset
+from training.dataset import SPLITS, Dataset, load_dataset, progress_logger
 from training.duplicates import (
     DEFAULT_MIN_CORRELATION,
     DEFAULT_NEAR_THRESHOLD,
@@ -83,7 +83,7 @@ def inspect_dataset(
     """Inspect ``path``, print the findings and write ``report.json`` and PNGs into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset(path, seed=seed)
+    dataset = load_dataset(path, seed=seed, progress=progress_logger(log))
     counts = dataset.counts()
     totals = {c: sum(counts[s][c] for s in SPLITS) for c in dataset.classes}
     ratio_train = imbalance_ratio(counts["train"])

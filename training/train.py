@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.dataset import Dataset, ImageRecord, load_dataset
+from training.dataset import Dataset, ImageRecord, load_dataset, progress_logger
 from training.errors import BinbotError
 from training.run_dir import (
     CHECKPOINT_FILE,
@@ -102,7 +102,7 @@ def train(
     prepare_run_dir(out, overwrite)
     if dataset is None:
         log(f"Reading dataset {dataset_path} ...")
-        dataset = load_dataset(dataset_path, seed=config.seed)
+        dataset = load_dataset(dataset_path, seed=config.seed, progress=progress_logger(log))
     for bad in dataset.bad_files:
         log(f"  skipped {bad.relpath}: {bad.reason}")
     for warning in dataset.warnings:
