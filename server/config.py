@@ -1,0 +1,29 @@
+"""Settings from the environment, with defaults that need no setup (SQLite, local files)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_config(instance_path: str) -> dict[str, Any]:
+    instance = Path(os.environ.get("BINBOT_INSTANCE_DIR") or instance_path)
+    data = Path(os.environ.get("BINBOT_DATA_DIR") or instance / "data")
+    return {
+        "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL")
+        or f"sqlite:///{instance / 'binbot.sqlite3'}",
+        "BINBOT_DATA_DIR": str(data),
+        # The model published when the database has none yet.
+        "BINBOT_STARTER_MODEL": os.environ.get("BINBOT_STARTER_MODEL")
+        or str(PROJECT_ROOT / "models" / "starter"),
+        # Whole request; a phone photo is a few MB, the web client sends a downscaled copy.
+        "MAX_CONTENT_LENGTH": int(os.environ.get("BINBOT_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)),
+        # Decoded size limit (pixels) against decompression bombs.
+        "BINBOT_MAX_IMAGE_PIXELS": int(os.environ.get("BINBOT_MAX_IMAGE_PIXELS", 40_000_000)),
+        # Stored photos are re-encoded to at most this side, as JPEG of this quality.
+        "BINBOT_STORED_MAX_SIDE": int(os.environ.get("BINBOT_STORED_MAX_SIDE", 1600)),
+        "BINBOT_STORED_JPEG_QUALITY": 90,
+    }

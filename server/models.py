@@ -1,0 +1,62 @@
+"""Database tables: model versions and labelled photo submissions."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Boolean, DateTime, Float, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.database import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ModelVersion(db.Model):
+    """A converted model bundle stored under the data folder; at most one is published."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(100), unique=True)
+    manifest_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return json.loads(self.manifest_json)
+
+
+class Submission(db.Model):
+    """A user's photo with the label they say is right; stored once per content hash."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
+    label: Mapped[str] = mapped_column(String(200))
+    predicted_label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    model_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    image_path: Mapped[str] = mapped_column(String(300))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "label": self.label,
+            "predicted_label": self.predicted_label,
+            "confidence": self.confidence,
+            "model_version": self.model_version,
+            "status": self.status,
+            "width": self.width,
+            "height": self.height,
+            "sha256": self.sha256,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+        }

@@ -1,0 +1,201 @@
+"""The public API over real HTTP: a real server on loopback, a fresh database per test."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image
+from werkzeug.serving import make_server
+
+from server import create_app
+from server.database import db
+from server.models import Submission
+
+
+@dataclass
+class Live:
+    url: str
+    app: object
+    data: Path
+
+    def submissions(self) -> int:
+        with self.app.app_context():
+            return db.session.query(Submission).count()
+
+    def stored_files(self) -> list[Path]:
+        folder = self.data / "submissions"
+        return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+@pytest.fixture
+def live(tmp_path):
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'binbot.sqlite3'}",
+            "BINBOT_DATA_DIR": str(tmp_path / "data"),
+            "MAX_CONTENT_LENGTH": 3 * 1024 * 1024,
+            "BINBOT_MAX_IMAGE_PIXELS": 6_000_000,
+        }
+    )
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield Live(f"http://127.0.0.1:{server.server_port}", app, tmp_path / "data")
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def photo(ewaste_zip) -> bytes:
+    """A real JPEG from the shared dataset's test split."""
+    with zipfile.ZipFile(ewaste_zip) as archive:
+        return archive.read("modified-dataset/test/Battery/battery_106.jpg")
+
+
+def submit(live: Live, image: bytes, *, label="Battery", key=None, name="photo.jpg", **form):
+    headers = {"Idempotency-Key": key} if key else {}
+    return requests.post(
+        f"{live.url}/api/submissions",
+        files={"image": (name, image, "image/jpeg")},
+        data={"label": label, **form},
+        headers=headers,
+        timeout=30,
+    )
+
+
+def test_fresh_server_publishes_the_starter_model(live):
+    response = requests.get(f"{live.url}/api/models/current", timeout=30)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["version"] == "starter-1"
+    assert body["manifest"]["format"] == "tfjs-graph-model"
+    assert body["model_url"] == "/api/models/starter-1/model.json"
+    assert body["files"][0]["path"] == "model.json"
+    assert response.headers["Cache-Control"] == "no-cache"
+    again = requests.get(
+        f"{live.url}/api/models/current",
+        headers={"If-None-Match": response.headers["ETag"]},
+        timeout=30,
+    )
+    assert again.status_code == 304
+
+
+def test_model_files_are_immutable_and_match_the_manifest(live):
+    current = requests.get(f"{live.url}/api/models/current", timeout=30).json()
+    for entry in current["files"]:
+        response = requests.get(live.url + entry["url"], timeout=30)
+        assert response.status_code == 200
+        assert hashlib.sha256(response.content).hexdigest() == entry["sha256"]
+        cache = response.headers["Cache-Control"]
+        assert "immutable" in cache and "max-age=31536000" in cache and "public" in cache
+        assert response.headers["ETag"] == f'"{entry["sha256"]}"'
+        revalidated = requests.get(
+            live.url + entry["url"], headers={"If-None-Match": response.headers["ETag"]}, timeout=30
+        )
+        assert revalidated.status_code == 304
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/models/starter-1/manifest.json/../../../binbot.sqlite3", "/api/models/nope/model.json",
+     "/api/models/starter-1/..%2F..%2Fbinbot.sqlite3", "/api/nothing-here"],
+)  # fmt: skip
+def test_unknown_paths_get_json_404(live, path):
+    response = requests.get(live.url + path, timeout=30)
+    assert response.status_code == 404
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json()["status"] == 404
+
+
+def test_labels_come_with_disposal_guidance(live):
+    body = requests.get(f"{live.url}/api/labels", timeout=30).json()
+    names = [label["name"] for label in body["labels"]]
+    assert len(names) == 10 and "Washing Machine" in names
+    battery = next(label for label in body["labels"] if label["name"] == "Battery")
+    assert battery["guidance"]["hazards"] and battery["guidance"]["steps"]
+
+
+def test_retried_upload_is_stored_exactly_once(live, photo):
+    first = submit(live, photo, key="k-123", predicted_label="Television", confidence="0.41",
+                   model_version="starter-1")  # fmt: skip
+    assert first.status_code == 201, first.text
+    stored = first.json()["submission"]
+    assert stored["label"] == "Battery" and stored["predicted_label"] == "Television"
+    assert stored["confidence"] == pytest.approx(0.41) and stored["status"] == "pending"
+    retry = submit(live, photo, key="k-123")
+    assert retry.status_code == 200 and retry.json()["replayed"] is True
+    assert retry.json()["submission"]["id"] == stored["id"]
+    same_photo_other_key = submit(live, photo, key="k-456")
+    assert same_photo_other_key.status_code == 200
+    assert same_photo_other_key.json()["duplicate"] is True
+    assert live.submissions() == 1
+    assert len(live.stored_files()) == 1
+
+
+def test_stored_photo_is_upright_and_has_no_metadata(live):
+    stored_landscape = Image.new("RGB", (300, 200), (200, 30, 30))
+    exif = stored_landscape.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    exif[0x8825] = {1: "N", 2: (52.0, 22.0, 7.0)}  # GPS latitude
+    buffer = io.BytesIO()
+    stored_landscape.save(buffer, "JPEG", exif=exif.tobytes())
+    with Image.open(io.BytesIO(buffer.getvalue())) as sent:
+        assert sent.getexif().get_ifd(0x8825), "the test photo must carry a GPS position"
+    response = submit(live, buffer.getvalue(), key="gps")
+    assert response.status_code == 201, response.text
+    (path,) = live.stored_files()
+    with Image.open(path) as image:
+        assert image.size == (200, 300)
+        assert not image.getexif()
+        assert "exif" not in image.info
+
+
+def _png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (width, height)).save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "make, form, status, message",
+    [
+        (lambda p: b"x" * (4 * 1024 * 1024), {}, 413, "too large"),
+        (lambda p: b"%PDF-1.4 not a photo", {}, 415, "not an image"),
+        (lambda p: p[: len(p) // 2], {}, 400, "does not decode"),
+        (lambda p: _png(4000, 4000), {}, 413, "too large"),  # 16 Mpx in a few KB
+        (lambda p: _png(12000, 12000), {}, 413, "too large"),  # past Pillow's own bomb limit
+        (lambda p: p, {"label": "Toaster"}, 422, "unknown label"),
+        (lambda p: p, {"predicted_label": "Toaster"}, 422, "unknown predicted_label"),
+        (lambda p: p, {"confidence": "1.7"}, 400, "between 0 and 1"),
+        (lambda p: b"", {}, 400, "empty"),
+    ],
+)
+def test_bad_uploads_are_rejected_and_nothing_is_stored(live, photo, make, form, status, message):
+    response = submit(live, make(photo), key="bad", **form)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+    assert live.submissions() == 0
+    assert live.stored_files() == []
+    # The key was not used up by the failure: a good retry with it is stored.
+    assert submit(live, photo, key="bad").status_code == 201
+
+
+def test_file_names_cannot_place_files(live, photo, tmp_path):
+    response = submit(live, photo, key="trick", name="../../../../tmp/evil.jpg")
+    assert response.status_code == 201
+    (path,) = live.stored_files()
+    assert path.parent.parent == live.data / "submissions"
+    assert path.name == response.json()["submission"]["sha256"] + ".jpg"
+    assert not Path("/tmp/evil.jpg").exists()
+
+
+def test_missing_image_field(live):
+    response = requests.post(f"{live.url}/api/submissions", data={"label": "Battery"}, timeout=30)
+    assert response.status_code == 400 and "missing file" in response.json()["error"]
