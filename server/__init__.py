@@ -21,6 +21,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     if overrides:
         app.config.update(overrides)
 
+    from server.admin import admin
     from server.api import api
     from server.database import init_database
     from server.errors import register_error_handlers
@@ -29,6 +30,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     init_database(app)
     register_error_handlers(app)
     app.register_blueprint(api)
+    app.register_blueprint(admin)
     with app.app_context():
         ensure_published_model()
     return app

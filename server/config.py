@@ -26,4 +26,6 @@ def load_config(instance_path: str) -> dict[str, Any]:
         # Stored photos are re-encoded to at most this side, as JPEG of this quality.
         "BINBOT_STORED_MAX_SIDE": int(os.environ.get("BINBOT_STORED_MAX_SIDE", 1600)),
         "BINBOT_STORED_JPEG_QUALITY": 90,
+        # A candidate more than this much less accurate than the published model is refused.
+        "BINBOT_PUBLISH_MARGIN": float(os.environ.get("BINBOT_PUBLISH_MARGIN", 0.01)),
     }

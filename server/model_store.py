@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from conversion.manifest import check_bundle, read_manifest
 from server.database import db
-from server.models import ModelVersion, utcnow
+from server.models import ModelVersion, PublishEvent, utcnow
 from training.errors import BinbotError
 
 
@@ -65,18 +65,70 @@ def register_bundle(source: Path) -> ModelVersion:
     return row
 
 
-def publish(version: str) -> ModelVersion:
-    """Make ``version`` the published one, atomically."""
+class PublishRefused(BinbotError):
+    """Publishing would make phones run a worse model; force it with a reason to override."""
+
+
+def find_version(version: str) -> ModelVersion:
     row = db.session.scalars(select(ModelVersion).where(ModelVersion.version == version)).first()
     if row is None:
-        raise BinbotError(f"no model version {version!r}")
+        raise LookupError(f"no model version {version!r}")
+    return row
+
+
+def gate(candidate: ModelVersion, current: ModelVersion | None, margin: float) -> str | None:
+    """Why ``candidate`` may not replace ``current`` (None when it may).
+
+    Compares test accuracy measured with the converted models, and only when both were
+    measured on the same dataset (same fingerprint); otherwise the figures say nothing.
+    """
+    if current is None or current.version == candidate.version:
+        return None
+    new, old = candidate.manifest, current.manifest
+    same_data = new.get("training", {}).get("dataset_fingerprint") == old.get("training", {}).get(
+        "dataset_fingerprint"
+    )
+    new_accuracy = new.get("metrics", {}).get("test_accuracy")
+    old_accuracy = old.get("metrics", {}).get("test_accuracy")
+    if not same_data or new_accuracy is None or old_accuracy is None:
+        return None
+    if new_accuracy >= old_accuracy - margin:
+        return None
+    return (
+        f"{candidate.version} has test accuracy {new_accuracy:.2%}, more than {margin:.1%} "
+        f"below the published {current.version} ({old_accuracy:.2%})"
+    )
+
+
+def publish(
+    version: str, *, force: bool = False, reason: str | None = None, action: str = "publish"
+) -> ModelVersion:
+    """Make ``version`` the published one, in one transaction, after the quality gate."""
+    row = find_version(version)
     if check_bundle(bundle_dir(version)):
         raise BinbotError(f"files of model version {version!r} are missing or damaged")
+    current = published_version()
+    refusal = gate(row, current, current_app.config["BINBOT_PUBLISH_MARGIN"])
+    if refusal and not force:
+        raise PublishRefused(refusal + "; pass force with a reason to publish anyway")
+    if force and not (reason or "").strip():
+        raise BinbotError("a forced publish needs a reason")
     db.session.execute(update(ModelVersion).values(published=False))
     row.published = True
     row.published_at = utcnow()
+    db.session.add(PublishEvent(version=version, action=action, forced=force, reason=reason))
     db.session.commit()
     return row
+
+
+def rollback() -> ModelVersion:
+    """Publish again the version that was live before the current one."""
+    current = published_version()
+    events = db.session.scalars(select(PublishEvent).order_by(PublishEvent.id.desc())).all()
+    previous = next((e.version for e in events if current and e.version != current.version), None)
+    if previous is None:
+        raise BinbotError("there is no earlier published version to roll back to")
+    return publish(previous, force=True, reason="rollback", action="rollback")
 
 
 def ensure_published_model() -> ModelVersion | None:
@@ -88,4 +140,4 @@ def ensure_published_model() -> ModelVersion | None:
     if not (starter / "manifest.json").exists():
         current_app.logger.warning("no published model and no starter model at %s", starter)
         return None
-    return publish(register_bundle(starter).version)
+    return publish(register_bundle(starter).version, reason="starter model on first start")

@@ -60,3 +60,22 @@ class Submission(db.Model):
             "sha256": self.sha256,
             "created_at": self.created_at.isoformat() if self.created_at else None,
         }
+
+
+class AdminToken(db.Model):
+    """An admin credential; only its SHA-256 is stored, the token is shown once."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PublishEvent(db.Model):
+    """Every publish and rollback, newest last: what was live when, and why."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(20))  # publish | rollback
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

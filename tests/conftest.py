@@ -12,16 +12,20 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 from PIL import Image
 
 from training.keras_cache import seed_keras_cache
 
 WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+STARTER = Path(__file__).resolve().parent.parent / "models" / "starter"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -120,3 +124,55 @@ def trained_run(tmp_path_factory, small_ewaste, imagenet_weights) -> Path:
     assert "fine-tune epoch  1/1" in result.stdout
     assert "Test accuracy" in result.stdout
     return out
+
+
+@dataclass
+class Live:
+    url: str
+    app: object
+    data: Path
+
+    def submissions(self) -> int:
+        from server.database import db
+        from server.models import Submission
+
+        with self.app.app_context():
+            return db.session.query(Submission).count()
+
+    def stored_files(self) -> list[Path]:
+        folder = self.data / "submissions"
+        return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+@pytest.fixture
+def live(tmp_path):
+    """A real HTTP server on a loopback port over a fresh app, database and data folder."""
+    from werkzeug.serving import make_server
+
+    from server import create_app
+
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'binbot.sqlite3'}",
+            "BINBOT_DATA_DIR": str(tmp_path / "data"),
+            "MAX_CONTENT_LENGTH": 3 * 1024 * 1024,
+            "BINBOT_MAX_IMAGE_PIXELS": 6_000_000,
+        }
+    )
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield Live(f"http://127.0.0.1:{server.server_port}", app, tmp_path / "data")
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+def submit(live: Live, image: bytes, *, label="Battery", key=None, name="photo.jpg", **form):
+    headers = {"Idempotency-Key": key} if key else {}
+    return requests.post(
+        f"{live.url}/api/submissions",
+        files={"image": (name, image, "image/jpeg")},
+        data={"label": label, **form},
+        headers=headers,
+        timeout=30,
+    )

@@ -4,52 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
+from conftest import submit
 from PIL import Image
-from werkzeug.serving import make_server
-
-from server import create_app
-from server.database import db
-from server.models import Submission
-
-
-@dataclass
-class Live:
-    url: str
-    app: object
-    data: Path
-
-    def submissions(self) -> int:
-        with self.app.app_context():
-            return db.session.query(Submission).count()
-
-    def stored_files(self) -> list[Path]:
-        folder = self.data / "submissions"
-        return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
-
-
-@pytest.fixture
-def live(tmp_path):
-    app = create_app(
-        {
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'binbot.sqlite3'}",
-            "BINBOT_DATA_DIR": str(tmp_path / "data"),
-            "MAX_CONTENT_LENGTH": 3 * 1024 * 1024,
-            "BINBOT_MAX_IMAGE_PIXELS": 6_000_000,
-        }
-    )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield Live(f"http://127.0.0.1:{server.server_port}", app, tmp_path / "data")
-    server.shutdown()
-    thread.join(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +18,6 @@ def photo(ewaste_zip) -> bytes:
     """A real JPEG from the shared dataset's test split."""
     with zipfile.ZipFile(ewaste_zip) as archive:
         return archive.read("modified-dataset/test/Battery/battery_106.jpg")
-
-
-def submit(live: Live, image: bytes, *, label="Battery", key=None, name="photo.jpg", **form):
-    headers = {"Idempotency-Key": key} if key else {}
-    return requests.post(
-        f"{live.url}/api/submissions",
-        files={"image": (name, image, "image/jpeg")},
-        data={"label": label, **form},
-        headers=headers,
-        timeout=30,
-    )
 
 
 def test_fresh_server_publishes_the_starter_model(live):

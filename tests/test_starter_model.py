@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import STARTER
 
 from conversion.manifest import check_bundle, read_manifest
 from conversion.verify import run_tfjs
 from training.dataset import load_dataset
-
-STARTER = Path(__file__).resolve().parent.parent / "models" / "starter"
 
 
 def test_starter_bundle_matches_its_manifest():

@@ -1,0 +1,137 @@
+"""The admin API: review submissions, see model versions, publish and roll back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+from sqlalchemy import select
+
+from server.auth import admin_required
+from server.database import db
+from server.errors import error_response
+from server.model_store import (
+    PublishRefused,
+    find_version,
+    publish,
+    published_version,
+    rollback,
+)
+from server.models import ModelVersion, PublishEvent, Submission
+from training.errors import BinbotError
+
+admin = Blueprint("admin", __name__, url_prefix="/api/admin")
+STATUSES = ("pending", "accepted", "rejected")
+ORDERS = {
+    "newest": Submission.id.desc(),
+    "oldest": Submission.id.asc(),
+    "low_confidence": Submission.confidence.asc().nulls_last(),
+}
+MAX_PAGE = 500
+
+
+@admin.get("/submissions")
+@admin_required
+def list_submissions():
+    """Filter by status, label and predicted label; order newest, oldest or low_confidence."""
+    query = select(Submission)
+    for field in ("status", "label", "predicted_label"):
+        if (value := request.args.get(field)) is not None:
+            query = query.where(getattr(Submission, field) == value)
+    order = request.args.get("order", "newest")
+    if order not in ORDERS:
+        return error_response(f"order must be one of {sorted(ORDERS)}", 400)
+    try:
+        limit = min(int(request.args.get("limit", 100)), MAX_PAGE)
+        offset = max(int(request.args.get("offset", 0)), 0)
+    except ValueError:
+        return error_response("limit and offset must be whole numbers", 400)
+    rows = db.session.scalars(query.order_by(ORDERS[order]).limit(limit).offset(offset)).all()
+    return jsonify({"submissions": [r.as_dict() for r in rows], "limit": limit, "offset": offset})
+
+
+@admin.post("/submissions/review")
+@admin_required
+def review_submissions():
+    """Bulk accept, reject or relabel: {"ids": [...], "action": "...", "label": "..."}."""
+    body: dict[str, Any] = request.get_json(silent=True) or {}
+    ids, action = body.get("ids"), body.get("action")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, int) for i in ids):
+        return error_response("ids must be a non-empty list of submission ids", 400)
+    if action not in ("accept", "reject", "relabel"):
+        return error_response("action must be accept, reject or relabel", 400)
+    rows = db.session.scalars(select(Submission).where(Submission.id.in_(ids))).all()
+    missing = sorted(set(ids) - {r.id for r in rows})
+    if missing:
+        return error_response(f"no submissions with ids {missing}", 404)
+    if action == "relabel":
+        current = published_version()
+        labels = current.manifest["labels"] if current else []
+        if body.get("label") not in labels:
+            return error_response(f"label must be one of {labels}", 422)
+    for row in rows:
+        if action == "relabel":
+            row.label = body["label"]
+        else:
+            row.status = "accepted" if action == "accept" else "rejected"
+    db.session.commit()  # all or nothing
+    return jsonify({"updated": len(rows), "submissions": [r.as_dict() for r in rows]})
+
+
+@admin.get("/models")
+@admin_required
+def list_models():
+    rows = db.session.scalars(select(ModelVersion).order_by(ModelVersion.id)).all()
+    history = db.session.scalars(select(PublishEvent).order_by(PublishEvent.id)).all()
+    return jsonify(
+        {
+            "models": [_version_json(r) for r in rows],
+            "history": [
+                {"version": e.version, "action": e.action, "forced": e.forced,
+                 "reason": e.reason, "at": e.at.isoformat()}
+                for e in history
+            ],
+        }
+    )  # fmt: skip
+
+
+@admin.post("/models/<version>/publish")
+@admin_required
+def publish_version(version: str):
+    body = request.get_json(silent=True) or {}
+    try:
+        find_version(version)
+        row = publish(version, force=bool(body.get("force")), reason=body.get("reason"))
+    except LookupError as exc:
+        return error_response(str(exc), 404)
+    except PublishRefused as exc:
+        return error_response(str(exc), 409)
+    except BinbotError as exc:
+        return error_response(str(exc), 400)
+    return jsonify({"published": _version_json(row)})
+
+
+@admin.post("/models/rollback")
+@admin_required
+def rollback_version():
+    try:
+        row = rollback()
+    except BinbotError as exc:
+        return error_response(str(exc), 409)
+    return jsonify({"published": _version_json(row)})
+
+
+def _version_json(row: ModelVersion) -> dict[str, Any]:
+    manifest = row.manifest
+    metrics = manifest.get("metrics", {})
+    return {
+        "version": row.version,
+        "created_at": manifest.get("created_at"),
+        "published": row.published,
+        "published_at": row.published_at.isoformat() if row.published_at else None,
+        "bundle_bytes": manifest.get("bundle_bytes"),
+        "quantization": manifest.get("quantization", {}).get("mode"),
+        "test_accuracy": metrics.get("test_accuracy"),
+        "per_class_recall": metrics.get("per_class_recall"),
+        "dataset_fingerprint": manifest.get("training", {}).get("dataset_fingerprint"),
+    }

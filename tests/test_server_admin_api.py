@@ -1,0 +1,135 @@
+"""The admin API over real HTTP: authentication, reviewing submissions, publish and rollback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+
+import pytest
+import requests
+from conftest import STARTER, submit
+
+from server.auth import create_admin_token
+from server.model_store import register_bundle
+
+
+@pytest.fixture
+def token(live):
+    with live.app.app_context():
+        return create_admin_token()
+
+
+def get(live, path, token=None, **params):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return requests.get(f"{live.url}{path}", headers=headers, params=params, timeout=30)
+
+
+def post(live, path, token, body=None):
+    return requests.post(
+        f"{live.url}{path}", headers={"Authorization": f"Bearer {token}"}, json=body, timeout=30
+    )
+
+
+def test_admin_endpoints_need_the_token(live, token):
+    anonymous = get(live, "/api/admin/submissions")
+    assert anonymous.status_code == 401
+    assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+    assert get(live, "/api/admin/submissions", token="wrong").status_code == 403
+    assert post(live, "/api/admin/models/rollback", "wrong").status_code == 403
+    assert get(live, "/api/admin/submissions", token=token).status_code == 200
+
+
+@pytest.fixture
+def photos(ewaste_zip) -> list[bytes]:
+    with zipfile.ZipFile(ewaste_zip) as archive:
+        names = sorted(n for n in archive.namelist() if "/test/Printer/" in n)[:3]
+        return [archive.read(n) for n in names]
+
+
+def test_review_submissions_in_bulk(live, token, photos):
+    for i, (photo, confidence) in enumerate(zip(photos, ("0.9", "0.2", "0.5"), strict=True)):
+        response = submit(live, photo, label="Printer", key=f"p{i}",
+                          predicted_label="Microwave", confidence=confidence)  # fmt: skip
+        assert response.status_code == 201
+    listed = get(live, "/api/admin/submissions", token, status="pending", order="low_confidence")
+    rows = listed.json()["submissions"]
+    assert [r["confidence"] for r in rows] == [0.2, 0.5, 0.9]
+    ids = [r["id"] for r in rows]
+
+    accepted = post(
+        live, "/api/admin/submissions/review", token, {"ids": ids[:2], "action": "accept"}
+    )
+    assert accepted.status_code == 200 and accepted.json()["updated"] == 2
+    assert post(live, "/api/admin/submissions/review", token,
+                {"ids": [ids[2]], "action": "reject"}).status_code == 200  # fmt: skip
+    relabel = post(live, "/api/admin/submissions/review", token,
+                   {"ids": [ids[0]], "action": "relabel", "label": "Microwave"})  # fmt: skip
+    assert relabel.json()["submissions"][0]["label"] == "Microwave"
+
+    statuses = {
+        r["id"]: r["status"]
+        for r in get(live, "/api/admin/submissions", token).json()["submissions"]
+    }
+    assert statuses == {ids[0]: "accepted", ids[1]: "accepted", ids[2]: "rejected"}
+    assert (
+        len(get(live, "/api/admin/submissions", token, label="Microwave").json()["submissions"])
+        == 1
+    )
+    bad_label = post(live, "/api/admin/submissions/review", token,
+                     {"ids": [ids[0]], "action": "relabel", "label": "Toaster"})  # fmt: skip
+    assert bad_label.status_code == 422
+    missing = post(
+        live, "/api/admin/submissions/review", token, {"ids": [ids[0], 999], "action": "accept"}
+    )
+    assert missing.status_code == 404
+    assert post(live, "/api/admin/submissions/review", token, {"ids": "all"}).status_code == 400
+
+
+def _variant(tmp_path, version: str, accuracy: float):
+    """The starter bundle under another version with another recorded test accuracy."""
+    folder = tmp_path / version
+    shutil.copytree(STARTER, folder, ignore=shutil.ignore_patterns("evaluation", "*.png"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["version"] = version
+    manifest["metrics"]["test_accuracy"] = accuracy
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def current_version(live) -> str:
+    return requests.get(f"{live.url}/api/models/current", timeout=30).json()["version"]
+
+
+def test_publish_is_gated_and_rollback_restores_the_previous_version(live, token, tmp_path):
+    starter_accuracy = json.loads((STARTER / "manifest.json").read_text())["metrics"][
+        "test_accuracy"
+    ]
+    with live.app.app_context():
+        register_bundle(_variant(tmp_path, "worse-1", starter_accuracy - 0.05))
+        register_bundle(_variant(tmp_path, "better-1", starter_accuracy + 0.01))
+
+    models = get(live, "/api/admin/models", token).json()["models"]
+    assert [(m["version"], m["published"]) for m in models] == [
+        ("starter-1", True), ("worse-1", False), ("better-1", False),
+    ]  # fmt: skip
+    refused = post(live, "/api/admin/models/worse-1/publish", token)
+    assert refused.status_code == 409 and "below the published" in refused.json()["error"]
+    assert current_version(live) == "starter-1"
+    no_reason = post(live, "/api/admin/models/worse-1/publish", token, {"force": True})
+    assert no_reason.status_code == 400
+    forced = post(live, "/api/admin/models/worse-1/publish", token,
+                  {"force": True, "reason": "testing the gate"})  # fmt: skip
+    assert forced.status_code == 200
+    assert current_version(live) == "worse-1"
+
+    assert post(live, "/api/admin/models/better-1/publish", token).status_code == 200
+    assert current_version(live) == "better-1"
+    assert post(live, "/api/admin/models/rollback", token).status_code == 200
+    assert current_version(live) == "worse-1"
+    assert post(live, "/api/admin/models/nope/publish", token).status_code == 404
+    history = get(live, "/api/admin/models", token).json()["history"]
+    assert [(h["version"], h["action"]) for h in history] == [
+        ("starter-1", "publish"), ("worse-1", "publish"), ("better-1", "publish"),
+        ("worse-1", "rollback"),
+    ]  # fmt: skip
