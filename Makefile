@@ -37,10 +37,12 @@ install: $(BIN)/.installed node_modules/.installed
 keras-cache: install
 	$(BIN)/python -c "from training.keras_cache import seed_keras_cache as s; s('$(BINBOT_WEIGHTS_DIR)', '$(KERAS_HOME)')"
 
+# Server tests run on SQLite and on a real PostgreSQL that scripts/with-postgres installs
+# (when missing), starts on 127.0.0.1 and removes afterwards.
 test: keras-cache
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	scripts/with-postgres $(BIN)/pytest
 
 lint: install
 	$(BIN)/ruff check .

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,16 +145,43 @@ class Live:
         return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A fresh, empty database per test: a SQLite file, or a new PostgreSQL database.
+
+    PostgreSQL comes from scripts/with-postgres (run by `make test`), which sets
+    BINBOT_TEST_POSTGRES_URL; under CI its absence is a failure, not a skip.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'binbot.sqlite3'}"
+        return
+    admin_url = os.environ.get("BINBOT_TEST_POSTGRES_URL")
+    if not admin_url:
+        if os.environ.get("CI"):
+            pytest.fail("BINBOT_TEST_POSTGRES_URL is not set: run the tests with `make test`")
+        pytest.skip("no PostgreSQL server; `make test` starts one")
+    import psycopg
+
+    name = f"binbot_test_{uuid.uuid4().hex[:12]}"
+    admin_dsn = admin_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin_dsn, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield admin_url.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(admin_dsn, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
-def live(tmp_path):
+def live(tmp_path, database_url):
     """A real HTTP server on a loopback port over a fresh app, database and data folder."""
     from werkzeug.serving import make_server
 
     from server import create_app
+    from server.database import db
 
     app = create_app(
         {
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'binbot.sqlite3'}",
+            "SQLALCHEMY_DATABASE_URI": database_url,
             "BINBOT_DATA_DIR": str(tmp_path / "data"),
             "MAX_CONTENT_LENGTH": 3 * 1024 * 1024,
             "BINBOT_MAX_IMAGE_PIXELS": 6_000_000,
@@ -165,6 +193,8 @@ def live(tmp_path):
     yield Live(f"http://127.0.0.1:{server.server_port}", app, tmp_path / "data")
     server.shutdown()
     thread.join(timeout=5)
+    with app.app_context():
+        db.engine.dispose()
 
 
 def submit(live: Live, image: bytes, *, label="Battery", key=None, name="photo.jpg", **form):
