@@ -51,9 +51,9 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Until the server exists (issue 4): train and evaluate on BINBOT_DATASET.
-run: keras-cache
-	$(BIN)/binbot train "$(BINBOT_DATASET)" --out runs/latest --overwrite
+# The server on 127.0.0.1:8000 with the published (at first: starter) model. Ctrl-C stops it.
+run: install
+	$(BIN)/binbot serve
 
 bench-train: keras-cache
 	$(BIN)/python benchmarks/train_ewaste.py --dataset "$(BINBOT_DATASET)" \

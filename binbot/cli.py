@@ -122,6 +122,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from server.serve import serve
+
+    serve(args.host, args.port, args.workers, args.new_admin_token, _log)
+    return 0
+
+
 def _layer_count(text: str) -> int | None:
     """`--fine-tune-layers`: a positive number, or 'all' for the whole backbone."""
     if text == "all":
@@ -284,6 +291,21 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--version", default=None, help="version string for the manifest")
     convert.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     convert.set_defaults(handler=cmd_convert)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the BinBot server (API and published model) with gunicorn",
+        description="Create the database and data folder if needed, publish the starter model "
+        "on a fresh database, print an admin token on first start, then serve with gunicorn. "
+        "DATABASE_URL, BINBOT_DATA_DIR and the other variables in the README configure it.",
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=2, help="gunicorn workers (%(default)s)")
+    serve.add_argument(
+        "--new-admin-token", action="store_true", help="print a new admin token even if one exists"
+    )
+    serve.set_defaults(handler=cmd_serve, needs_tensorflow=False)
 
     predict = commands.add_parser(
         "predict",

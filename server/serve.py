@@ -1,0 +1,46 @@
+"""`binbot serve`: prepare the instance, show the admin token once, run gunicorn.
+
+Like a notebook server printing its token: the first start creates an admin credential and
+prints it; later starts say one exists (only its hash is stored, so it cannot be shown again;
+`--new-admin-token` makes another).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from sqlalchemy import func, select
+
+
+def prepare(new_token: bool, log: Callable[[str], None]) -> None:
+    from server import create_app
+    from server.auth import create_admin_token
+    from server.database import db
+    from server.model_store import published_version
+    from server.models import AdminToken
+
+    app = create_app()
+    with app.app_context():
+        current = published_version()
+        log(f"Database: {app.config['SQLALCHEMY_DATABASE_URI']}")
+        log(f"Data folder: {app.config['BINBOT_DATA_DIR']}")
+        log(f"Published model: {current.version if current else 'none'}")
+        has_token = db.session.scalar(select(func.count(AdminToken.id))) > 0
+        if new_token or not has_token:
+            log(f"Admin token (shown once, keep it): {create_admin_token()}")
+        else:
+            log("An admin token exists (run with --new-admin-token to make another).")
+        db.engine.dispose()  # gunicorn workers open their own connections
+
+
+def serve(host: str, port: int, workers: int, new_token: bool, log: Callable[[str], None]) -> None:
+    prepare(new_token, log)
+    log(f"Serving on http://{host}:{port}/ with {workers} gunicorn workers (Ctrl-C stops)")
+    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+    os.execv(
+        gunicorn,
+        [gunicorn, "--workers", str(workers), "--bind", f"{host}:{port}",
+         "--access-logfile", "-", "server:create_app()"],
+    )  # fmt: skip
