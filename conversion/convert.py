@@ -286,6 +286,7 @@ def build_manifest(
             "keras_test_accuracy": v.keras_accuracy,
             "test_images": v.images,
             "per_class_recall": v.tfjs_per_class_recall,
+            "test_set_fingerprint": dataset.split_fingerprint("test"),
             "measured_with": f"converted model in TF.js ({v.backend}, Node)",
         },
         "verification": v.as_dict(),

@@ -80,13 +80,15 @@ def gate(candidate: ModelVersion, current: ModelVersion | None, margin: float) -
     """Why ``candidate`` may not replace ``current`` (None when it may).
 
     Compares test accuracy measured with the converted models, and only when both were
-    measured on the same dataset (same fingerprint); otherwise the figures say nothing.
+    measured on the same test images (same test-set fingerprint); otherwise the figures say
+    nothing about which model is better.
     """
     if current is None or current.version == candidate.version:
         return None
     new, old = candidate.manifest, current.manifest
-    same_data = new.get("training", {}).get("dataset_fingerprint") == old.get("training", {}).get(
-        "dataset_fingerprint"
+    new_test = new.get("metrics", {}).get("test_set_fingerprint")
+    same_data = new_test is not None and new_test == old.get("metrics", {}).get(
+        "test_set_fingerprint"
     )
     new_accuracy = new.get("metrics", {}).get("test_accuracy")
     old_accuracy = old.get("metrics", {}).get("test_accuracy")

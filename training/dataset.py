@@ -85,7 +85,14 @@ class Dataset:
     @property
     def fingerprint(self) -> str:
         """A hash of what the model learns from: split, class and content of every image."""
-        rows = sorted((r.split, self.classes[r.label], r.sha256) for r in self.records)
+        return self._fingerprint(self.records)
+
+    def split_fingerprint(self, name: str) -> str:
+        """A hash of one split: models scored on equal test fingerprints are comparable."""
+        return self._fingerprint(self.split(name))
+
+    def _fingerprint(self, records: list[ImageRecord]) -> str:
+        rows = sorted((r.split, self.classes[r.label], r.sha256) for r in records)
         digest = hashlib.sha256(json.dumps([self.classes, rows]).encode()).hexdigest()
         return f"sha256:{digest}"
 
