@@ -129,6 +129,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from server import create_app
+    from server.worker import run_worker
+
+    run_worker(create_app(), once=args.once, log=_log)
+    return 0
+
+
 def _layer_count(text: str) -> int | None:
     """`--fine-tune-layers`: a positive number, or 'all' for the whole backbone."""
     if text == "all":
@@ -306,6 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--new-admin-token", action="store_true", help="print a new admin token even if one exists"
     )
     serve.set_defaults(handler=cmd_serve, needs_tensorflow=False)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run queued retraining jobs (started by `binbot serve`)",
+        description="Claim queued retraining jobs from the database and run them: train on the "
+        "base dataset (BINBOT_BASE_DATASET) plus accepted corrections, score the candidate and "
+        "the published model on the same test split, convert and register the candidate.",
+    )
+    worker.add_argument("--once", action="store_true", help="run at most one job, then exit")
+    worker.set_defaults(handler=cmd_worker)
 
     predict = commands.add_parser(
         "predict",

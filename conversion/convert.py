@@ -116,8 +116,12 @@ def build_candidates(float32_dir: Path, work: Path, wanted: list[str]) -> list[C
 
 
 def choose(candidates: list[Candidate]) -> Candidate:
-    """The smallest bundle whose accuracy cost is within the bar (float32 if none is)."""
-    within = [c for c in candidates if c.within_bar()]
+    """The smallest bundle that passes verification and whose accuracy cost is within the bar.
+
+    float32 when none does (and when float32 itself fails verification, the conversion is
+    broken and ``convert_run`` says so).
+    """
+    within = [c for c in candidates if c.within_bar() and not c.verification.failures()]
     if not within:
         return next(c for c in candidates if c.quantization == "none")
     return min(within, key=lambda c: c.bytes)

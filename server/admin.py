@@ -10,6 +10,7 @@ from sqlalchemy import select
 from server.auth import admin_required
 from server.database import db
 from server.errors import error_response
+from server.jobs import cancel, enqueue, validate_settings
 from server.model_store import (
     PublishRefused,
     find_version,
@@ -17,7 +18,7 @@ from server.model_store import (
     published_version,
     rollback,
 )
-from server.models import ModelVersion, PublishEvent, Submission
+from server.models import ModelVersion, PublishEvent, Submission, TrainingJob
 from training.errors import BinbotError
 
 admin = Blueprint("admin", __name__, url_prefix="/api/admin")
@@ -119,6 +120,46 @@ def rollback_version():
     except BinbotError as exc:
         return error_response(str(exc), 409)
     return jsonify({"published": _version_json(row)})
+
+
+@admin.post("/jobs")
+@admin_required
+def start_job():
+    """Queue a retraining: {"settings": {"head_epochs": 5, ...}} (all optional)."""
+    body = request.get_json(silent=True) or {}
+    try:
+        settings = validate_settings(body.get("settings"))
+    except ValueError as exc:
+        return error_response(str(exc), 400)
+    return jsonify({"job": enqueue(settings).as_dict()}), 202
+
+
+@admin.get("/jobs")
+@admin_required
+def list_jobs():
+    rows = db.session.scalars(select(TrainingJob).order_by(TrainingJob.id.desc()).limit(100)).all()
+    return jsonify({"jobs": [r.as_dict() for r in rows]})
+
+
+@admin.get("/jobs/<int:job_id>")
+@admin_required
+def job_status(job_id: int):
+    job = db.session.get(TrainingJob, job_id)
+    if job is None:
+        return error_response(f"no job {job_id}", 404)
+    return jsonify({"job": job.as_dict()})
+
+
+@admin.post("/jobs/<int:job_id>/cancel")
+@admin_required
+def cancel_job(job_id: int):
+    try:
+        job = cancel(job_id)
+    except LookupError as exc:
+        return error_response(str(exc), 404)
+    except ValueError as exc:
+        return error_response(str(exc), 409)
+    return jsonify({"job": job.as_dict()})
 
 
 def _version_json(row: ModelVersion) -> dict[str, Any]:

@@ -27,5 +27,9 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "BINBOT_STORED_MAX_SIDE": int(os.environ.get("BINBOT_STORED_MAX_SIDE", 1600)),
         "BINBOT_STORED_JPEG_QUALITY": 90,
         # A candidate more than this much less accurate than the published model is refused.
+        # Retraining: the dataset corrections are added to, and when a silent worker is dead.
+        "BINBOT_BASE_DATASET": os.environ.get("BINBOT_BASE_DATASET")
+        or os.environ.get("BINBOT_DATASET"),
+        "BINBOT_JOB_TIMEOUT": float(os.environ.get("BINBOT_JOB_TIMEOUT", 300)),
         "BINBOT_PUBLISH_MARGIN": float(os.environ.get("BINBOT_PUBLISH_MARGIN", 0.01)),
     }

@@ -79,3 +79,39 @@ class PublishEvent(db.Model):
     forced: Mapped[bool] = mapped_column(Boolean, default=False)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TrainingJob(db.Model):
+    """A retraining an admin asked for; a worker process claims and runs it."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    settings_json: Mapped[str] = mapped_column(Text, default="{}")
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    progress: Mapped[str | None] = mapped_column(Text, nullable=True)
+    log: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    result_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    def as_dict(self) -> dict[str, Any]:
+        def stamp(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "id": self.id,
+            "status": self.status,
+            "settings": json.loads(self.settings_json or "{}"),
+            "worker": self.worker,
+            "created_at": stamp(self.created_at),
+            "started_at": stamp(self.started_at),
+            "heartbeat_at": stamp(self.heartbeat_at),
+            "finished_at": stamp(self.finished_at),
+            "progress": self.progress,
+            "log": self.log,
+            "error": self.error,
+            "result": json.loads(self.result_json) if self.result_json else None,
+        }

@@ -154,3 +154,6 @@ def test_default_quantization_is_the_smallest_within_the_accuracy_bar():
     assert choose([none, half, small_ok]).quantization == "uint8"
     worse = _candidate("float16", 7_000_000, 0.90)
     assert choose([none, worse]).quantization == "none"
+    flipping = _candidate("uint8", 4_000_000, 0.95)
+    flipping.verification.top1_agreement = 0.90  # accurate overall, but disagrees with Keras
+    assert choose([none, half, flipping]).quantization == "float16"

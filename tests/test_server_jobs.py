@@ -1,0 +1,127 @@
+"""Retraining jobs: exclusive claims under concurrency, dead workers, the API, a real retraining."""
+
+from __future__ import annotations
+
+import threading
+import zipfile
+from datetime import timedelta
+
+import pytest
+import requests
+from conftest import submit
+
+from server.auth import create_admin_token
+from server.database import db
+from server.jobs import claim_next, enqueue, reap_dead
+from server.models import TrainingJob, utcnow
+from server.worker import run_worker
+
+
+def test_concurrent_workers_never_claim_the_same_job(live):
+    with live.app.app_context():
+        ids = [enqueue({}).id for _ in range(12)]
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        with live.app.app_context():
+            while (job := claim_next(name)) is not None:
+                with lock:
+                    claimed.append(job.id)
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(claimed) == ids, "a job was claimed twice or not at all"
+    with live.app.app_context():
+        assert {j.status for j in db.session.query(TrainingJob)} == {"running"}
+
+
+def test_a_job_whose_worker_died_is_marked_failed(live):
+    with live.app.app_context():
+        job_id = enqueue({}).id
+        claim_next("ghost")
+        job = db.session.get(TrainingJob, job_id)
+        job.heartbeat_at = utcnow() - timedelta(minutes=10)
+        db.session.commit()
+        assert reap_dead(60) == [job_id]
+        job = db.session.get(TrainingJob, job_id)
+        assert job.status == "failed" and "ghost stopped responding" in job.error
+        assert reap_dead(60) == []
+
+
+def admin(live):
+    with live.app.app_context():
+        return {"Authorization": f"Bearer {create_admin_token()}"}
+
+
+def test_job_api_validates_queues_and_cancels(live):
+    auth = admin(live)
+    url = f"{live.url}/api/admin/jobs"
+    bad = requests.post(url, json={"settings": {"head_epochs": -1}}, headers=auth, timeout=30)
+    assert bad.status_code == 400
+    unknown = requests.post(url, json={"settings": {"learning_rate": 1}}, headers=auth, timeout=30)
+    assert unknown.status_code == 400 and "unknown settings" in unknown.json()["error"]
+    queued = requests.post(url, json={"settings": {"head_epochs": 2}}, headers=auth, timeout=30)
+    assert queued.status_code == 202
+    job = queued.json()["job"]
+    assert job["status"] == "queued" and job["settings"] == {"head_epochs": 2}
+    status = requests.get(f"{url}/{job['id']}", headers=auth, timeout=30).json()["job"]
+    assert status["status"] == "queued"
+    cancelled = requests.post(f"{url}/{job['id']}/cancel", headers=auth, timeout=30)
+    assert cancelled.json()["job"]["status"] == "cancelled"
+    again = requests.post(f"{url}/{job['id']}/cancel", headers=auth, timeout=30)
+    assert again.status_code == 409
+    assert requests.get(url, timeout=30).status_code == 401
+
+
+@pytest.mark.slow
+def test_accepted_corrections_are_retrained_into_a_publishable_candidate(
+    live, small_ewaste, ewaste_zip, imagenet_weights
+):
+    """The admin flow without a browser: submit, accept, retrain, compare, publish, roll back."""
+    live.app.config["BINBOT_BASE_DATASET"] = str(small_ewaste)
+    auth = admin(live)
+    with zipfile.ZipFile(ewaste_zip) as archive:
+        names = sorted(n for n in archive.namelist() if "/train/Printer/" in n)[-2:]
+        photos = [archive.read(n) for n in names]
+    ids = [submit(live, p, label="Printer", key=f"c{i}").json()["submission"]["id"]
+           for i, p in enumerate(photos)]  # fmt: skip
+    accepted = requests.post(f"{live.url}/api/admin/submissions/review", headers=auth,
+                             json={"ids": ids, "action": "accept"}, timeout=30)  # fmt: skip
+    assert accepted.status_code == 200
+
+    settings = {"head_epochs": 2, "fine_tune_epochs": 0, "batch_size": 16, "reference_images": 20}
+    job = requests.post(f"{live.url}/api/admin/jobs", json={"settings": settings},
+                        headers=auth, timeout=30).json()["job"]  # fmt: skip
+    assert run_worker(live.app, once=True, log=lambda _: None) == job["id"]
+
+    done = requests.get(f"{live.url}/api/admin/jobs/{job['id']}", headers=auth, timeout=30)
+    job = done.json()["job"]
+    assert job["status"] == "succeeded", job["error"]
+    result = job["result"]
+    assert result["corrections_used"] == {"Printer": 2}
+    assert result["train_images"] == 80 + 2
+    assert result["published"]["version"] == "starter-1" and result["published"]["comparable"]
+    assert 0 <= result["published"]["test_accuracy"] <= 1
+    assert set(result["candidate"]["per_class_recall"]) == set(
+        result["published"]["per_class_recall"]
+    )
+    assert "Fine-tuning" not in job["log"] and "head      epoch  2/2" in job["log"]
+
+    candidate = result["candidate_version"]
+    models = requests.get(f"{live.url}/api/admin/models", headers=auth, timeout=30).json()["models"]
+    assert [m["version"] for m in models] == ["starter-1", candidate]
+    publish = requests.post(f"{live.url}/api/admin/models/{candidate}/publish", headers=auth,
+                            json={"force": True, "reason": "tiny test model"}, timeout=30)  # fmt: skip
+    assert publish.status_code == 200
+    current = requests.get(f"{live.url}/api/models/current", timeout=30).json()
+    assert current["version"] == candidate
+    for entry in current["files"]:
+        assert requests.get(live.url + entry["url"], timeout=30).status_code == 200
+    requests.post(f"{live.url}/api/admin/models/rollback", headers=auth, timeout=30)
+    assert (
+        requests.get(f"{live.url}/api/models/current", timeout=30).json()["version"] == "starter-1"
+    )
