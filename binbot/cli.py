@@ -133,7 +133,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from server import create_app
     from server.worker import run_worker
 
-    run_worker(create_app(), once=args.once, log=_log)
+    try:
+        run_worker(create_app(), once=args.once, log=_log)
+    except KeyboardInterrupt:
+        _log("worker stopped")
     return 0
 
 
@@ -323,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the published model on the same test split, convert and register the candidate.",
     )
     worker.add_argument("--once", action="store_true", help="run at most one job, then exit")
-    worker.set_defaults(handler=cmd_worker)
+    worker.set_defaults(handler=cmd_worker, needs_tensorflow=False)  # imported per job
 
     predict = commands.add_parser(
         "predict",

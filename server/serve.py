@@ -1,4 +1,4 @@
-"""`binbot serve`: prepare the instance, show the admin token once, run gunicorn.
+"""`binbot serve`: prepare the instance, show the admin token once, run gunicorn and a worker.
 
 Like a notebook server printing its token: the first start creates an admin credential and
 prints it; later starts say one exists (only its hash is stored, so it cannot be shown again;
@@ -8,7 +8,10 @@ prints it; later starts say one exists (only its hash is stored, so it cannot be
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 from sqlalchemy import func, select
@@ -36,11 +39,29 @@ def prepare(new_token: bool, log: Callable[[str], None]) -> None:
 
 
 def serve(host: str, port: int, workers: int, new_token: bool, log: Callable[[str], None]) -> None:
+    """gunicorn for the API and one retraining worker; Ctrl-C stops both."""
     prepare(new_token, log)
     log(f"Serving on http://{host}:{port}/ with {workers} gunicorn workers (Ctrl-C stops)")
-    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
-    os.execv(
-        gunicorn,
-        [gunicorn, "--workers", str(workers), "--bind", f"{host}:{port}",
-         "--access-logfile", "-", "server:create_app()"],
-    )  # fmt: skip
+    bin_dir = os.path.dirname(sys.executable)
+    children = [
+        subprocess.Popen([sys.executable, "-m", "binbot", "worker"]),
+        subprocess.Popen(
+            [os.path.join(bin_dir, "gunicorn"), "--workers", str(workers),
+             "--bind", f"{host}:{port}", "--access-logfile", "-", "server:create_app()"]
+        ),
+    ]  # fmt: skip
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        log("a server process ended; stopping the others")
+    except KeyboardInterrupt:
+        log("stopping ...")
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+        for child in children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()

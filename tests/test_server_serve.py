@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import requests
@@ -18,53 +19,64 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(instance, port):
-    env = os.environ | {"BINBOT_INSTANCE_DIR": str(instance)}
-    env.pop("DATABASE_URL", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "binbot", "serve", "--port", str(port), "--workers", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )  # fmt: skip
+class Server:
+    """`binbot serve` in a subprocess, its output collected line by line as it comes."""
 
+    def __init__(self, instance, port):
+        env = os.environ | {"BINBOT_INSTANCE_DIR": str(instance)}
+        env.pop("DATABASE_URL", None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "binbot", "serve", "--port", str(port), "--workers", "2"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
-def wait_until_up(url: str, process, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read()
-        try:
-            requests.get(url, timeout=2)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.3)
-    raise AssertionError("server did not come up")
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
 
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
 
-def stop(process) -> str:
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=30)
-    return output
+    def wait_for(self, text: str, seconds: float = 90) -> None:
+        deadline = time.monotonic() + seconds
+        while text not in self.output:
+            assert self.process.poll() is None, self.output
+            assert time.monotonic() < deadline, f"no {text!r} in: {self.output}"
+            time.sleep(0.2)
+
+    def stop(self) -> str:
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=60)
+        self.reader.join(timeout=10)
+        return self.output
 
 
 def test_serve_publishes_starter_prints_token_once_and_stops_on_ctrl_c(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    process = start(tmp_path / "instance", port)
+    server = Server(tmp_path / "instance", port)
     try:
-        wait_until_up(f"{url}/api/labels", process)
+        server.wait_for("Listening at")
+        server.wait_for("waiting for retraining jobs")  # the worker runs beside gunicorn
         current = requests.get(f"{url}/api/models/current", timeout=10).json()
         assert current["version"] == "starter-1"
     finally:
-        output = stop(process)
-    assert process.returncode == 0, output
+        output = server.stop()
+    assert server.process.returncode == 0, output
+    assert "worker stopped" in output
     token = next(line.split()[-1] for line in output.splitlines() if "Admin token" in line)
 
     # A second start keeps the database and the token, and does not print it again.
-    process = start(tmp_path / "instance", port)
+    server = Server(tmp_path / "instance", port)
     try:
-        wait_until_up(f"{url}/api/labels", process)
+        server.wait_for("Listening at")
         auth = {"Authorization": f"Bearer {token}"}
         assert requests.get(f"{url}/api/admin/models", headers=auth, timeout=10).status_code == 200
     finally:
-        output = stop(process)
+        output = server.stop()
     assert "Admin token (shown once" not in output
     assert "An admin token exists" in output
