@@ -15,6 +15,7 @@ from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from conversion.manifest import check_bundle, read_manifest
 from server.database import db
@@ -54,14 +55,21 @@ def register_bundle(source: Path) -> ModelVersion:
             shutil.copyfile(source / entry["path"], staging / entry["path"])
         if check_bundle(staging):
             raise BinbotError(f"copy of bundle {version} is damaged")
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+        if target.exists() and not check_bundle(target):
+            pass  # another process stored this very bundle first: keep its copy
+        else:
+            if target.exists():
+                shutil.rmtree(target)
+            staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     row = ModelVersion(version=version, manifest_json=json.dumps(manifest))
     db.session.add(row)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:  # registered concurrently by another process
+        db.session.rollback()
+        return db.session.scalars(select(ModelVersion).where(ModelVersion.version == version)).one()
     return row
 
 
