@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify, request, send_file
 from sqlalchemy import select
 
 from server.auth import admin_required
@@ -12,10 +12,12 @@ from server.database import db
 from server.errors import error_response
 from server.jobs import cancel, enqueue, validate_settings
 from server.model_store import (
+    REPORT_FILES,
     PublishRefused,
     find_version,
     publish,
     published_version,
+    reports_dir,
     rollback,
 )
 from server.models import ModelVersion, PublishEvent, Submission, TrainingJob
@@ -112,6 +114,18 @@ def publish_version(version: str):
     return jsonify({"published": _version_json(row)})
 
 
+@admin.get("/models/<version>/report/<name>")
+@admin_required
+def model_report(version: str, name: str):
+    """A version's evaluation report: report.md, metrics.json, confusion_matrix.png, ..."""
+    if name not in REPORT_FILES:
+        return error_response(f"report files are {list(REPORT_FILES)}", 404)
+    path = reports_dir(version) / name
+    if not path.is_file():
+        return error_response(f"no {name} for model version {version!r}", 404)
+    return send_file(path)
+
+
 @admin.post("/models/rollback")
 @admin_required
 def rollback_version():
@@ -175,4 +189,6 @@ def _version_json(row: ModelVersion) -> dict[str, Any]:
         "test_accuracy": metrics.get("test_accuracy"),
         "per_class_recall": metrics.get("per_class_recall"),
         "dataset_fingerprint": manifest.get("training", {}).get("dataset_fingerprint"),
+        "test_set_fingerprint": metrics.get("test_set_fingerprint"),
+        "report": sorted(p.name for p in reports_dir(row.version).glob("*")),
     }

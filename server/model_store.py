@@ -31,6 +31,22 @@ def bundle_dir(version: str) -> Path:
     return models_dir() / version
 
 
+REPORT_FILES = ("report.md", "metrics.json", "confusion_matrix.png", "misclassified.png")
+
+
+def reports_dir(version: str) -> Path:
+    return Path(current_app.config["BINBOT_DATA_DIR"]) / "reports" / version
+
+
+def store_report(version: str, evaluation: Path) -> None:
+    """Keep a version's evaluation report (metrics, confusion matrix, misclassified images)."""
+    target = reports_dir(version)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in REPORT_FILES:
+        if (evaluation / name).is_file():
+            shutil.copyfile(evaluation / name, target / name)
+
+
 def published_version() -> ModelVersion | None:
     return db.session.scalars(select(ModelVersion).where(ModelVersion.published)).first()
 
@@ -63,6 +79,8 @@ def register_bundle(source: Path) -> ModelVersion:
             staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if (source / "evaluation").is_dir():
+        store_report(version, source / "evaluation")
     row = ModelVersion(version=version, manifest_json=json.dumps(manifest))
     db.session.add(row)
     try:

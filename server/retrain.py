@@ -21,7 +21,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from server.database import db
-from server.model_store import bundle_dir, published_version, register_bundle
+from server.model_store import bundle_dir, published_version, register_bundle, store_report
 from server.models import Submission
 from training.errors import BinbotError
 
@@ -115,10 +115,7 @@ def run_retraining(settings: dict[str, int], job_id: int, log: Log) -> dict[str,
             reference_images=settings.get("reference_images"), log=log,
         )  # fmt: skip
         row = register_bundle(bundle)
-        report = data_dir / "reports" / row.version
-        if report.exists():
-            shutil.rmtree(report)
-        shutil.copytree(run_dir / "evaluation", report)
+        store_report(row.version, run_dir / "evaluation")
         candidate = row.manifest["metrics"]
         return {
             "candidate_version": row.version,

@@ -114,6 +114,10 @@ def test_accepted_corrections_are_retrained_into_a_publishable_candidate(
     candidate = result["candidate_version"]
     models = requests.get(f"{live.url}/api/admin/models", headers=auth, timeout=30).json()["models"]
     assert [m["version"] for m in models] == ["starter-1", candidate]
+    assert "confusion_matrix.png" in models[1]["report"] and "report.md" in models[0]["report"]
+    picture = requests.get(f"{live.url}/api/admin/models/{candidate}/report/confusion_matrix.png",
+                           headers=auth, timeout=30)  # fmt: skip
+    assert picture.status_code == 200 and picture.content.startswith(b"\x89PNG")
     publish = requests.post(f"{live.url}/api/admin/models/{candidate}/publish", headers=auth,
                             json={"force": True, "reason": "tiny test model"}, timeout=30)  # fmt: skip
     assert publish.status_code == 200
