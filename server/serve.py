@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 from sqlalchemy import func, select
 
+STOP_SECONDS = 20  # Ctrl-C: how long the children get to finish before they are killed
+
 
 def prepare(new_token: bool, log: Callable[[str], None]) -> None:
     from server import create_app
@@ -47,7 +49,8 @@ def serve(host: str, port: int, workers: int, new_token: bool, log: Callable[[st
         subprocess.Popen([sys.executable, "-m", "binbot", "worker"]),
         subprocess.Popen(
             [os.path.join(bin_dir, "gunicorn"), "--workers", str(workers),
-             "--bind", f"{host}:{port}", "--access-logfile", "-", "server:create_app()"]
+             "--bind", f"{host}:{port}", "--graceful-timeout", str(STOP_SECONDS // 2),
+             "--access-logfile", "-", "server:create_app()"]
         ),
     ]  # fmt: skip
     try:
@@ -60,8 +63,10 @@ def serve(host: str, port: int, workers: int, new_token: bool, log: Callable[[st
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + STOP_SECONDS
         for child in children:
             try:
-                child.wait(timeout=30)
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
+                child.wait()

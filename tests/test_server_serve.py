@@ -50,7 +50,7 @@ class Server:
 
     def stop(self) -> str:
         self.process.send_signal(signal.SIGINT)
-        self.process.wait(timeout=60)
+        self.process.wait(timeout=120)
         self.reader.join(timeout=10)
         return self.output
 
