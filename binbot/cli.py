@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -133,9 +134,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from server import create_app
     from server.worker import run_worker
 
+    def stop(_signum, _frame):
+        raise KeyboardInterrupt  # SIGTERM (from `binbot serve`, systemd...) stops like Ctrl-C
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         run_worker(create_app(), once=args.once, log=_log)
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting is noise
         _log("worker stopped")
     return 0
 

@@ -60,9 +60,11 @@ def serve(host: str, port: int, workers: int, new_token: bool, log: Callable[[st
     except KeyboardInterrupt:
         log("stopping ...")
     finally:
+        # Ctrl-C reaches the whole process group; once stopping, more of it is only noise.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         for child in children:
             if child.poll() is None:
-                child.send_signal(signal.SIGINT)
+                child.terminate()  # SIGTERM: gunicorn and the worker both stop cleanly on it
         deadline = time.monotonic() + STOP_SECONDS
         for child in children:
             try:
