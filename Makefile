@@ -12,7 +12,7 @@ export KERAS_HOME ?= $(CURDIR)/.cache/keras
 export BINBOT_CACHE_DIR ?= $(CURDIR)/.cache/binbot
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install keras-cache test lint format run bench-train bench-convert starter-model clean
+.PHONY: install keras-cache test lint format run bench-train bench-convert bench-load starter-model clean
 
 # A run trained with the default settings on the shared dataset: the training benchmark writes
 # it, the conversion benchmark and the shipped starter model are made from it.
@@ -64,6 +64,9 @@ $(STARTER_RUN)/model.keras:
 
 bench-convert: keras-cache $(STARTER_RUN)/model.keras
 	$(BIN)/python benchmarks/convert_ewaste.py --run $(STARTER_RUN) --dataset "$(BINBOT_DATASET)"
+
+bench-load: install
+	scripts/with-postgres $(BIN)/python benchmarks/load_server.py --dataset "$(BINBOT_DATASET)"
 
 # The model shipped in git: the default-settings run, converted with the default quantization,
 # with its evaluation report beside it.
