@@ -14,7 +14,6 @@ from server.jobs import cancel, enqueue, validate_settings
 from server.model_store import (
     REPORT_FILES,
     PublishRefused,
-    find_version,
     publish,
     published_version,
     reports_dir,
@@ -103,7 +102,6 @@ def list_models():
 def publish_version(version: str):
     body = request.get_json(silent=True) or {}
     try:
-        find_version(version)
         row = publish(version, force=bool(body.get("force")), reason=body.get("reason"))
     except LookupError as exc:
         return error_response(str(exc), 404)

@@ -17,6 +17,14 @@ GENERAL = {
     "hazards": [],
 }
 
+# Keyboards and mice are disposed of the same way.
+INPUT_DEVICE = {
+    "category": "Small IT equipment",
+    "bin": "E-waste collection point",
+    "steps": ["Remove batteries if it is wireless.", "Bring it to an e-waste collection point."],
+    "hazards": [],
+}
+
 GUIDANCE: dict[str, dict] = {
     "Battery": {
         "category": "Batteries",
@@ -28,15 +36,7 @@ GUIDANCE: dict[str, dict] = {
         ],
         "hazards": ["fire risk (lithium)", "heavy metals"],
     },
-    "Keyboard": {
-        "category": "Small IT equipment",
-        "bin": "E-waste collection point",
-        "steps": [
-            "Remove batteries if it is wireless.",
-            "Bring it to an e-waste collection point.",
-        ],
-        "hazards": [],
-    },
+    "Keyboard": INPUT_DEVICE,
     "Microwave": {
         "category": "Small household appliance",
         "bin": "E-waste collection point",
@@ -55,15 +55,7 @@ GUIDANCE: dict[str, dict] = {
         ],
         "hazards": ["lithium battery"],
     },
-    "Mouse": {
-        "category": "Small IT equipment",
-        "bin": "E-waste collection point",
-        "steps": [
-            "Remove batteries if it is wireless.",
-            "Bring it to an e-waste collection point.",
-        ],
-        "hazards": [],
-    },
+    "Mouse": INPUT_DEVICE,
     "PCB": {
         "category": "Circuit boards",
         "bin": "E-waste collection point",
