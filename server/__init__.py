@@ -26,11 +26,13 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from server.database import init_database
     from server.errors import register_error_handlers
     from server.model_store import ensure_published_model
+    from server.webclient import webclient
 
     init_database(app)
     register_error_handlers(app)
     app.register_blueprint(api)
     app.register_blueprint(admin)
+    app.register_blueprint(webclient)
     with app.app_context():
         ensure_published_model()
     return app

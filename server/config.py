@@ -19,6 +19,9 @@ def load_config(instance_path: str) -> dict[str, Any]:
         # The model published when the database has none yet.
         "BINBOT_STARTER_MODEL": os.environ.get("BINBOT_STARTER_MODEL")
         or str(PROJECT_ROOT / "models" / "starter"),
+        # The built web app (npm run build) served at the site root.
+        "BINBOT_WEBCLIENT_DIR": os.environ.get("BINBOT_WEBCLIENT_DIR")
+        or str(PROJECT_ROOT / "webclient" / "dist"),
         # Whole request; a phone photo is a few MB, the web client sends a downscaled copy.
         "MAX_CONTENT_LENGTH": int(os.environ.get("BINBOT_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)),
         # Decoded size limit (pixels) against decompression bombs.

@@ -28,29 +28,12 @@ import { loadGraphModel } from '@tensorflow/tfjs-converter';
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-/** Read model.json and its weight shards from a folder into an in-memory graph model. */
-async function loadModelFromDir(dir) {
+/** Read model.json and its weight shards from a folder and load them like the web client. */
+async function loadModelFromDir(dir, loadBundle, shardPaths) {
   const modelJson = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8'));
-  const weightSpecs = [];
-  const buffers = [];
-  for (const group of modelJson.weightsManifest) {
-    weightSpecs.push(...group.weights);
-    for (const shard of group.paths) buffers.push(await readFile(path.join(dir, shard)));
-  }
-  const all = Buffer.concat(buffers);
-  const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength);
-  return loadGraphModel(
-    tf.io.fromMemory({
-      modelTopology: modelJson.modelTopology,
-      weightSpecs,
-      weightData,
-      format: modelJson.format,
-      generatedBy: modelJson.generatedBy,
-      convertedBy: modelJson.convertedBy,
-      signature: modelJson.signature,
-      userDefinedMetadata: modelJson.userDefinedMetadata,
-    }),
-  );
+  const shards = await Promise.all(shardPaths(modelJson).map((p) => readFile(path.join(dir, p))));
+  const { model } = await loadBundle(tf, loadGraphModel, modelJson, shards);
+  return model;
 }
 
 async function main() {
@@ -63,13 +46,16 @@ async function main() {
   // The web client's preprocessing unless the job names another (tests check a wrong one fails).
   const preprocessPath = job.preprocess_module ?? path.join(here, '../../webclient/src/preprocess.js');
   const { modelInputFromPixels } = await import(pathToFileURL(preprocessPath).href);
+  const { loadBundle, shardPaths } = await import(
+    pathToFileURL(path.join(here, '../../webclient/src/graph-model.js')).href
+  );
   const wasmDir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm'));
   setWasmPaths(wasmDir + path.sep);
   if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
   await tf.ready();
 
   const loadStart = performance.now();
-  const model = await loadModelFromDir(job.model_dir);
+  const model = await loadModelFromDir(job.model_dir, loadBundle, shardPaths);
   const loadMs = performance.now() - loadStart;
   const outputs = [job.outputs.probabilities, job.outputs.embedding];
 

@@ -1,0 +1,71 @@
+// Build the web client into webclient/dist: bundles (esbuild), static files, TF.js's wasm
+// binaries from node_modules (served by us, never a CDN), and a service worker that knows
+// the exact list and hash of the files it must keep for offline use.
+//
+//   node webclient/build.mjs        (npm run build)
+
+import { createHash } from 'node:crypto';
+import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { build } from 'esbuild';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const dist = path.join(here, 'dist');
+const require = createRequire(import.meta.url);
+const wasmDir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm'));
+const WASM_FILES = ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm'];
+const STATIC = ['index.html', 'styles.css', 'app.webmanifest', 'icons'];
+
+const common = {
+  bundle: true,
+  minify: true,
+  sourcemap: true,
+  target: ['es2020', 'chrome90', 'safari15', 'firefox90'],
+  logLevel: 'warning',
+  // The wasm backend's Emscripten glue mentions Node modules it never loads in a browser.
+  external: ['fs', 'path', 'worker_threads', 'perf_hooks', 'os', 'crypto'],
+  define: { 'process.env.NODE_ENV': '"production"' },
+};
+
+async function listFiles(dir, prefix = '') {
+  const out = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const relative = prefix ? `${prefix}/${entry.name}` : entry.name;
+    if (entry.isDirectory()) out.push(...(await listFiles(path.join(dir, entry.name), relative)));
+    else out.push(relative);
+  }
+  return out;
+}
+
+async function main() {
+  await rm(dist, { recursive: true, force: true });
+  await mkdir(path.join(dist, 'tfjs'), { recursive: true });
+  await build({ ...common, entryPoints: { app: path.join(here, 'src/main.js') }, format: 'esm', splitting: true, outdir: dist, chunkNames: 'chunks/[name]-[hash]' });
+  await build({ ...common, entryPoints: { 'inference-worker': path.join(here, 'src/inference-worker.js') }, format: 'iife', outdir: dist });
+  for (const name of STATIC) await cp(path.join(here, name), path.join(dist, name), { recursive: true });
+  for (const name of WASM_FILES) await cp(path.join(wasmDir, name), path.join(dist, 'tfjs', name));
+
+  const shell = (await listFiles(dist)).filter((f) => !f.endsWith('.map')).sort();
+  const hash = createHash('sha256');
+  for (const file of shell) hash.update(file).update(await readFile(path.join(dist, file)));
+  const buildId = hash.digest('hex').slice(0, 16);
+  // './' is the page itself (navigations are answered with it).
+  const shellFiles = ['./', ...shell.filter((f) => f !== 'index.html')];
+  await build({
+    ...common,
+    entryPoints: { sw: path.join(here, 'src/sw.js') },
+    format: 'iife',
+    outdir: dist,
+    define: { ...common.define, BUILD_ID: JSON.stringify(buildId), SHELL_FILES: JSON.stringify(shellFiles) },
+  });
+  await writeFile(path.join(dist, 'build.json'), JSON.stringify({ build_id: buildId, files: shellFiles }, null, 2));
+  console.log(`webclient: built ${shellFiles.length} files into ${path.relative(process.cwd(), dist)} (build ${buildId})`);
+}
+
+main().catch((error) => {
+  console.error(`webclient build failed: ${error.message}`);
+  process.exit(1);
+});

@@ -1,0 +1,58 @@
+/**
+ * The page's handle on inference: talks to the inference worker, or runs TF.js on the page
+ * where workers cannot decode images (no OffscreenCanvas), yielding between steps.
+ */
+
+function canUseWorker() {
+  return typeof Worker === 'function' && typeof OffscreenCanvas === 'function';
+}
+
+class WorkerClassifier {
+  constructor(url) {
+    this.worker = new Worker(url);
+    this.pending = new Map();
+    this.nextId = 1;
+    this.worker.onmessage = ({ data }) => {
+      const waiter = this.pending.get(data.id);
+      this.pending.delete(data.id);
+      if (data.ok) waiter?.resolve(data.result);
+      else waiter?.reject(new Error(data.error));
+    };
+    this.worker.onerror = (event) => {
+      for (const waiter of this.pending.values()) waiter.reject(new Error(event.message || 'inference worker failed'));
+      this.pending.clear();
+    };
+  }
+
+  call(type, payload = {}, transfer = []) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, type, ...payload }, transfer);
+    });
+  }
+
+  init(options) { return this.call('init', options); }
+  load(model) { return this.call('load', model, model.shards); }
+  classify(blob) { return this.call('classify', { blob }); }
+  downscale(blob, maxSide) { return this.call('downscale', { blob, maxSide }); }
+}
+
+class PageClassifier {
+  async module() {
+    this.inference ??= await import('./inference.js');
+    return this.inference;
+  }
+
+  async init({ wasmBase, backend }) { return (await this.module()).initBackend(wasmBase, backend); }
+  async load(model) { return (await this.module()).loadModel(model); }
+  async classify(blob) { return (await this.module()).classify(blob); }
+  async downscale(blob, maxSide) { return (await this.module()).downscaleForUpload(blob, maxSide); }
+}
+
+/** A classifier ready to load models: {backend, simd, threads, where} describes it. */
+export async function createClassifier({ workerUrl, wasmBase, backend = 'wasm' }) {
+  const classifier = canUseWorker() ? new WorkerClassifier(workerUrl) : new PageClassifier();
+  const info = await classifier.init({ wasmBase, backend });
+  return { classifier, info: { ...info, where: classifier instanceof WorkerClassifier ? 'worker' : 'page' } };
+}

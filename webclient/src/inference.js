@@ -1,0 +1,119 @@
+/**
+ * Everything that touches TF.js: backend choice, model loading, decoding and classifying.
+ *
+ * Runs inside the inference worker (so the page never freezes during a prediction), or on the
+ * page itself in a browser without module-free workers or OffscreenCanvas.
+ *
+ * Backend: wasm (SIMD, and threads when the page is cross-origin isolated) is the fast one on
+ * phone and laptop CPUs; the plain JavaScript cpu backend is the fallback where WebAssembly
+ * is unavailable.
+ */
+
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { loadGraphModel } from '@tensorflow/tfjs-converter';
+
+import { loadBundle } from './graph-model.js';
+import { modelInputFromPixels } from './preprocess.js';
+
+let current = null; // { model, version, labels, inputNode, outputNode }
+
+export async function initBackend(wasmBase, preferred = 'wasm') {
+  setWasmPaths(wasmBase);
+  let backend = 'cpu';
+  if (preferred === 'wasm' && typeof WebAssembly === 'object') {
+    try {
+      if (await tf.setBackend('wasm')) backend = 'wasm';
+    } catch { /* fall through to cpu */ }
+  }
+  if (backend !== 'wasm') await tf.setBackend('cpu');
+  await tf.ready();
+  const info = { backend: tf.getBackend(), simd: false, threads: 1 };
+  if (info.backend === 'wasm') {
+    info.simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
+    const multithread = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');
+    info.threads = multithread ? tf.backend().getThreadsCount?.() ?? 'several' : 1;
+  }
+  return info;
+}
+
+/** Load a version's files; the previous model keeps answering until this one is ready. */
+export async function loadModel({ version, manifest, modelJson, shards }) {
+  const started = performance.now();
+  const { model, folded } = await loadBundle(tf, loadGraphModel, modelJson, shards);
+  const inputNode = manifest.input.node;
+  const outputNode = manifest.outputs.probabilities.node;
+  const size = manifest.input.shape?.[1] ?? 224;
+  // The first run compiles kernels; do it now rather than on the user's first photo.
+  tf.tidy(() => model.execute({ [inputNode]: tf.zeros([1, size, size, 3]) }, outputNode).dataSync());
+  const previous = current;
+  current = { model, version, labels: manifest.labels, inputNode, outputNode, size };
+  previous?.model.dispose();
+  return { version, folded, loadMs: performance.now() - started };
+}
+
+/** Decode a photo to RGBA pixels, upright (the browser applies the EXIF orientation). */
+async function decode(blob) {
+  const bitmap = await createImageBitmap(blob, {
+    imageOrientation: 'from-image',
+    colorSpaceConversion: 'none', // training images were decoded without colour management
+    premultiplyAlpha: 'none',
+  });
+  const { width, height } = bitmap;
+  const canvas = typeof OffscreenCanvas === 'function'
+    ? new OffscreenCanvas(width, height)
+    : Object.assign(document.createElement('canvas'), { width, height });
+  const context = canvas.getContext('2d', { willReadFrequently: true });
+  context.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  return { data: context.getImageData(0, 0, width, height).data, width, height };
+}
+
+/** Classify a photo: every class's probability, best first, with timings. */
+export async function classify(blob) {
+  if (!current) throw new Error('no model is loaded yet');
+  const { model, inputNode, outputNode, labels, version, size } = current;
+  const t0 = performance.now();
+  let pixels;
+  try {
+    pixels = await decode(blob);
+  } catch {
+    throw new Error('this file is not an image the browser can read');
+  }
+  const t1 = performance.now();
+  const input = modelInputFromPixels(tf, pixels, 1);
+  const t2 = performance.now();
+  const output = model.execute({ [inputNode]: input }, outputNode);
+  const probabilities = Array.from(await output.data());
+  const t3 = performance.now();
+  tf.dispose([input, output]);
+  const ranked = probabilities
+    .map((p, i) => ({ label: labels[i], probability: p }))
+    .sort((a, b) => b.probability - a.probability);
+  return {
+    version,
+    ranked,
+    probabilities,
+    width: pixels.width,
+    height: pixels.height,
+    timings: { decodeMs: t1 - t0, preprocessMs: t2 - t1, inferMs: t3 - t2 },
+  };
+}
+
+/** An upright JPEG of at most `maxSide` pixels: what a correction uploads. */
+export async function downscaleForUpload(blob, maxSide = 1024, quality = 0.9) {
+  const probe = await createImageBitmap(blob, { imageOrientation: 'from-image' });
+  const scale = Math.min(1, maxSide / Math.max(probe.width, probe.height));
+  const width = Math.max(1, Math.round(probe.width * scale));
+  const height = Math.max(1, Math.round(probe.height * scale));
+  const useOffscreen = typeof OffscreenCanvas === 'function';
+  const canvas = useOffscreen ? new OffscreenCanvas(width, height)
+    : Object.assign(document.createElement('canvas'), { width, height });
+  const context = canvas.getContext('2d');
+  context.imageSmoothingQuality = 'high';
+  context.drawImage(probe, 0, 0, width, height);
+  probe.close();
+  if (useOffscreen) return canvas.convertToBlob({ type: 'image/jpeg', quality });
+  return new Promise((resolve) => canvas.toBlob(resolve, 'image/jpeg', quality));
+}

@@ -1,0 +1,210 @@
+/**
+ * BinBot's web app: wires the camera, the model, the corrections queue and the screen.
+ *
+ * Start-up order matters for offline use: the active model comes from this device's cache
+ * first (no network needed), and only then does the app ask the server whether a newer
+ * version is published and whether queued corrections can be sent.
+ */
+
+import { captureFrame, liveCameraAvailable, startLiveCamera, watchFileInputs } from './camera.js';
+import { createClassifier } from './classifier.js';
+import { activeModel, cachedVersions, checkForUpdate, readModelFiles } from './model-store.js';
+import { SYNC_TAG, dismiss, enqueue, flush, listCorrections, onQueueChange } from './queue.js';
+import * as ui from './ui.js';
+
+const APP_BASE = new URL('./', location.href);
+const NOT_SURE_BELOW = 0.6; // below this top-1 probability the app asks the user to choose
+const UPLOAD_MAX_SIDE = 1024;
+const UPDATE_EVERY_MS = 15 * 60 * 1000;
+const RETRY_QUEUE_EVERY_MS = 30 * 1000;
+
+const state = {
+  entry: null,
+  info: null,
+  classifier: null,
+  last: null, // { blob, result }
+  checking: null,
+};
+let markModelReady;
+const modelReady = new Promise((resolve) => { markModelReady = resolve; });
+
+async function loadIntoClassifier(entry) {
+  const { modelJson, shards } = await readModelFiles(entry);
+  await state.classifier.load({ version: entry.version, manifest: entry.manifest, modelJson, shards });
+  state.entry = entry;
+  ui.fillLabelPicker(entry.labels);
+  ui.showModel(entry, state.info, navigator.onLine);
+  markModelReady();
+}
+
+/** Ask the server for a newer model; switch to it once it is downloaded, checked and loaded. */
+function checkForNewModel({ quiet = true } = {}) {
+  state.checking ??= (async () => {
+    try {
+      const outcome = await checkForUpdate(APP_BASE, {
+        onProgress: (share) => { if (!quiet || !state.entry) ui.setStatus(`Downloading the model: ${Math.round(share * 100)}%`, { busy: true }); },
+      });
+      if (outcome.status === 'updated') {
+        await loadIntoClassifier(outcome.entry);
+        ui.setStatus(`Model ${outcome.entry.version} is ready.`);
+      } else if (!quiet) {
+        ui.setStatus(`Model ${outcome.entry.version} is the latest.`);
+      }
+      return outcome.status;
+    } catch (error) {
+      if (!state.entry) ui.setStatus('BinBot needs a connection once, to download its model. Please connect and reload.');
+      else if (!quiet) ui.setStatus(`Could not check for a new model: ${error.message}`);
+      return 'failed';
+    } finally {
+      state.checking = null;
+    }
+  })();
+  return state.checking;
+}
+
+async function refreshQueue() {
+  ui.showQueue(await listCorrections(), async (id) => { await dismiss(id); refreshQueue(); });
+}
+
+async function sendQueue() {
+  try {
+    await flush(APP_BASE);
+  } finally {
+    await refreshQueue();
+  }
+}
+
+async function requestBackgroundSync() {
+  try {
+    const registration = await navigator.serviceWorker?.ready;
+    await registration?.sync?.register(SYNC_TAG);
+  } catch { /* no Background Sync: start-up, 'online' and the retry timer send instead */ }
+}
+
+async function classifyPhoto(blob) {
+  ui.showPreview(blob);
+  if (!state.entry) ui.setStatus('Getting the model ready…', { busy: true });
+  await modelReady;
+  ui.setStatus('Looking at your photo…', { busy: true });
+  try {
+    const result = await state.classifier.classify(blob);
+    state.last = { blob, result };
+    ui.showResult(result, state.entry.labels, NOT_SURE_BELOW);
+    ui.setStatus('');
+    if (!performance.getEntriesByName('binbot:first-prediction').length) performance.mark('binbot:first-prediction');
+    window.binbot.lastResult = result;
+  } catch (error) {
+    ui.setStatus(`Sorry, that did not work: ${error.message}`);
+  }
+}
+
+async function saveCorrection(label) {
+  const { blob, result } = state.last;
+  const [best] = result.ranked;
+  ui.elements.sendButton.disabled = true;
+  try {
+    const photo = await state.classifier.downscale(blob, UPLOAD_MAX_SIDE);
+    await enqueue({ photo, label, predictedLabel: best.label, confidence: best.probability, modelVersion: result.version });
+    ui.feedbackDone(`Thank you! "${label}" is saved and will be sent when you are online.`);
+    if (label !== best.label) ui.showGuidanceFor(state.entry.labels, label);
+    await refreshQueue();
+    requestBackgroundSync();
+    sendQueue();
+  } catch (error) {
+    ui.setStatus(`Could not save the correction: ${error.message}`);
+  } finally {
+    ui.elements.sendButton.disabled = false;
+  }
+}
+
+function wireControls() {
+  const { elements } = ui;
+  watchFileInputs([elements.cameraInput, elements.galleryInput], classifyPhoto);
+  elements.rightButton.addEventListener('click', () => saveCorrection(state.last.result.ranked[0].label));
+  elements.wrongButton.addEventListener('click', () => ui.openLabelPicker(state.last.result.ranked[0].label));
+  elements.labelPicker.addEventListener('submit', (event) => {
+    event.preventDefault();
+    saveCorrection(elements.labelSelect.value);
+  });
+  elements.updateButton.addEventListener('click', () => checkForNewModel({ quiet: false }));
+
+  let stopCamera = null;
+  const closeLive = () => { stopCamera?.(); stopCamera = null; elements.liveView.hidden = true; elements.liveButton.focus(); };
+  elements.liveButton.hidden = !liveCameraAvailable();
+  elements.liveButton.addEventListener('click', async () => {
+    try {
+      elements.liveView.hidden = false;
+      stopCamera = await startLiveCamera(elements.video);
+      elements.captureButton.focus();
+    } catch (error) {
+      elements.liveView.hidden = true;
+      ui.setStatus(`The camera is not available (${error.message}). Use "Take a photo" instead.`);
+    }
+  });
+  elements.captureButton.addEventListener('click', async () => {
+    const blob = await captureFrame(elements.video);
+    closeLive();
+    classifyPhoto(blob);
+  });
+  elements.closeLiveButton.addEventListener('click', closeLive);
+
+  const connectivityChanged = () => {
+    ui.showModel(state.entry, state.info, navigator.onLine);
+    if (navigator.onLine) { sendQueue(); checkForNewModel(); }
+  };
+  window.addEventListener('online', connectivityChanged);
+  window.addEventListener('offline', connectivityChanged);
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible' && navigator.onLine) { sendQueue(); checkForNewModel(); }
+  });
+  onQueueChange(refreshQueue);
+  setInterval(() => checkForNewModel(), UPDATE_EVERY_MS);
+  setInterval(async () => {
+    if ((await listCorrections()).some((i) => i.status === 'waiting')) sendQueue();
+  }, RETRY_QUEUE_EVERY_MS);
+}
+
+async function registerServiceWorker() {
+  if (!('serviceWorker' in navigator)) return;
+  try {
+    await navigator.serviceWorker.register(new URL('sw.js', APP_BASE), { scope: APP_BASE.pathname });
+  } catch (error) {
+    console.warn('BinBot: no offline support, the service worker failed to register', error);
+  }
+}
+
+async function start() {
+  window.binbot = {
+    state,
+    modelReady,
+    classify: (blob) => modelReady.then(() => state.classifier.classify(blob)),
+    checkForNewModel: () => checkForNewModel({ quiet: false }),
+    sendQueue,
+    cachedVersions,
+    lastResult: null,
+  };
+  wireControls();
+  registerServiceWorker();
+  refreshQueue();
+  ui.setStatus('Starting…', { busy: true });
+  const { classifier, info } = await createClassifier({
+    workerUrl: new URL('inference-worker.js', APP_BASE),
+    wasmBase: new URL('tfjs/', APP_BASE).href,
+  });
+  state.classifier = classifier;
+  state.info = info;
+  const cached = await activeModel();
+  if (cached) {
+    try {
+      await loadIntoClassifier(cached);
+      ui.setStatus('');
+    } catch (error) {
+      console.warn('BinBot: the cached model could not be used; downloading it again', error);
+    }
+  }
+  if (!state.entry) await checkForNewModel({ quiet: false });
+  else checkForNewModel();
+  sendQueue();
+}
+
+start().catch((error) => ui.setStatus(`BinBot could not start: ${error.message}`));

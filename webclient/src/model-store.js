@@ -1,0 +1,119 @@
+/**
+ * The published model on this device: one Cache Storage cache per version, checked by hash.
+ *
+ * The active version (its manifest, labels and guidance) is recorded in IndexedDB, so the app
+ * starts offline after a browser restart. A newer version is downloaded into its own cache in
+ * the background, each file checked against the manifest's sha256, and only when every file is
+ * there does it become active; then the caches of other versions are deleted. A failed or
+ * interrupted download leaves the active version untouched.
+ */
+
+import { STATE, get, put } from './db.js';
+
+const CACHE_PREFIX = 'binbot-model-';
+const ACTIVE_KEY = 'active-model';
+
+export const cacheName = (version) => `${CACHE_PREFIX}${version}`;
+
+async function sha256Hex(buffer) {
+  const digest = await crypto.subtle.digest('SHA-256', buffer);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+export function activeModel() {
+  return get(STATE, ACTIVE_KEY);
+}
+
+/**
+ * The active version's model.json and shards, read from its cache and checked by hash.
+ * Throws when a file is missing or damaged (the caller then downloads the version again).
+ */
+export async function readModelFiles(entry) {
+  const cache = await caches.open(cacheName(entry.version));
+  const read = async (file) => {
+    const response = await cache.match(file.url);
+    if (!response) throw new Error(`model file ${file.path} is not cached`);
+    const buffer = await response.arrayBuffer();
+    if ((await sha256Hex(buffer)) !== file.sha256) throw new Error(`model file ${file.path} is damaged`);
+    return buffer;
+  };
+  const byPath = new Map(entry.files.map((file) => [file.path, file]));
+  const modelJson = JSON.parse(new TextDecoder().decode(await read(byPath.get(entry.manifest.model))));
+  const shardFiles = modelJson.weightsManifest.flatMap((group) => group.paths).map((p) => {
+    const file = byPath.get(p);
+    if (!file) throw new Error(`the manifest does not list shard ${p}`);
+    return file;
+  });
+  const shards = await Promise.all(shardFiles.map(read));
+  return { modelJson, shards };
+}
+
+async function fetchJson(url) {
+  const response = await fetch(url, { cache: 'no-cache' });
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return response.json();
+}
+
+/** Download every file of `current` (the server's /api/models/current) into its cache. */
+async function download(current, apiBase, onProgress) {
+  const cache = await caches.open(cacheName(current.version));
+  const total = current.files.reduce((sum, f) => sum + f.size, 0);
+  let done = 0;
+  try {
+    for (const file of current.files) {
+      const url = new URL(file.url, apiBase).href;
+      const cached = await cache.match(url);
+      let buffer = cached ? await cached.arrayBuffer() : null;
+      if (!buffer || (await sha256Hex(buffer)) !== file.sha256) {
+        const response = await fetch(url, { cache: 'no-cache' });
+        if (!response.ok) throw new Error(`${file.path}: HTTP ${response.status}`);
+        buffer = await response.arrayBuffer();
+        if ((await sha256Hex(buffer)) !== file.sha256) throw new Error(`${file.path}: hash mismatch`);
+        await cache.put(url, new Response(buffer, { headers: { 'Content-Type': response.headers.get('Content-Type') ?? 'application/octet-stream' } }));
+      }
+      done += file.size;
+      onProgress?.(done / total);
+    }
+  } catch (error) {
+    await caches.delete(cacheName(current.version));
+    throw error;
+  }
+}
+
+/** Delete the caches of every version but `keep`. */
+async function dropOtherVersions(keep) {
+  const names = await caches.keys();
+  await Promise.all(names.filter((n) => n.startsWith(CACHE_PREFIX) && n !== cacheName(keep)).map((n) => caches.delete(n)));
+}
+
+/**
+ * Ask the server which version is published; download and activate it when it is new.
+ * Resolves to {status: 'current' | 'updated', entry}. Rejects when offline.
+ */
+export async function checkForUpdate(apiBase, { onProgress, force = false } = {}) {
+  const active = await activeModel();
+  const current = await fetchJson(new URL('api/models/current', apiBase));
+  if (!force && active && active.version === current.version) return { status: 'current', entry: active };
+  const labels = await fetchJson(new URL('api/labels', apiBase));
+  if (labels.model_version !== current.version) {
+    throw new Error('the published model changed during the check; try again');
+  }
+  await download(current, apiBase, onProgress);
+  const entry = {
+    version: current.version,
+    publishedAt: current.published_at,
+    manifest: current.manifest,
+    labels: labels.labels,
+    files: current.files.map((f) => ({ ...f, url: new URL(f.url, apiBase).href })),
+    activatedAt: new Date().toISOString(),
+  };
+  await put(STATE, entry, ACTIVE_KEY);
+  await dropOtherVersions(entry.version);
+  return { status: 'updated', entry };
+}
+
+/** The model versions this device holds in Cache Storage (for the status panel and tests). */
+export async function cachedVersions() {
+  const names = await caches.keys();
+  return names.filter((n) => n.startsWith(CACHE_PREFIX)).map((n) => n.slice(CACHE_PREFIX.length));
+}

@@ -1,0 +1,146 @@
+/**
+ * Rendering: what the user sees after each step. No state lives here; main.js decides.
+ */
+
+const $ = (id) => document.getElementById(id);
+const percent = (p) => `${Math.round(p * 100)}%`;
+
+export const elements = {
+  status: $('status'),
+  modelStatus: $('model-status'),
+  queueStatus: $('queue-status'),
+  queueList: $('queue-list'),
+  preview: $('preview'),
+  result: $('result'),
+  resultHeading: $('result-heading'),
+  topList: $('top-list'),
+  guidance: $('guidance'),
+  feedback: $('feedback'),
+  feedbackMessage: $('feedback-message'),
+  labelPicker: $('label-picker'),
+  labelSelect: $('label-select'),
+  cameraInput: $('camera-input'),
+  galleryInput: $('gallery-input'),
+  liveButton: $('live-button'),
+  liveView: $('live-view'),
+  video: $('live-video'),
+  captureButton: $('capture-button'),
+  closeLiveButton: $('close-live-button'),
+  rightButton: $('right-button'),
+  wrongButton: $('wrong-button'),
+  sendButton: $('send-button'),
+  updateButton: $('update-button'),
+};
+
+export function setStatus(text, { busy = false } = {}) {
+  elements.status.textContent = text;
+  elements.status.setAttribute('aria-busy', String(busy));
+}
+
+export function showModel(entry, info, online) {
+  const parts = [entry ? `Model ${entry.version}` : 'No model yet'];
+  if (info) parts.push(`${info.backend}${info.simd ? ' SIMD' : ''}${info.threads > 1 ? `, ${info.threads} threads` : ''}`);
+  parts.push(online ? 'online' : 'offline');
+  elements.modelStatus.textContent = parts.join(' · ');
+  elements.modelStatus.dataset.version = entry?.version ?? '';
+}
+
+export function showPreview(blob) {
+  if (elements.preview.src) URL.revokeObjectURL(elements.preview.src);
+  elements.preview.src = URL.createObjectURL(blob);
+  elements.preview.hidden = false;
+}
+
+function renderGuidance(entry) {
+  const { guidance } = entry;
+  const box = elements.guidance;
+  box.replaceChildren();
+  const title = document.createElement('h3');
+  title.textContent = `How to dispose of it: ${guidance.bin}`;
+  const category = document.createElement('p');
+  category.textContent = guidance.category;
+  const steps = document.createElement('ol');
+  for (const step of guidance.steps) steps.append(Object.assign(document.createElement('li'), { textContent: step }));
+  box.append(title, category, steps);
+  if (guidance.hazards.length) {
+    box.append(Object.assign(document.createElement('p'), { className: 'hazards', textContent: `Hazards: ${guidance.hazards.join(', ')}` }));
+  }
+  box.append(Object.assign(document.createElement('p'), { className: 'note', textContent: guidance.note }));
+  box.hidden = false;
+}
+
+/** Show the top 3, or "not sure" when the best is below `threshold`; focus the heading. */
+export function showResult(result, labels, threshold) {
+  const [best] = result.ranked;
+  const sure = best.probability >= threshold;
+  elements.result.hidden = false;
+  elements.result.dataset.top = best.label;
+  elements.result.dataset.sure = String(sure);
+  elements.resultHeading.textContent = sure
+    ? `${best.label} (${percent(best.probability)})`
+    : `Not sure. Is it one of these? Please choose below.`;
+  elements.topList.replaceChildren();
+  for (const { label, probability } of result.ranked.slice(0, 3)) {
+    const item = document.createElement('li');
+    const name = Object.assign(document.createElement('span'), { className: 'label', textContent: label });
+    const meter = Object.assign(document.createElement('meter'), { min: 0, max: 1, value: probability });
+    meter.setAttribute('aria-label', `${label} confidence`);
+    const value = Object.assign(document.createElement('span'), { className: 'value', textContent: percent(probability) });
+    item.append(name, meter, value);
+    elements.topList.append(item);
+  }
+  const entry = labels.find((l) => l.name === best.label);
+  if (sure && entry) renderGuidance(entry);
+  else elements.guidance.hidden = true;
+  elements.feedback.hidden = false;
+  elements.feedbackMessage.textContent = '';
+  elements.labelPicker.hidden = sure;
+  if (!sure) elements.labelSelect.value = best.label;
+  elements.rightButton.hidden = !sure;
+  elements.wrongButton.hidden = !sure;
+  elements.resultHeading.focus();
+}
+
+export function showGuidanceFor(labels, name) {
+  const entry = labels.find((l) => l.name === name);
+  if (entry) renderGuidance(entry);
+}
+
+export function fillLabelPicker(labels) {
+  const select = elements.labelSelect;
+  const chosen = select.value;
+  select.replaceChildren(...labels.map(({ name }) => new Option(name, name)));
+  if (labels.some((l) => l.name === chosen)) select.value = chosen;
+}
+
+export function openLabelPicker(current) {
+  elements.labelPicker.hidden = false;
+  elements.labelSelect.value = current;
+  elements.labelSelect.focus();
+}
+
+export function feedbackDone(text) {
+  elements.labelPicker.hidden = true;
+  elements.rightButton.hidden = true;
+  elements.wrongButton.hidden = true;
+  elements.feedbackMessage.textContent = text;
+}
+
+export function showQueue(items, onDismiss) {
+  const waiting = items.filter((i) => i.status === 'waiting').length;
+  const rejected = items.filter((i) => i.status === 'rejected');
+  elements.queueStatus.dataset.waiting = String(waiting);
+  elements.queueStatus.dataset.rejected = String(rejected.length);
+  elements.queueStatus.textContent = waiting
+    ? `${waiting} correction${waiting === 1 ? '' : 's'} waiting to be sent`
+    : 'No corrections waiting';
+  elements.queueList.replaceChildren();
+  for (const item of rejected) {
+    const li = document.createElement('li');
+    li.textContent = `Not accepted by the server (${item.label}): ${item.error} `;
+    const button = Object.assign(document.createElement('button'), { type: 'button', textContent: 'Dismiss' });
+    button.addEventListener('click', () => onDismiss(item.id));
+    li.append(button);
+    elements.queueList.append(li);
+  }
+}
