@@ -20,7 +20,10 @@ MIME_TYPES = {".wasm": "application/wasm", ".webmanifest": "application/manifest
 def _dist() -> Path:
     dist = Path(current_app.config["BINBOT_WEBCLIENT_DIR"])
     if not (dist / "index.html").is_file():
-        abort(503, description=f"the web client is not built (no {dist / 'index.html'}): run `npm run build`")
+        abort(
+            503,
+            description=f"the web client is not built (no {dist / 'index.html'}): run `npm run build`",
+        )
     return dist
 
 

@@ -9,7 +9,7 @@
 import { classify, downscaleForUpload, initBackend, loadModel } from './inference.js';
 
 const handlers = {
-  init: ({ wasmBase, backend }) => initBackend(wasmBase, backend),
+  init: ({ wasmBase, backend, threads }) => initBackend(wasmBase, backend, threads),
   load: (message) => loadModel(message),
   classify: ({ blob }) => classify(blob),
   downscale: ({ blob, maxSide }) => downscaleForUpload(blob, maxSide),

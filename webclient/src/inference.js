@@ -11,7 +11,7 @@
 
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { getThreadsCount, setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { loadGraphModel } from '@tensorflow/tfjs-converter';
 
 import { loadBundle } from './graph-model.js';
@@ -19,8 +19,9 @@ import { modelInputFromPixels } from './preprocess.js';
 
 let current = null; // { model, version, labels, inputNode, outputNode }
 
-export async function initBackend(wasmBase, preferred = 'wasm') {
+export async function initBackend(wasmBase, preferred = 'wasm', threads = 0) {
   setWasmPaths(wasmBase);
+  if (threads > 0) setThreadsCount(threads); // only used when the page is cross-origin isolated
   let backend = 'cpu';
   if (preferred === 'wasm' && typeof WebAssembly === 'object') {
     try {
@@ -33,7 +34,9 @@ export async function initBackend(wasmBase, preferred = 'wasm') {
   if (info.backend === 'wasm') {
     info.simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
     const multithread = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');
-    info.threads = multithread ? tf.backend().getThreadsCount?.() ?? 'several' : 1;
+    info.threads = multithread ? getThreadsCount() : 1;
+    info.isolated = self.crossOriginIsolated ?? false;
+    info.multithread = multithread;
   }
   return info;
 }

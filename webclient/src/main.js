@@ -173,6 +173,16 @@ async function registerServiceWorker() {
   }
 }
 
+/**
+ * ?backend=cpu and ?threads=N override the defaults (wasm; one thread per core, at most 4),
+ * for comparing backends on a device and for the benchmarks.
+ */
+function backendOptions() {
+  const params = new URLSearchParams(location.search);
+  const threads = Number(params.get('threads')) || Math.min(4, navigator.hardwareConcurrency || 1);
+  return { backend: params.get('backend') === 'cpu' ? 'cpu' : 'wasm', threads };
+}
+
 async function start() {
   window.binbot = {
     state,
@@ -190,6 +200,7 @@ async function start() {
   const { classifier, info } = await createClassifier({
     workerUrl: new URL('inference-worker.js', APP_BASE),
     wasmBase: new URL('tfjs/', APP_BASE).href,
+    ...backendOptions(),
   });
   state.classifier = classifier;
   state.info = info;

@@ -1,6 +1,6 @@
 """Draw the PNG app icons (same design as icons/icon.svg); run once when the design changes.
 
-    python webclient/tools/make_icons.py
+python webclient/tools/make_icons.py
 """
 
 from pathlib import Path
@@ -14,7 +14,9 @@ ICONS = Path(__file__).resolve().parent.parent / "icons"
 def draw(size: int, *, maskable: bool) -> Image.Image:
     scale = 4  # draw large, then downsample for smooth edges
     big = 512 * scale
-    image = Image.new("RGB" if maskable else "RGBA", (big, big), GREEN if maskable else (0, 0, 0, 0))
+    image = Image.new(
+        "RGB" if maskable else "RGBA", (big, big), GREEN if maskable else (0, 0, 0, 0)
+    )
     pen = ImageDraw.Draw(image)
     if not maskable:
         pen.rounded_rectangle((0, 0, big - 1, big - 1), radius=96 * scale, fill=GREEN)

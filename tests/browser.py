@@ -1,0 +1,152 @@
+"""Real-browser helpers: Debian's Chromium driven by Playwright, and a gunicorn server we can
+stop and start again on the same port (same origin, so the browser keeps its caches).
+
+Tests import these; fixtures live in the test modules that use them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+PROJECT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("BINBOT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+PHONE = {"width": 360, "height": 740}
+DESKTOP = {"width": 1280, "height": 800}
+ARTIFACTS = Path(os.environ.get("BINBOT_TEST_ARTIFACTS") or PROJECT / "artifacts" / "tests")
+
+
+def build_webclient() -> Path:
+    """`npm run build`, so the tests always exercise the current source."""
+    result = subprocess.run(
+        ["npm", "run", "--silent", "build"], cwd=PROJECT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return PROJECT / "webclient" / "dist"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class AppServer:
+    """The real stack's web tier: gunicorn over `server:create_app()`, configured by env."""
+
+    instance: Path
+    port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def config(self) -> dict[str, str]:
+        return {
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{self.instance / 'binbot.sqlite3'}",
+            "BINBOT_DATA_DIR": str(self.instance / "data"),
+        }
+
+    def start(self) -> AppServer:
+        env = {
+            **os.environ,
+            "BINBOT_INSTANCE_DIR": str(self.instance),
+            "DATABASE_URL": self.config["SQLALCHEMY_DATABASE_URI"],
+            "BINBOT_DATA_DIR": self.config["BINBOT_DATA_DIR"],
+            **self.extra_env,
+        }
+        gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or "gunicorn"
+        self.process = subprocess.Popen(
+            [gunicorn, "--workers", "1", "--threads", "4", "--bind", f"127.0.0.1:{self.port}",
+             "--graceful-timeout", "2", "server:create_app()"],
+            cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"gunicorn exited: {self.process.stderr.read().decode()[-2000:]}"
+                )
+            try:
+                if requests.get(self.url + "api/models/current", timeout=2).ok:
+                    return self
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not answer within 60 s")
+
+    def stop(self) -> None:
+        """Stop the server: every connection closes, as when a phone loses its network."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+def launch_options() -> dict:
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(
+            f"{CHROMIUM} is missing: `make test` installs it (scripts/ensure-chromium)"
+        )
+    return {"executable_path": CHROMIUM, "args": CHROMIUM_FLAGS}
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def wait_until_ready(page, timeout_ms: int = 60_000) -> None:
+    """The app has a model loaded and its service worker controls the page."""
+    page.wait_for_function(
+        "window.binbot && window.binbot.state.entry && navigator.serviceWorker.controller",
+        timeout=timeout_ms,
+    )
+
+
+def classify_in_page(page, images: list[bytes]) -> list[dict]:
+    """Run the app's own classifier (worker, wasm) on JPEG bytes; returns its results."""
+    import base64
+
+    payload = [base64.b64encode(b).decode() for b in images]
+    return page.evaluate(
+        """async (images) => {
+            const out = [];
+            for (const text of images) {
+                const bytes = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+                const r = await window.binbot.classify(new Blob([bytes], { type: 'image/jpeg' }));
+                out.push({ version: r.version, top: r.ranked[0].label, probabilities: r.probabilities,
+                           timings: r.timings });
+            }
+            return out;
+        }""",
+        payload,
+    )
+
+
+def choose_photo(page, path: Path) -> None:
+    """Pick a photo through the gallery input, as a user does, and wait for the verdict."""
+    page.evaluate("document.getElementById('result').hidden = true")
+    page.set_input_files("#gallery-input", str(path))
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)

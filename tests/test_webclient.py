@@ -1,0 +1,367 @@
+"""The web app in real headless Chromium against the real server (gunicorn, SQLite, files).
+
+What a person at a bin would notice: the verdict matches the Python model, the app works in
+airplane mode and after a browser restart, corrections made offline arrive exactly once, a
+rejected one is shown and not retried forever, and a newly published model is picked up.
+Screenshots of the phone-sized screen go to artifacts/tests/.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from browser import (
+    DESKTOP,
+    PHONE,
+    AppServer,
+    build_webclient,
+    choose_photo,
+    classify_in_page,
+    launch_options,
+    screenshot,
+    wait_until_ready,
+)
+from conftest import binbot
+from PIL import Image
+from playwright.sync_api import sync_playwright
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def webclient_dist() -> Path:
+    return build_webclient()
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    browser = playwright.chromium.launch(**launch_options())
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    app_server = AppServer(tmp_path / "instance").start()
+    yield app_server
+    app_server.stop()
+
+
+@pytest.fixture(scope="module")
+def small_bundle(trained_run, small_ewaste, tmp_path_factory) -> Path:
+    """The small test run converted like production (per-channel uint8), as version small-1."""
+    out = tmp_path_factory.mktemp("webclient-bundle") / "small-1"
+    result = binbot("convert", str(trained_run), "--out", str(out), "--quantize", "uint8",
+                    "--version", "small-1", "--dataset", str(small_ewaste))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def publish_bundle(server: AppServer, bundle: Path) -> str:
+    """What an admin's publish does: register the bundle and make it the live version."""
+    from server import create_app
+    from server.database import db
+    from server.model_store import publish, register_bundle
+
+    app = create_app(server.config)
+    with app.app_context():
+        version = register_bundle(bundle).version
+        publish(version, force=True, reason="browser test")
+        db.engine.dispose()
+    return version
+
+
+def stored_submissions(server: AppServer) -> list[dict]:
+    from server import create_app
+    from server.database import db
+    from server.models import Submission
+
+    app = create_app(server.config)
+    with app.app_context():
+        rows = [s.as_dict() for s in db.session.query(Submission).order_by(Submission.id)]
+        db.engine.dispose()
+    return rows
+
+
+def split_photos(small_ewaste: Path) -> list[Path]:
+    return sorted((small_ewaste / "test").glob("*/*"))
+
+
+def rotated_copy(source: Path, target: Path) -> Path:
+    """The photo stored sideways with EXIF orientation 6, as phones save portrait shots."""
+    image = Image.open(source).convert("RGB").transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    image.save(target, "JPEG", quality=92, exif=exif.tobytes())
+    return target
+
+
+def test_browser_classifies_like_the_python_model(
+    browser, server, small_bundle, small_ewaste, trained_run, tmp_path
+):
+    from training.predict import predict_files
+    from training.run_dir import load_run
+
+    version = publish_bundle(server, small_bundle)
+    images = split_photos(small_ewaste)
+    images.append(rotated_copy(images[0], tmp_path / "sideways.jpg"))
+    run = load_run(trained_run)
+    keras = predict_files(run, images, k=len(run.labels))
+
+    page = browser.new_page(viewport=PHONE)
+    page.goto(server.url)
+    wait_until_ready(page)
+    assert page.locator("#model-status").get_attribute("data-version") == version
+    results = classify_in_page(page, [p.read_bytes() for p in images])
+
+    compared = mismatched = 0
+    worst = 0.0
+    for expected, got in zip(keras, results, strict=True):
+        assert got["version"] == version
+        keras_probabilities = dict(expected.top)
+        browser_probabilities = dict(zip(run.labels, got["probabilities"], strict=True))
+        worst = max(
+            worst, *(abs(keras_probabilities[k] - browser_probabilities[k]) for k in run.labels)
+        )
+        (first, p1), (_, p2) = expected.top[:2]
+        if p1 - p2 < 0.05:
+            continue  # a near-tie in Keras itself: quantization may flip it
+        compared += 1
+        mismatched += got["top"] != first
+    assert compared >= 20, f"only {compared} of {len(images)} images had a clear Keras answer"
+    assert mismatched == 0, f"{mismatched} of {compared} browser top-1 differ from Keras"
+    assert worst <= 0.25, f"largest probability difference {worst:.3f}"
+
+    # The sideways phone photo: upright through EXIF, same verdict as its upright original.
+    assert results[-1]["top"] == results[0]["top"] == keras[0].top[0][0]
+
+    # The same photos through the interface, as a user picks them.
+    for index in (0, len(images) - 1):
+        choose_photo(page, images[index])
+        assert page.locator("#result").get_attribute("data-top") == keras[index].top[0][0]
+    assert page.evaluate("window.binbot.state.info.backend") == "wasm"
+    assert page.evaluate("document.activeElement.id") == "result-heading"
+    screenshot(page, "phone-result")
+    page.close()
+
+
+def test_app_works_offline_and_after_a_browser_restart(playwright, server, small_ewaste, tmp_path):
+    profile = tmp_path / "chromium-profile"
+    photo = split_photos(small_ewaste)[3]
+
+    context = playwright.chromium.launch_persistent_context(
+        profile, viewport=PHONE, **launch_options()
+    )
+    page = context.new_page()
+    page.goto(server.url)
+    wait_until_ready(page)
+    choose_photo(page, photo)
+    online_verdict = page.locator("#result").get_attribute("data-top")
+
+    server.stop()  # the network is gone: nothing answers on the server's address
+    context.set_offline(True)
+    page.reload()
+    wait_until_ready(page)
+    assert "offline" in page.locator("#model-status").inner_text()
+    choose_photo(page, photo)
+    assert page.locator("#result").get_attribute("data-top") == online_verdict
+    screenshot(page, "phone-offline")
+    context.close()  # quit the browser
+
+    context = playwright.chromium.launch_persistent_context(
+        profile, viewport=PHONE, **launch_options()
+    )
+    context.set_offline(True)
+    page = context.new_page()
+    page.goto(server.url)
+    wait_until_ready(page)
+    choose_photo(page, photo)
+    assert page.locator("#result").get_attribute("data-top") == online_verdict
+    assert page.locator("#model-status").get_attribute("data-version") == "starter-1"
+    context.close()
+
+
+def correct(page, photo: Path, label: str | None) -> None:
+    """Classify `photo`, then confirm it (label None) or correct it to `label`."""
+    choose_photo(page, photo)
+    if label is None:
+        page.get_by_role("button", name="Yes, that's right").click()
+    else:
+        page.get_by_role("button", name="No, that's wrong").click()
+        page.get_by_label("What is it?").select_option(label)
+        page.get_by_role("button", name="Send correction").click()
+    page.wait_for_function("document.getElementById('feedback-message').textContent !== ''")
+
+
+def waiting(page) -> int:
+    return int(page.locator("#queue-status").get_attribute("data-waiting"))
+
+
+def test_corrections_made_offline_arrive_exactly_once(browser, server, small_ewaste):
+    photos = split_photos(small_ewaste)
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.goto(server.url)
+    wait_until_ready(page)
+
+    server.stop()
+    context.set_offline(True)
+    correct(page, photos[0], "Keyboard")  # a Battery photo, corrected to something else
+    correct(page, photos[10], None)  # confirmed as the model said
+    confirmed_label = page.locator("#result").get_attribute("data-top")
+    assert waiting(page) == 2
+    assert "2 corrections waiting" in page.locator("#queue-status").inner_text()
+    screenshot(page, "phone-corrections-waiting")
+    page.close()  # the tab is closed while offline: nothing may be lost
+
+    server.start()
+    context.set_offline(False)
+    page = context.new_page()
+    page.goto(server.url)  # start-up sends the queue
+    page.wait_for_function("document.getElementById('queue-status').dataset.waiting === '0'")
+    page.evaluate("window.binbot.sendQueue()")  # a second attempt must not store anything again
+
+    # One more, sent by the 'online' event once the connection returns.
+    server.stop()
+    context.set_offline(True)
+    correct(page, photos[20], "PCB")
+    assert waiting(page) == 1
+    server.start()
+    context.set_offline(False)
+    page.wait_for_function("document.getElementById('queue-status').dataset.waiting === '0'")
+    context.close()
+
+    rows = stored_submissions(server)
+    assert [r["label"] for r in rows] == ["Keyboard", confirmed_label, "PCB"]
+    assert rows[0]["predicted_label"] and rows[0]["model_version"] == "starter-1"
+    assert 0 <= rows[0]["confidence"] <= 1
+    assert len({r["sha256"] for r in rows}) == 3
+
+
+def test_a_rejected_correction_is_shown_and_not_retried(browser, tmp_path, small_ewaste):
+    # The server accepts uploads of at most 2 kB: every correction is refused with 413.
+    server = AppServer(tmp_path / "instance", extra_env={"BINBOT_MAX_UPLOAD_BYTES": "2000"}).start()
+    try:
+        page = browser.new_page(viewport=PHONE)
+        page.goto(server.url)
+        wait_until_ready(page)
+        correct(page, split_photos(small_ewaste)[5], "Mouse")
+        page.wait_for_function("document.getElementById('queue-status').dataset.rejected === '1'")
+        assert waiting(page) == 0
+        assert "request too large" in page.locator("#queue-list").inner_text()
+        screenshot(page, "phone-correction-rejected")
+        page.evaluate("window.binbot.sendQueue()")
+        assert page.locator("#queue-status").get_attribute("data-rejected") == "1"
+        page.get_by_role("button", name="Dismiss").click()
+        page.wait_for_function("document.getElementById('queue-status').dataset.rejected === '0'")
+        assert stored_submissions(server) == []
+        page.close()
+    finally:
+        server.stop()
+
+
+def test_a_newly_published_model_is_picked_up_and_the_old_one_dropped(
+    browser, server, small_bundle, small_ewaste
+):
+    page = browser.new_page(viewport=PHONE)
+    page.goto(server.url)
+    wait_until_ready(page)
+    assert page.evaluate("window.binbot.cachedVersions()") == ["starter-1"]
+
+    version = publish_bundle(server, small_bundle)  # published while the app is open
+    page.get_by_role("button", name="Check for a new model").click()
+    page.wait_for_function(
+        f"document.getElementById('model-status').dataset.version === '{version}'"
+    )
+    assert page.evaluate("window.binbot.cachedVersions()") == [version]
+    [result] = classify_in_page(page, [split_photos(small_ewaste)[0].read_bytes()])
+    assert result["version"] == version
+    page.close()
+
+
+def contrast(foreground: str, background: str) -> float:
+    def luminance(css: str) -> float:
+        channels = [int(v) / 255 for v in css[css.index("(") + 1 : css.index(")")].split(",")[:3]]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_layout_keyboard_and_screen_reader_basics(browser, server, small_ewaste, viewport):
+    page = browser.new_page(viewport=viewport)
+    page.goto(server.url)
+    wait_until_ready(page)
+    choose_photo(page, split_photos(small_ewaste)[0])  # a battery: guidance with hazards
+    name = "phone" if viewport is PHONE else "desktop"
+    screenshot(page, f"{name}-layout")
+
+    # Nothing wider than the screen.
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+    # Every control has an accessible name, and the result is announced and focused.
+    snapshot = page.locator("body").aria_snapshot()
+    for control in (
+        "Take a photo",
+        "Choose from gallery",
+        "Yes, that's right",
+        "Check for a new model",
+    ):
+        assert control in snapshot
+    assert page.locator("#status").get_attribute("role") == "status"
+    assert page.evaluate("document.activeElement.id") == "result-heading"
+    # Keyboard: from the verdict, Tab reaches the feedback buttons in reading order.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Yes, that's right"
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "label-select"
+    # Text and buttons meet WCAG AA contrast (4.5:1).
+    for selector in ("body", ".button.primary", "header", ".guidance .hazards"):
+        colours = page.evaluate(
+            """(s) => { const e = document.querySelector(s); let bg = 'rgb(255, 255, 255)';
+                 for (let b = e; b; b = b.parentElement) {
+                   const c = getComputedStyle(b).backgroundColor;
+                   if (c !== 'rgba(0, 0, 0, 0)') { bg = c; break; }
+                 }
+                 return [getComputedStyle(e).color, bg]; }""",
+            selector,
+        )
+        assert contrast(*colours) >= 4.5, (selector, colours)
+    page.close()
+
+
+def test_the_app_is_an_installable_pwa(server):
+    import requests
+
+    page_headers = requests.get(server.url, timeout=10).headers
+    assert page_headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert page_headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+    manifest = requests.get(server.url + "app.webmanifest", timeout=10)
+    assert manifest.headers["Content-Type"].startswith("application/manifest+json")
+    icons = manifest.json()["icons"]
+    for size in ("192x192", "512x512"):
+        icon = next(i for i in icons if i["sizes"] == size)
+        image = Image.open(io.BytesIO(requests.get(server.url + icon["src"], timeout=10).content))
+        assert f"{image.width}x{image.height}" == size
+    assert any(i.get("purpose") == "maskable" for i in icons)
+    assert manifest.json()["display"] == "standalone"
+    wasm = requests.get(server.url + "tfjs/tfjs-backend-wasm-simd.wasm", timeout=10)
+    assert wasm.headers["Content-Type"] == "application/wasm"
+    assert wasm.content[:4] == b"\0asm"
+    assert (
+        requests.get(server.url + "sw.js", timeout=10)
+        .headers["Cache-Control"]
+        .startswith("no-cache")
+    )
+    missing = requests.get(server.url + "no-such-file.js", timeout=10)
+    assert missing.status_code == 404 and missing.json()["error"]
