@@ -12,7 +12,7 @@ export KERAS_HOME ?= $(CURDIR)/.cache/keras
 export BINBOT_CACHE_DIR ?= $(CURDIR)/.cache/binbot
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install keras-cache test lint format run bench-train bench-convert bench-load starter-model clean
+.PHONY: install keras-cache webclient chromium test lint format run bench-train bench-convert bench-load bench-browser starter-model clean
 
 # A run trained with the default settings on the shared dataset: the training benchmark writes
 # it, the conversion benchmark and the shipped starter model are made from it.
@@ -33,13 +33,25 @@ node_modules/.installed: package.json package-lock.json
 
 install: $(BIN)/.installed node_modules/.installed
 
+# The web app, bundled with esbuild into webclient/dist (served by the Flask server).
+WEBCLIENT_SOURCES := $(wildcard webclient/src/*.js webclient/icons/*) webclient/index.html \
+	webclient/styles.css webclient/app.webmanifest webclient/build.mjs
+webclient/dist/build.json: node_modules/.installed $(WEBCLIENT_SOURCES)
+	npm run --silent build
+
+webclient: webclient/dist/build.json
+
+# Debian's Chromium for the browser tests and benchmark (Playwright drives /usr/bin/chromium).
+chromium:
+	scripts/ensure-chromium
+
 # Keras looks in $KERAS_HOME/models before downloading ImageNet weights; link ours there.
 keras-cache: install
 	$(BIN)/python -c "from training.keras_cache import seed_keras_cache as s; s('$(BINBOT_WEIGHTS_DIR)', '$(KERAS_HOME)')"
 
 # Server tests run on SQLite and on a real PostgreSQL that scripts/with-postgres installs
-# (when missing), starts on 127.0.0.1 and removes afterwards.
-test: keras-cache
+# (when missing), starts on 127.0.0.1 and removes afterwards; web client tests in Chromium.
+test: keras-cache webclient chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	scripts/with-postgres $(BIN)/pytest
@@ -52,7 +64,7 @@ format: install
 	$(BIN)/ruff format .
 
 # The server on 127.0.0.1:8000 with the published (at first: starter) model. Ctrl-C stops it.
-run: install
+run: install webclient
 	$(BIN)/binbot serve
 
 bench-train: keras-cache
@@ -67,6 +79,10 @@ bench-convert: keras-cache $(STARTER_RUN)/model.keras
 
 bench-load: install
 	scripts/with-postgres $(BIN)/python benchmarks/load_server.py --dataset "$(BINBOT_DATASET)"
+
+# The web app in Chromium: in-browser latency against Keras, cold and warm start.
+bench-browser: keras-cache webclient chromium $(STARTER_RUN)/model.keras
+	$(BIN)/python benchmarks/browser_inference.py --run $(STARTER_RUN) --dataset "$(BINBOT_DATASET)"
 
 # The model shipped in git: the default-settings run, converted with the default quantization,
 # with its evaluation report beside it.

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -32,6 +33,11 @@ def prepare(new_token: bool, log: Callable[[str], None]) -> None:
         log(f"Database: {app.config['SQLALCHEMY_DATABASE_URI']}")
         log(f"Data folder: {app.config['BINBOT_DATA_DIR']}")
         log(f"Published model: {current.version if current else 'none'}")
+        webclient = Path(app.config["BINBOT_WEBCLIENT_DIR"])
+        if (webclient / "index.html").is_file():
+            log(f"Web client: {webclient}")
+        else:
+            log(f"Web client: not built in {webclient} (`make run` builds it; or `npm run build`)")
         has_token = db.session.scalar(select(func.count(AdminToken.id))) > 0
         if new_token or not has_token:
             log(f"Admin token (shown once, keep it): {create_admin_token()}")
