@@ -365,3 +365,36 @@ def test_the_app_is_an_installable_pwa(server):
     )
     missing = requests.get(server.url + "no-such-file.js", timeout=10)
     assert missing.status_code == 404 and missing.json()["error"]
+
+
+def test_without_webassembly_the_cpu_fallback_gives_the_same_answer(browser, server, small_ewaste):
+    photo = split_photos(small_ewaste)[7]
+    page = browser.new_page(viewport=PHONE)
+    page.goto(server.url)
+    wait_until_ready(page)
+    [wasm] = classify_in_page(page, [photo.read_bytes()])
+    page.goto(server.url + "?backend=cpu")
+    wait_until_ready(page)
+    assert page.evaluate("window.binbot.state.info.backend") == "cpu"
+    [cpu] = classify_in_page(page, [photo.read_bytes()])
+    assert cpu["top"] == wasm["top"]
+    assert max(abs(a - b) for a, b in zip(cpu["probabilities"], wasm["probabilities"])) < 1e-3
+    page.close()
+
+
+def test_the_page_stays_responsive_while_classifying(browser, server, small_ewaste):
+    """Inference runs in a worker: no main-thread task over 50 ms while photos are classified."""
+    page = browser.new_page(viewport=PHONE)
+    page.goto(server.url)
+    wait_until_ready(page)
+    page.evaluate(
+        """() => { window.longTasks = [];
+             new PerformanceObserver((list) => window.longTasks.push(...list.getEntries().map((e) => e.duration)))
+               .observe({ type: 'longtask' }); }"""
+    )
+    results = classify_in_page(page, [p.read_bytes() for p in split_photos(small_ewaste)[:10]])
+    assert len(results) == 10
+    long_tasks = page.evaluate("window.longTasks")
+    assert long_tasks == [], f"main-thread tasks over 50 ms: {long_tasks}"
+    assert page.evaluate("window.binbot.state.info.where") == "worker"
+    page.close()
