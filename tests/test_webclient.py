@@ -56,11 +56,18 @@ def server(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def small_bundle(trained_run, small_ewaste, tmp_path_factory) -> Path:
-    """The small test run converted like production (per-channel uint8), as version small-1."""
+def small_bundle(trained_run, ewaste_zip, tmp_path_factory) -> Path:
+    """The small test run as a float32 bundle, version small-1.
+
+    float32 because this barely trained model is full of near-ties, which uint8 flips often
+    enough to fail conversion's own 98% agreement bar (measured: 97.67% on the 300 test
+    images). The shipped uint8 starter model is what the other tests run, and
+    `make bench-browser` measures its agreement with Keras in this browser.
+    """
     out = tmp_path_factory.mktemp("webclient-bundle") / "small-1"
-    result = binbot("convert", str(trained_run), "--out", str(out), "--quantize", "uint8",
-                    "--version", "small-1", "--dataset", str(small_ewaste))  # fmt: skip
+    result = binbot("convert", str(trained_run), "--out", str(out), "--quantize", "none",
+                    "--version", "small-1", "--dataset", str(ewaste_zip),
+                    "--reference-images", "50")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 
@@ -132,13 +139,13 @@ def test_browser_classifies_like_the_python_model(
             worst, *(abs(keras_probabilities[k] - browser_probabilities[k]) for k in run.labels)
         )
         (first, p1), (_, p2) = expected.top[:2]
-        if p1 - p2 < 0.05:
-            continue  # a near-tie in Keras itself: quantization may flip it
+        if p1 - p2 < 0.01:
+            continue  # a near-tie in Keras itself: float rounding may flip it
         compared += 1
         mismatched += got["top"] != first
     assert compared >= 20, f"only {compared} of {len(images)} images had a clear Keras answer"
     assert mismatched == 0, f"{mismatched} of {compared} browser top-1 differ from Keras"
-    assert worst <= 0.25, f"largest probability difference {worst:.3f}"
+    assert worst <= 1e-3, f"largest probability difference {worst:.6f}"  # measured: 2e-6
 
     # The sideways phone photo: upright through EXIF, same verdict as its upright original.
     assert results[-1]["top"] == results[0]["top"] == keras[0].top[0][0]
@@ -150,6 +157,15 @@ def test_browser_classifies_like_the_python_model(
     assert page.evaluate("window.binbot.state.info.backend") == "wasm"
     assert page.evaluate("document.activeElement.id") == "result-heading"
     screenshot(page, "phone-result")
+
+    # Below 60% the app says it is not sure and asks the user to choose, without guidance.
+    unsure = next(i for i, r in enumerate(results) if max(r["probabilities"]) < 0.6)
+    choose_photo(page, images[unsure])
+    assert page.locator("#result").get_attribute("data-sure") == "false"
+    assert page.locator("#result-heading").inner_text().startswith("Not sure")
+    assert page.get_by_label("What is it?").is_visible()
+    assert page.locator("#guidance").is_hidden()
+    screenshot(page, "phone-not-sure")
     page.close()
 
 
@@ -398,3 +414,25 @@ def test_the_page_stays_responsive_while_classifying(browser, server, small_ewas
     assert long_tasks == [], f"main-thread tasks over 50 ms: {long_tasks}"
     assert page.evaluate("window.binbot.state.info.where") == "worker"
     page.close()
+
+
+def test_live_camera_capture_is_classified(playwright, server):
+    """Chromium's fake camera stands in for the phone's: open, capture, get a verdict."""
+    options = launch_options()
+    options["args"] = [*options["args"], "--use-fake-device-for-media-stream",
+                       "--use-fake-ui-for-media-stream"]  # fmt: skip
+    browser = playwright.chromium.launch(**options)
+    try:
+        page = browser.new_page(viewport=PHONE)
+        page.goto(server.url)
+        wait_until_ready(page)
+        page.get_by_role("button", name="Live camera").click()
+        page.wait_for_function("document.getElementById('live-video').videoWidth > 0")
+        screenshot(page, "phone-live-camera")
+        page.get_by_role("button", name="Capture").click()
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        assert page.locator("#live-view").is_hidden()
+        assert page.locator("#top-list li").count() == 3
+        assert page.evaluate("window.binbot.lastResult.width") > 0
+    finally:
+        browser.close()
