@@ -394,7 +394,8 @@ def test_without_webassembly_the_cpu_fallback_gives_the_same_answer(browser, ser
     assert page.evaluate("window.binbot.state.info.backend") == "cpu"
     [cpu] = classify_in_page(page, [photo.read_bytes()])
     assert cpu["top"] == wasm["top"]
-    assert max(abs(a - b) for a, b in zip(cpu["probabilities"], wasm["probabilities"])) < 1e-3
+    pairs = zip(cpu["probabilities"], wasm["probabilities"], strict=True)
+    assert max(abs(a - b) for a, b in pairs) < 1e-3
     page.close()
 
 
