@@ -49,7 +49,7 @@ export async function readModelFiles(entry) {
 }
 
 async function fetchJson(url) {
-  const response = await fetch(url, { cache: 'no-cache' });
+  const response = await fetch(url, { cache: 'no-store' });
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   return response.json();
 }
@@ -65,7 +65,9 @@ async function download(current, apiBase, onProgress) {
       const cached = await cache.match(url);
       let buffer = cached ? await cached.arrayBuffer() : null;
       if (!buffer || (await sha256Hex(buffer)) !== file.sha256) {
-        const response = await fetch(url, { cache: 'no-cache' });
+        // no-store: this cache is the copy that counts; a damaged download must not linger
+        // in the HTTP cache, where revalidation (same ETag) would hand it back again.
+        const response = await fetch(url, { cache: 'no-store' });
         if (!response.ok) throw new Error(`${file.path}: HTTP ${response.status}`);
         buffer = await response.arrayBuffer();
         if ((await sha256Hex(buffer)) !== file.sha256) throw new Error(`${file.path}: hash mismatch`);
