@@ -297,7 +297,9 @@ def test_a_newly_published_model_is_picked_up_and_the_old_one_dropped(
     good = shard.read_bytes()
     shard.write_bytes(good[:-100] + bytes(100))  # damaged on the way: the app must not switch
     page.get_by_role("button", name="Check for a new model").click()
-    page.wait_for_function("document.getElementById('status').textContent.includes('hash mismatch')")
+    page.wait_for_function(
+        "document.getElementById('status').textContent.includes('hash mismatch')"
+    )
     assert page.locator("#model-status").get_attribute("data-version") == "starter-1"
     assert page.evaluate("window.binbot.cachedVersions()") == ["starter-1"]
     [result] = classify_in_page(page, [split_photos(small_ewaste)[0].read_bytes()])
