@@ -23,6 +23,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     from server.admin import admin
     from server.api import api
+    from server.console import console
     from server.database import init_database
     from server.errors import register_error_handlers
     from server.model_store import ensure_published_model
@@ -32,6 +33,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(api)
     app.register_blueprint(admin)
+    app.register_blueprint(console)
     app.register_blueprint(webclient)
     with app.app_context():
         ensure_published_model()

@@ -10,16 +10,16 @@ from sqlalchemy import select
 from server.auth import admin_required
 from server.database import db
 from server.errors import error_response
-from server.jobs import cancel, enqueue, validate_settings
+from server.jobs import cancel, enqueue, training_progress, validate_settings
 from server.model_store import (
     REPORT_FILES,
     PublishRefused,
     publish,
-    published_version,
     reports_dir,
     rollback,
 )
 from server.models import ModelVersion, PublishEvent, Submission, TrainingJob
+from server.review import ReviewError, review
 from training.errors import BinbotError
 
 admin = Blueprint("admin", __name__, url_prefix="/api/admin")
@@ -57,26 +57,10 @@ def list_submissions():
 def review_submissions():
     """Bulk accept, reject or relabel: {"ids": [...], "action": "...", "label": "..."}."""
     body: dict[str, Any] = request.get_json(silent=True) or {}
-    ids, action = body.get("ids"), body.get("action")
-    if not isinstance(ids, list) or not ids or not all(isinstance(i, int) for i in ids):
-        return error_response("ids must be a non-empty list of submission ids", 400)
-    if action not in ("accept", "reject", "relabel"):
-        return error_response("action must be accept, reject or relabel", 400)
-    rows = db.session.scalars(select(Submission).where(Submission.id.in_(ids))).all()
-    missing = sorted(set(ids) - {r.id for r in rows})
-    if missing:
-        return error_response(f"no submissions with ids {missing}", 404)
-    if action == "relabel":
-        current = published_version()
-        labels = current.manifest["labels"] if current else []
-        if body.get("label") not in labels:
-            return error_response(f"label must be one of {labels}", 422)
-    for row in rows:
-        if action == "relabel":
-            row.label = body["label"]
-        else:
-            row.status = "accepted" if action == "accept" else "rejected"
-    db.session.commit()  # all or nothing
+    try:
+        rows = review(body.get("ids"), body.get("action"), body.get("label"))
+    except ReviewError as exc:
+        return error_response(str(exc), exc.status)
     return jsonify({"updated": len(rows), "submissions": [r.as_dict() for r in rows]})
 
 
@@ -159,7 +143,7 @@ def job_status(job_id: int):
     job = db.session.get(TrainingJob, job_id)
     if job is None:
         return error_response(f"no job {job_id}", 404)
-    return jsonify({"job": job.as_dict()})
+    return jsonify({"job": job.as_dict(), "training": training_progress(job.log)})
 
 
 @admin.post("/jobs/<int:job_id>/cancel")

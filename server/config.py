@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from server.console_auth import load_secret_key
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,4 +38,13 @@ def load_config(instance_path: str) -> dict[str, Any]:
         or os.environ.get("BINBOT_DATASET"),
         "BINBOT_JOB_TIMEOUT": float(os.environ.get("BINBOT_JOB_TIMEOUT", 300)),
         "BINBOT_PUBLISH_MARGIN": float(os.environ.get("BINBOT_PUBLISH_MARGIN", 0.01)),
+        # Admin console sessions: signed cookie, HttpOnly, SameSite=Strict, Secure (browsers
+        # accept Secure cookies from http://127.0.0.1 and localhost; set 0 only for plain HTTP
+        # on another host, e.g. a test LAN).
+        "SECRET_KEY": load_secret_key(instance),
+        "SESSION_COOKIE_SECURE": os.environ.get("BINBOT_SECURE_COOKIES", "1") != "0",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Strict",
+        "SESSION_COOKIE_NAME": "binbot_admin",
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=8),
     }

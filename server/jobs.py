@@ -10,6 +10,7 @@ marked failed so an admin can see it and start again.
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -84,9 +85,11 @@ def heartbeat(job_id: int, progress: str | None = None, log_line: str | None = N
     db.session.commit()
 
 
-def finish(job_id: int, *, result: dict | None = None, error: str | None = None) -> None:
+def finish(
+    job_id: int, *, result: dict | None = None, error: str | None = None, cancelled: bool = False
+) -> None:
     job = db.session.get(TrainingJob, job_id)
-    job.status = "failed" if error else "succeeded"
+    job.status = "cancelled" if cancelled else "failed" if error else "succeeded"
     job.error = error
     job.result_json = json.dumps(result) if result is not None else None
     job.finished_at = utcnow()
@@ -97,7 +100,9 @@ def reap_dead(timeout_seconds: float) -> list[int]:
     """Mark running jobs whose worker stopped sending heartbeats as failed."""
     limit = utcnow() - timedelta(seconds=timeout_seconds)
     dead = db.session.scalars(
-        select(TrainingJob).where(TrainingJob.status == "running", TrainingJob.heartbeat_at < limit)
+        select(TrainingJob).where(
+            TrainingJob.status.in_(("running", "cancelling")), TrainingJob.heartbeat_at < limit
+        )
     ).all()
     for job in dead:
         job.status = "failed"
@@ -110,12 +115,52 @@ def reap_dead(timeout_seconds: float) -> list[int]:
 
 
 def cancel(job_id: int) -> TrainingJob:
+    """Cancel a queued job at once; ask a running one to stop (its worker stops within a batch)."""
     job = db.session.get(TrainingJob, job_id)
     if job is None:
         raise LookupError(f"no job {job_id}")
-    if job.status != "queued":
-        raise ValueError(f"job {job_id} is {job.status}; only queued jobs can be cancelled")
-    job.status = "cancelled"
-    job.finished_at = utcnow()
+    if job.status == "running":
+        job.status = "cancelling"
+    elif job.status == "queued":
+        job.status = "cancelled"
+        job.finished_at = utcnow()
+    else:
+        raise ValueError(
+            f"job {job_id} is {job.status}; only queued or running jobs can be cancelled"
+        )
     db.session.commit()
     return job
+
+
+def cancel_requested(job_id: int) -> bool:
+    db.session.expire_all()  # read what the web process wrote, not this session's copy
+    job = db.session.get(TrainingJob, job_id)
+    return job is not None and job.status == "cancelling"
+
+
+EPOCH_LINE = re.compile(
+    r"(?P<phase>head|fine-tune)\s+epoch\s+(?P<epoch>\d+)/(?P<epochs>\d+)\s+loss (?P<loss>[\d.]+)"
+    r"\s+acc (?P<accuracy>[\d.]+)\s+val_loss (?P<val_loss>[\d.]+)\s+val_acc (?P<val_accuracy>[\d.]+)"
+)
+
+
+def training_progress(log: str | None) -> dict[str, Any]:
+    """Phase, epoch and metrics so far, read from a job's log (one line per finished epoch)."""
+    epochs = []
+    for match in EPOCH_LINE.finditer(log or ""):
+        row = match.groupdict()
+        epochs.append(
+            {
+                "phase": row["phase"],
+                "epoch": int(row["epoch"]),
+                "epochs": int(row["epochs"]),
+                **{k: float(row[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
+            }
+        )
+    last = epochs[-1] if epochs else None
+    return {
+        "phase": last["phase"] if last else None,
+        "epoch": last["epoch"] if last else 0,
+        "epochs": last["epochs"] if last else None,
+        "history": epochs,
+    }

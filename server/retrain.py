@@ -80,7 +80,9 @@ def score_published(dataset, log: Log) -> dict[str, Any] | None:
     }
 
 
-def run_retraining(settings: dict[str, int], job_id: int, log: Log) -> dict[str, Any]:
+def run_retraining(
+    settings: dict[str, int], job_id: int, log: Log, should_stop: Callable[[], bool] | None = None
+) -> dict[str, Any]:
     from conversion.convert import convert_run
     from training.dataset import load_dataset
     from training.train import TrainConfig, train
@@ -103,7 +105,10 @@ def run_retraining(settings: dict[str, int], job_id: int, log: Log) -> dict[str,
             if k in settings
         }
         run_dir = work / "run"
-        train(work / "dataset", run_dir, TrainConfig(**train_settings), log=log, dataset=dataset)
+        train(
+            work / "dataset", run_dir, TrainConfig(**train_settings),
+            log=log, dataset=dataset, should_stop=should_stop,
+        )  # fmt: skip
         from training.evaluate import evaluate_run
 
         keras_metrics = evaluate_run(run_dir, dataset, log=log)

@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 from flask import Flask
 
-from server.jobs import claim_next, finish, heartbeat, reap_dead
-from training.errors import BinbotError
+from server.jobs import cancel_requested, claim_next, finish, heartbeat, reap_dead
+from training.errors import BinbotError, TrainingCancelled
 
 HEARTBEAT_SECONDS = 5.0
 
@@ -29,11 +29,14 @@ def run_job(app: Flask, job_id: int, settings: dict, log: Callable[[str], None])
     from server.retrain import run_retraining
 
     stop = threading.Event()
+    cancelled = threading.Event()
 
     def beat() -> None:
         with app.app_context():
             while not stop.wait(HEARTBEAT_SECONDS):
                 heartbeat(job_id)
+                if cancel_requested(job_id):
+                    cancelled.set()  # training checks this after every batch
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
     thread.start()
@@ -41,11 +44,16 @@ def run_job(app: Flask, job_id: int, settings: dict, log: Callable[[str], None])
     def job_log(line: str) -> None:
         log(f"[job {job_id}] {line}")
         heartbeat(job_id, progress=line.strip(), log_line=line)
+        if cancelled.is_set():
+            raise TrainingCancelled("the job was cancelled")  # between steps after training
 
     try:
-        result = run_retraining(settings, job_id, job_log)
+        result = run_retraining(settings, job_id, job_log, should_stop=cancelled.is_set)
         finish(job_id, result=result)
         log(f"[job {job_id}] succeeded: candidate {result['candidate_version']}")
+    except TrainingCancelled:
+        finish(job_id, error="cancelled by an admin", cancelled=True)
+        log(f"[job {job_id}] cancelled")
     except BinbotError as exc:
         finish(job_id, error=str(exc))
         log(f"[job {job_id}] failed: {exc}")

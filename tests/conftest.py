@@ -206,3 +206,29 @@ def submit(live: Live, image: bytes, *, label="Battery", key=None, name="photo.j
         headers=headers,
         timeout=30,
     )
+
+
+@pytest.fixture(scope="session")
+def webclient_dist() -> Path:
+    """The web client built from the current source (npm run build), once per session."""
+    from browser import build_webclient
+
+    return build_webclient()
+
+
+@pytest.fixture(scope="session")
+def playwright():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright, webclient_dist):
+    """Debian's Chromium, headless (tests open their own pages and contexts)."""
+    from browser import launch_options
+
+    chromium = playwright.chromium.launch(**launch_options())
+    yield chromium
+    chromium.close()

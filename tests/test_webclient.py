@@ -16,7 +16,6 @@ from browser import (
     DESKTOP,
     PHONE,
     AppServer,
-    build_webclient,
     choose_photo,
     classify_in_page,
     launch_options,
@@ -25,31 +24,12 @@ from browser import (
 )
 from conftest import binbot
 from PIL import Image
-from playwright.sync_api import sync_playwright
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module", autouse=True)
-def webclient_dist() -> Path:
-    return build_webclient()
-
-
-@pytest.fixture(scope="module")
-def playwright():
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(playwright):
-    browser = playwright.chromium.launch(**launch_options())
-    yield browser
-    browser.close()
-
-
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path, webclient_dist):
     app_server = AppServer(tmp_path / "instance").start()
     yield app_server
     app_server.stop()
@@ -103,11 +83,14 @@ def split_photos(small_ewaste: Path) -> list[Path]:
 
 
 def rotated_copy(source: Path, target: Path) -> Path:
-    """The photo stored sideways with EXIF orientation 6, as phones save portrait shots."""
-    image = Image.open(source).convert("RGB").transpose(Image.Transpose.ROTATE_90)
+    """A landscape crop stored sideways with EXIF orientation 6, as phones save photos."""
+    image = Image.open(source).convert("RGB")
+    landscape = image.crop((0, 0, image.width, image.height * 2 // 3))
     exif = Image.Exif()
-    exif[0x0112] = 6
-    image.save(target, "JPEG", quality=92, exif=exif.tobytes())
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    landscape.transpose(Image.Transpose.ROTATE_90).save(
+        target, "JPEG", quality=92, exif=exif.tobytes()
+    )
     return target
 
 
@@ -147,8 +130,9 @@ def test_browser_classifies_like_the_python_model(
     assert mismatched == 0, f"{mismatched} of {compared} browser top-1 differ from Keras"
     assert worst <= 1e-3, f"largest probability difference {worst:.6f}"  # measured: 2e-6
 
-    # The sideways phone photo: upright through EXIF, same verdict as its upright original.
-    assert results[-1]["top"] == results[0]["top"] == keras[0].top[0][0]
+    # The sideways photo was turned upright (landscape again) before the crop, as in Python.
+    upright = Image.open(images[0])
+    assert (results[-1]["width"], results[-1]["height"]) == (upright.width, upright.height * 2 // 3)
 
     # The same photos through the interface, as a user picks them.
     for index in (0, len(images) - 1):

@@ -37,3 +37,17 @@ class EpochLog(keras.callbacks.Callback):
             f"acc {row['accuracy']:.4f}  val_loss {row['val_loss']:.4f}  "
             f"val_acc {row['val_accuracy']:.4f}  ({row['seconds']:.0f} s)"
         )
+
+
+class StopWhenAsked(keras.callbacks.Callback):
+    """Aborts training within one batch once ``should_stop()`` is true (a cancelled job)."""
+
+    def __init__(self, should_stop: Callable[[], bool]) -> None:
+        super().__init__()
+        self.should_stop = should_stop
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.should_stop():
+            from training.errors import TrainingCancelled
+
+            raise TrainingCancelled("training was cancelled")

@@ -7,3 +7,7 @@ with no classes, a folder that is not a run). Everything else is a bug and keeps
 
 class BinbotError(Exception):
     """A problem with the user's input, explained in one line."""
+
+
+class TrainingCancelled(BinbotError):
+    """Training stopped because someone asked it to (an admin cancelled the job)."""

@@ -117,6 +117,20 @@ def evaluate_run(
             for i, (r, t, p) in enumerate(zip(test, y_true, y_pred, strict=True))
             if t != p
         ],
+        # Every test image's prediction, keyed by content: lets two versions evaluated on the
+        # same test images be compared image by image (the admin console's comparison).
+        "predictions": [
+            {
+                "sha256": r.sha256,
+                "path": r.relpath,
+                "true": labels[t],
+                "predicted": labels[p],
+                "confidence": round(float(probabilities[i, p]), 4),
+            }
+            for i, (r, t, p) in enumerate(zip(test, y_true, y_pred, strict=True))
+        ],
+        # What the model learned from (images per split and class).
+        "data_counts": dataset.counts(),
     }
     write_json(out / "metrics.json", metrics)
     plot_confusion_matrix(matrix, labels, out / "confusion_matrix.png")

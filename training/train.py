@@ -95,8 +95,13 @@ def train(
     overwrite: bool = False,
     log: Log = print,
     dataset: Dataset | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
-    """Train a classifier on ``dataset_path`` and write the run folder ``out``."""
+    """Train a classifier on ``dataset_path`` and write the run folder ``out``.
+
+    ``should_stop`` is polled after every batch; when it returns true, training raises
+    TrainingCancelled (a retraining job an admin cancelled).
+    """
     config = config or TrainConfig()
     out = Path(out)
     prepare_run_dir(out, overwrite)
@@ -110,7 +115,7 @@ def train(
 
     import keras
 
-    from training.callbacks import EpochLog
+    from training.callbacks import EpochLog, StopWhenAsked
     from training.model import build_model, unfreeze_top
     from training.pipeline import class_weights, make_dataset
     from training.plots import plot_training_curves
@@ -190,6 +195,8 @@ def train(
             keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True),
             EpochLog(phase, epochs, history, log),
         ]
+        if should_stop is not None:
+            callbacks.append(StopWhenAsked(should_stop))
         model.fit(
             train_ds,
             validation_data=val_ds,

@@ -1,0 +1,271 @@
+"""The admin console over the real stack: gunicorn, a `binbot worker`, SQLite, Chromium.
+
+The closed loop as people live it: a user sends corrections from the phone app; the admin
+logs in, accepts them, retrains, watches, compares, publishes; the phone picks the new model
+up and uses it offline; the admin rolls back and the phone follows. Screenshots of every
+console page (laptop screen) go to artifacts/tests/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+from browser import PHONE, AppServer, screenshot, wait_until_ready
+from conftest import binbot
+
+pytestmark = pytest.mark.slow
+LAPTOP = {"width": 1366, "height": 768}
+
+
+@pytest.fixture(scope="module")
+def small_starter(trained_run, small_ewaste, tmp_path_factory) -> Path:
+    """The small run as the published model, with its evaluation (per-image predictions)."""
+    out = tmp_path_factory.mktemp("console-bundle") / "small-1"
+    result = binbot("convert", str(trained_run), "--out", str(out), "--quantize", "none",
+                    "--version", "small-1", "--dataset", str(small_ewaste))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    shutil.copytree(trained_run / "evaluation", out / "evaluation")
+    return out
+
+
+class Stack:
+    """gunicorn + one retraining worker over one SQLite database and data folder."""
+
+    def __init__(self, instance: Path, env: dict[str, str]) -> None:
+        self.web = AppServer(instance, extra_env=env)
+        self.env = {
+            **os.environ, **env,
+            "BINBOT_INSTANCE_DIR": str(instance),
+            "DATABASE_URL": self.web.config["SQLALCHEMY_DATABASE_URI"],
+            "BINBOT_DATA_DIR": self.web.config["BINBOT_DATA_DIR"],
+        }  # fmt: skip
+        self.worker: subprocess.Popen | None = None
+
+    def start(self) -> Stack:
+        self.web.start()
+        self.worker = subprocess.Popen([sys.executable, "-m", "binbot", "worker"], env=self.env)
+        return self
+
+    def stop(self) -> None:
+        if self.worker:
+            self.worker.terminate()
+            self.worker.wait(timeout=30)
+        self.web.stop()
+
+    def admin_token(self) -> str:
+        from server import create_app
+        from server.auth import create_admin_token
+        from server.database import db
+
+        app = create_app(self.web.config)
+        with app.app_context():
+            token = create_admin_token()
+            db.engine.dispose()
+        return token
+
+
+@pytest.fixture
+def stack(tmp_path, small_starter, small_ewaste, webclient_dist):
+    env = {
+        "BINBOT_STARTER_MODEL": str(small_starter),
+        "BINBOT_BASE_DATASET": str(small_ewaste),
+    }
+    running = Stack(tmp_path / "instance", env).start()
+    yield running
+    running.stop()
+
+
+def percent(text: str) -> float:
+    return float(re.search(r"([\d.]+)%", text).group(1))
+
+
+def log_in(page, url: str, token: str) -> None:
+    page.goto(url + "admin/")
+    assert "/admin/login" in page.url
+    screenshot(page, "console-login")
+    page.get_by_label("Admin token").fill("not-the-token")
+    page.get_by_role("button", name="Log in").click()
+    assert page.get_by_role("alert").inner_text() == "That admin token is not valid."
+    page.get_by_label("Admin token").fill(token)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/admin/submissions")
+
+
+def send_corrections(phone, photos: list[tuple[Path, str]]) -> None:
+    for photo, label in photos:
+        phone.evaluate("document.getElementById('result').hidden = true")
+        phone.set_input_files("#gallery-input", str(photo))
+        phone.wait_for_selector("#result:not([hidden])")
+        if phone.locator("#wrong-button").is_visible():
+            phone.get_by_role("button", name="No, that's wrong").click()
+        phone.get_by_label("What is it?").select_option(label)
+        phone.get_by_role("button", name="Send correction").click()
+        phone.wait_for_function("document.getElementById('feedback-message').textContent !== ''")
+    phone.wait_for_function("document.getElementById('queue-status').dataset.waiting === '0'")
+
+
+def check_for_model(phone, version: str) -> None:
+    phone.get_by_role("button", name="Check for a new model").click()
+    phone.wait_for_function(
+        f"document.getElementById('model-status').dataset.version === '{version}'",
+        timeout=60_000,
+    )
+
+
+def test_the_loop_from_corrections_to_a_published_model_and_back(
+    browser, stack, small_ewaste, ewaste_zip, tmp_path
+):
+    import zipfile
+
+    # Two Printer photos the small model never saw (from the full dataset's train split).
+    with zipfile.ZipFile(ewaste_zip) as archive:
+        names = sorted(n for n in archive.namelist() if "/train/Printer/" in n and n.endswith("g"))
+        seen = {p.name for p in (small_ewaste / "train" / "Printer").iterdir()}
+        photos = []
+        for name in names:
+            if Path(name).name not in seen and len(photos) < 2:
+                target = tmp_path / Path(name).name
+                target.write_bytes(archive.read(name))
+                photos.append((target, "Printer"))
+
+    url = stack.web.url
+    phone_context = browser.new_context(viewport=PHONE)
+    phone = phone_context.new_page()
+    phone.goto(url)
+    wait_until_ready(phone)
+    assert phone.locator("#model-status").get_attribute("data-version") == "small-1"
+    send_corrections(phone, photos)
+
+    admin = browser.new_context(viewport=LAPTOP).new_page()
+    log_in(admin, url, stack.admin_token())
+
+    # Submissions: the two corrections, pending; accept both; the counts show what training adds.
+    admin.get_by_label("Status").select_option("pending")
+    admin.get_by_role("button", name="Filter").click()
+    assert admin.locator(".gallery .card").count() == 2
+    screenshot(admin, "console-submissions")
+    admin.get_by_label("Select all shown").check()
+    admin.get_by_label("Action").select_option("accept")
+    admin.get_by_role("button", name="Apply to selected").click()
+    assert "accept: 2 submissions updated." in admin.get_by_role("status").first.inner_text()
+    assert admin.locator('.accepted-count[data-class="Printer"]').inner_text() == "2"
+
+    # Training: start a short retraining and watch it live until it finishes.
+    admin.get_by_role("link", name="Training").click()
+    for name, value in (("Head epochs", "1"), ("Fine tune epochs", "1"), ("Batch size", "16")):
+        admin.get_by_label(name).fill(value)
+    admin.get_by_role("button", name="Start retraining").click()
+    admin.wait_for_url(re.compile(r".*/admin/training/\d+$"))
+    admin.wait_for_function(
+        "document.querySelectorAll('#epochs tbody tr').length >= 1", timeout=300_000
+    )
+    assert "head epoch 1/1" in admin.locator("#job-phase").inner_text()
+    screenshot(admin, "console-training-running")
+    admin.wait_for_function(
+        "document.getElementById('job').dataset.status === 'succeeded'", timeout=600_000
+    )
+    admin.wait_for_selector("#job-result:not([hidden])")
+    candidate = re.search(r"Candidate (\S+):", admin.locator("#job-result").inner_text()).group(1)
+    assert "2 of them corrections" in admin.locator("#job-result").inner_text()
+    screenshot(admin, "console-training-finished")
+
+    # Compare with the live model: same test images, both confusion matrices, changed images.
+    admin.get_by_role("link", name="Compare with the live model").click()
+    assert admin.locator("h1").inner_text() == f"small-1 vs {candidate}"
+    assert admin.locator(".matrices img").count() == 2
+    for image in admin.locator(".matrices img").all():
+        assert image.evaluate("(img) => img.complete && img.naturalWidth > 0")
+    assert admin.locator(".recall-row").count() == 10
+    assert re.match(r"\d+ changed", admin.locator("#changed-summary").inner_text())
+    screenshot(admin, "console-compare")
+
+    # Publish: below the gate it is refused until forced with a reason.
+    admin.get_by_role("link", name="Models").click()
+    row = admin.locator(f'tr[data-version="{candidate}"]')
+    row.get_by_role("button", name=f"Publish {candidate}").click()
+    if admin.locator(".flash.error").count():
+        assert "Refused" in admin.locator(".flash.error").inner_text()
+        row = admin.locator(f'tr[data-version="{candidate}"]')
+        row.get_by_label("Force").check()
+        row.get_by_label("Reason").fill("browser test: small data")
+        row.get_by_role("button", name=f"Publish {candidate}").click()
+    assert f"{candidate} is live" in admin.get_by_role("status").first.inner_text()
+    assert admin.locator("#live").inner_text().startswith(f"Live: {candidate} since ")
+    screenshot(admin, "console-models")
+
+    # The phone picks it up at its next check and classifies with it offline.
+    check_for_model(phone, candidate)
+    phone_context.set_offline(True)
+    phone.reload()
+    wait_until_ready(phone)
+    phone.set_input_files("#gallery-input", str(photos[0][0]))
+    phone.wait_for_function(
+        f"window.binbot.lastResult && window.binbot.lastResult.version === '{candidate}'"
+    )
+    phone_context.set_offline(False)
+
+    # Roll back: the phone follows.
+    admin.get_by_role("button", name="Roll back to the previous version").click()
+    assert "small-1 is live again" in admin.get_by_role("status").first.inner_text()
+    check_for_model(phone, "small-1")
+    phone_context.close()
+
+
+def test_a_running_retraining_can_be_cancelled_from_the_console(browser, stack):
+    admin = browser.new_context(viewport=LAPTOP).new_page()
+    log_in(admin, stack.web.url, stack.admin_token())
+    admin.get_by_role("link", name="Training").click()
+    admin.get_by_label("Head epochs").fill("50")
+    admin.get_by_role("button", name="Start retraining").click()
+    admin.wait_for_function(
+        "document.getElementById('job').dataset.status === 'running'", timeout=120_000
+    )
+    admin.get_by_role("button", name="Cancel this job").click()
+    admin.wait_for_function(
+        "document.getElementById('job').dataset.status === 'cancelled'", timeout=120_000
+    )
+    assert "cancelled by an admin" in admin.locator("#job-error").inner_text()
+
+
+def test_console_sessions_are_protected(stack):
+    url = stack.web.url
+    anonymous = requests.get(url + "admin/models", allow_redirects=False, timeout=10)
+    assert anonymous.status_code == 302 and "/admin/login" in anonymous.headers["Location"]
+
+    session = requests.Session()
+    wrong = session.post(url + "admin/login", data={"token": "nope"}, timeout=10)
+    assert wrong.status_code == 403
+    ok = session.post(url + "admin/login", data={"token": stack.admin_token()}, timeout=10,
+                      allow_redirects=False)  # fmt: skip
+    cookie = ok.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=Strict" in cookie
+    # requests will not send a Secure cookie over http: pass it by hand, as a browser on
+    # 127.0.0.1 (a secure context) does.
+    jar = {"binbot_admin": ok.cookies["binbot_admin"]}
+    page = requests.get(url + "admin/training", cookies=jar, timeout=10)
+    assert page.status_code == 200
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+
+    # Every change needs the session's CSRF token; nothing happens without it.
+    forged = requests.post(
+        url + "admin/training", data={"head_epochs": "1"}, cookies=jar, timeout=10
+    )
+    assert forged.status_code == 400 and "CSRF" in forged.json()["error"]
+    assert requests.post(url + "admin/models/rollback", cookies=jar, timeout=10).status_code == 400
+    jobs = requests.get(url + "admin/training", cookies=jar, timeout=10).text
+    assert "No retraining yet." in jobs
+    started = requests.post(url + "admin/training", data={"head_epochs": "1", "csrf_token": token},
+                            cookies=jar, timeout=10, allow_redirects=False)  # fmt: skip
+    assert started.status_code == 302 and "/admin/training/" in started.headers["Location"]
+    bad = requests.post(url + "admin/training", data={"head_epochs": "-3", "csrf_token": token},
+                        cookies=jar, timeout=10, allow_redirects=False)  # fmt: skip
+    assert bad.status_code == 302 and bad.headers["Location"].endswith("/admin/training")
+    listing = requests.get(url + "admin/training", cookies=jar, timeout=10).text
+    assert len(re.findall(r">Job \d+</a>", listing)) == 1  # only the valid request made a job
