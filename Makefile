@@ -12,7 +12,7 @@ export KERAS_HOME ?= $(CURDIR)/.cache/keras
 export BINBOT_CACHE_DIR ?= $(CURDIR)/.cache/binbot
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install keras-cache webclient chromium test lint format run bench-train bench-convert bench-load bench-browser starter-model clean
+.PHONY: install keras-cache webclient chromium test lint format run bench-train bench-convert bench-load bench-browser bench-loop starter-model clean
 
 # A run trained with the default settings on the shared dataset: the training benchmark writes
 # it, the conversion benchmark and the shipped starter model are made from it.
@@ -83,6 +83,11 @@ bench-load: install
 # The web app in Chromium: in-browser latency against Keras, cold and warm start.
 bench-browser: keras-cache webclient chromium $(STARTER_RUN)/model.keras
 	$(BIN)/python benchmarks/browser_inference.py --run $(STARTER_RUN) --dataset "$(BINBOT_DATASET)"
+
+# The closed loop: a class cut to 10 images, the rest sent as corrections, retrained via the API.
+bench-loop: keras-cache webclient
+	rm -rf runs/loop
+	$(BIN)/python benchmarks/retrain_loop.py --dataset "$(BINBOT_DATASET)" --work runs/loop
 
 # The model shipped in git: the default-settings run, converted with the default quantization,
 # with its evaluation report beside it.

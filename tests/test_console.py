@@ -184,6 +184,10 @@ def test_the_loop_from_corrections_to_a_published_model_and_back(
         assert image.evaluate("(img) => img.complete && img.naturalWidth > 0")
     assert admin.locator(".recall-row").count() == 10
     assert re.match(r"\d+ changed", admin.locator("#changed-summary").inner_text())
+    for image in admin.locator(".changed img").all():  # thumbnails from the base dataset
+        image.scroll_into_view_if_needed()
+        admin.wait_for_function("(img) => img.complete", arg=image.element_handle())
+        assert image.evaluate("(img) => img.naturalWidth > 0"), image.get_attribute("src")
     screenshot(admin, "console-compare")
 
     # Publish: below the gate it is refused until forced with a reason.
