@@ -50,6 +50,14 @@ def serve(host: str, port: int, workers: int, new_token: bool, log: Callable[[st
     """gunicorn for the API and one retraining worker; Ctrl-C stops both."""
     prepare(new_token, log)
     log(f"Serving on http://{host}:{port}/ with {workers} gunicorn workers (Ctrl-C stops)")
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    # Ctrl-C, and SIGTERM from a process manager (systemd, docker stop), stop the children
+    # cleanly; SIGINT is set explicitly because a shell starts background jobs ignoring it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
     bin_dir = os.path.dirname(sys.executable)
     children = [
         subprocess.Popen([sys.executable, "-m", "binbot", "worker"]),

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 
+import pytest
 import requests
 
 
@@ -48,8 +49,8 @@ class Server:
             assert time.monotonic() < deadline, f"no {text!r} in: {self.output}"
             time.sleep(0.2)
 
-    def stop(self) -> str:
-        self.process.send_signal(signal.SIGINT)
+    def stop(self, how: signal.Signals = signal.SIGINT) -> str:
+        self.process.send_signal(how)
         self.process.wait(timeout=120)
         self.reader.join(timeout=10)
         return self.output
@@ -64,6 +65,8 @@ def test_serve_publishes_starter_prints_token_once_and_stops_on_ctrl_c(tmp_path)
         server.wait_for("waiting for retraining jobs")  # the worker runs beside gunicorn
         current = requests.get(f"{url}/api/models/current", timeout=10).json()
         assert current["version"] == "starter-1"
+        page = requests.get(f"{url}/", timeout=10)  # the web app, at the site root
+        assert page.ok and "BinBot" in page.text and "app.js" in page.text
     finally:
         output = server.stop()
     assert server.process.returncode == 0, output
@@ -77,6 +80,9 @@ def test_serve_publishes_starter_prints_token_once_and_stops_on_ctrl_c(tmp_path)
         auth = {"Authorization": f"Bearer {token}"}
         assert requests.get(f"{url}/api/admin/models", headers=auth, timeout=10).status_code == 200
     finally:
-        output = server.stop()
+        output = server.stop(signal.SIGTERM)  # as systemd or `docker stop` would
+    assert server.process.returncode == 0, output
+    with pytest.raises(requests.ConnectionError):  # gunicorn went with it: nothing left behind
+        requests.get(f"{url}/api/models/current", timeout=5)
     assert "Admin token (shown once" not in output
     assert "An admin token exists" in output
