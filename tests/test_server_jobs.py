@@ -12,7 +12,7 @@ from conftest import submit
 
 from server.auth import create_admin_token
 from server.database import db
-from server.jobs import claim_next, enqueue, reap_dead
+from server.jobs import cancel_requested, claim_next, enqueue, heartbeat, reap_dead
 from server.models import TrainingJob, utcnow
 from server.worker import run_worker
 
@@ -37,6 +37,29 @@ def test_concurrent_workers_never_claim_the_same_job(live):
     assert sorted(claimed) == ids, "a job was claimed twice or not at all"
     with live.app.app_context():
         assert {j.status for j in db.session.query(TrainingJob)} == {"running"}
+
+
+def test_a_running_job_is_asked_to_stop_and_its_progress_is_readable(live):
+    auth = admin(live)
+    with live.app.app_context():
+        job_id = enqueue({}).id
+        claim_next("w1")
+        for line in (
+            "Training the head on the frozen mobilenet_v2 at learning rate 0.001",
+            "  head      epoch  1/2  loss 1.2000  acc 0.5000  val_loss 0.9000  val_acc 0.6000  (5 s)",
+            "  head      epoch  2/2  loss 0.8000  acc 0.7000  val_loss 0.7000  val_acc 0.7500  (5 s)",
+        ):
+            heartbeat(job_id, progress=line.strip(), log_line=line)
+    url = f"{live.url}/api/admin/jobs/{job_id}"
+    status = requests.get(url, headers=auth, timeout=30).json()
+    assert status["training"]["phase"] == "head"
+    assert (status["training"]["epoch"], status["training"]["epochs"]) == (2, 2)
+    assert status["training"]["history"][1]["val_accuracy"] == 0.75
+    answer = requests.post(f"{url}/cancel", headers=auth, timeout=30)
+    assert answer.status_code == 200 and answer.json()["job"]["status"] == "cancelling"
+    with live.app.app_context():
+        assert cancel_requested(job_id)  # what the worker's heartbeat thread looks at
+    assert requests.post(f"{url}/cancel", headers=auth, timeout=30).status_code == 409
 
 
 def test_a_job_whose_worker_died_is_marked_failed(live):

@@ -16,6 +16,7 @@ export const elements = {
   topList: $('top-list'),
   guidance: $('guidance'),
   feedback: $('feedback'),
+  feedbackHeading: $('feedback-heading'),
   feedbackMessage: $('feedback-message'),
   labelPicker: $('label-picker'),
   labelSelect: $('label-select'),
@@ -93,6 +94,7 @@ export function showResult(result, labels, threshold) {
   if (sure && entry) renderGuidance(entry);
   else elements.guidance.hidden = true;
   elements.feedback.hidden = false;
+  elements.feedbackHeading.textContent = sure ? 'Did BinBot get it right?' : 'Tell BinBot what it is';
   elements.feedbackMessage.textContent = '';
   elements.labelPicker.hidden = sure;
   if (!sure) elements.labelSelect.value = best.label;
