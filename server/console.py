@@ -21,6 +21,7 @@ from flask import (
     render_template,
     request,
     send_file,
+    session,
     url_for,
 )
 from sqlalchemy import select
@@ -67,8 +68,6 @@ def login():
 @console.post("/logout")
 @login_required
 def logout():
-    from flask import session
-
     session.clear()
     return redirect(url_for("console.login"))
 

@@ -184,6 +184,8 @@ function backendOptions() {
 }
 
 async function start() {
+  // A handle for the browser tests and benchmarks (and curious users' consoles): the same
+  // classifier and update check the buttons use, nothing the page does not do itself.
   window.binbot = {
     state,
     modelReady,
