@@ -111,7 +111,10 @@ def submissions():
         query = query.where(Submission.created_at >= since)
     if until := _date(filters["until"], end_of_day=True):
         query = query.where(Submission.created_at <= until)
-    page = max(int(request.args.get("page", 1) or 1), 1)
+    page_text = request.args.get("page", "1") or "1"
+    if not page_text.isdigit():
+        abort(400, description=f"page must be a whole number, got {page_text!r}")
+    page = max(int(page_text), 1)
     rows = db.session.scalars(
         query.order_by(ORDERS[order]).limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)
     ).all()

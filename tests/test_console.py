@@ -255,6 +255,9 @@ def test_console_sessions_are_protected(stack):
     jar = {"binbot_admin": ok.cookies["binbot_admin"]}
     page = requests.get(url + "admin/training", cookies=jar, timeout=10)
     assert page.status_code == 200
+    for bad_filter in ("page=two", "since=21.11.2026", "order=random"):
+        answer = requests.get(url + "admin/submissions?" + bad_filter, cookies=jar, timeout=10)
+        assert answer.status_code == 400 and answer.json()["error"], bad_filter
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
 
     # Every change needs the session's CSRF token; nothing happens without it.
