@@ -32,7 +32,7 @@ import requests
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from browser import AppServer  # noqa: E402
+from browser import Stack  # noqa: E402
 
 from training.keras_cache import seed_keras_cache  # noqa: E402
 
@@ -105,19 +105,11 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="binbot-loop-") as tmp:
         env = {"BINBOT_STARTER_MODEL": str(work / "before-bundle"), "BINBOT_BASE_DATASET": str(cut)}
-        server = AppServer(Path(tmp) / "instance", extra_env=env).start()
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "binbot", "worker"],
-            env={**os.environ, **env, "BINBOT_INSTANCE_DIR": str(server.instance),
-                 "DATABASE_URL": server.config["SQLALCHEMY_DATABASE_URI"],
-                 "BINBOT_DATA_DIR": server.config["BINBOT_DATA_DIR"]},
-        )  # fmt: skip
+        stack = Stack(Path(tmp) / "instance", env).start()
         try:
-            result, wall_s = run_loop(server, held, args)
+            result, wall_s = run_loop(stack, held, args)
         finally:
-            worker.terminate()
-            worker.wait(timeout=30)
-            server.stop()
+            stack.stop()
 
     before, after = result["published"], result["candidate"]
     summary = {
@@ -146,19 +138,12 @@ def main() -> int:
     return 0
 
 
-def run_loop(server: AppServer, held: list[Path], args) -> tuple[dict, float]:
+def run_loop(stack: Stack, held: list[Path], args) -> tuple[dict, float]:
     """Corrections in through the public API; accept, retrain and wait through the admin API."""
-    from server import create_app
-    from server.auth import create_admin_token
-    from server.database import db
-
-    app = create_app(server.config)
-    with app.app_context():
-        token = create_admin_token()
-        db.engine.dispose()
+    token = stack.admin_token()
     admin = requests.Session()
     admin.headers["Authorization"] = f"Bearer {token}"
-    api = server.url + "api/"
+    api = stack.web.url + "api/"
     for path in held:
         response = requests.post(
             api + "submissions",

@@ -17,18 +17,14 @@ from server.model_store import (
     publish,
     reports_dir,
     rollback,
+    version_summary,
 )
 from server.models import ModelVersion, PublishEvent, Submission, TrainingJob
-from server.review import ReviewError, review
+from server.review import SUBMISSION_ORDERS, ReviewError, review
 from training.errors import BinbotError
 
 admin = Blueprint("admin", __name__, url_prefix="/api/admin")
 STATUSES = ("pending", "accepted", "rejected")
-ORDERS = {
-    "newest": Submission.id.desc(),
-    "oldest": Submission.id.asc(),
-    "low_confidence": Submission.confidence.asc().nulls_last(),
-}
 MAX_PAGE = 500
 
 
@@ -41,14 +37,16 @@ def list_submissions():
         if (value := request.args.get(field)) is not None:
             query = query.where(getattr(Submission, field) == value)
     order = request.args.get("order", "newest")
-    if order not in ORDERS:
-        return error_response(f"order must be one of {sorted(ORDERS)}", 400)
+    if order not in SUBMISSION_ORDERS:
+        return error_response(f"order must be one of {sorted(SUBMISSION_ORDERS)}", 400)
     try:
         limit = min(int(request.args.get("limit", 100)), MAX_PAGE)
         offset = max(int(request.args.get("offset", 0)), 0)
     except ValueError:
         return error_response("limit and offset must be whole numbers", 400)
-    rows = db.session.scalars(query.order_by(ORDERS[order]).limit(limit).offset(offset)).all()
+    rows = db.session.scalars(
+        query.order_by(SUBMISSION_ORDERS[order]).limit(limit).offset(offset)
+    ).all()
     return jsonify({"submissions": [r.as_dict() for r in rows], "limit": limit, "offset": offset})
 
 
@@ -71,7 +69,7 @@ def list_models():
     history = db.session.scalars(select(PublishEvent).order_by(PublishEvent.id)).all()
     return jsonify(
         {
-            "models": [_version_json(r) for r in rows],
+            "models": [version_summary(r) for r in rows],
             "history": [
                 {"version": e.version, "action": e.action, "forced": e.forced,
                  "reason": e.reason, "at": e.at.isoformat()}
@@ -93,7 +91,7 @@ def publish_version(version: str):
         return error_response(str(exc), 409)
     except BinbotError as exc:
         return error_response(str(exc), 400)
-    return jsonify({"published": _version_json(row)})
+    return jsonify({"published": version_summary(row)})
 
 
 @admin.get("/models/<version>/report/<name>")
@@ -115,7 +113,7 @@ def rollback_version():
         row = rollback()
     except BinbotError as exc:
         return error_response(str(exc), 409)
-    return jsonify({"published": _version_json(row)})
+    return jsonify({"published": version_summary(row)})
 
 
 @admin.post("/jobs")
@@ -156,21 +154,3 @@ def cancel_job(job_id: int):
     except ValueError as exc:
         return error_response(str(exc), 409)
     return jsonify({"job": job.as_dict()})
-
-
-def _version_json(row: ModelVersion) -> dict[str, Any]:
-    manifest = row.manifest
-    metrics = manifest.get("metrics", {})
-    return {
-        "version": row.version,
-        "created_at": manifest.get("created_at"),
-        "published": row.published,
-        "published_at": row.published_at.isoformat() if row.published_at else None,
-        "bundle_bytes": manifest.get("bundle_bytes"),
-        "quantization": manifest.get("quantization", {}).get("mode"),
-        "test_accuracy": metrics.get("test_accuracy"),
-        "per_class_recall": metrics.get("per_class_recall"),
-        "dataset_fingerprint": manifest.get("training", {}).get("dataset_fingerprint"),
-        "test_set_fingerprint": metrics.get("test_set_fingerprint"),
-        "report": sorted(p.name for p in reports_dir(row.version).glob("*")),
-    }

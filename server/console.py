@@ -30,19 +30,27 @@ from server.auth import token_is_valid
 from server.console_auth import csrf_token, log_in, login_required
 from server.database import db
 from server.jobs import SETTINGS, cancel, enqueue, training_progress, validate_settings
-from server.model_store import PublishRefused, publish, published_version, reports_dir, rollback
+from server.model_store import (
+    PublishRefused,
+    publish,
+    published_version,
+    reports_dir,
+    rollback,
+    version_summary,
+)
 from server.models import ModelVersion, PublishEvent, Submission, TrainingJob
-from server.review import ReviewError, counts_by_label, current_labels, review
+from server.review import (
+    SUBMISSION_ORDERS,
+    ReviewError,
+    counts_by_label,
+    current_labels,
+    review,
+)
 from server.test_images import test_image_path
 from training.errors import BinbotError
 
 console = Blueprint("console", __name__, url_prefix="/admin", template_folder="templates")
 PAGE_SIZE = 60
-ORDERS = {
-    "newest": Submission.id.desc(),
-    "oldest": Submission.id.asc(),
-    "low_confidence": Submission.confidence.asc().nulls_last(),
-}
 
 
 @console.app_context_processor
@@ -98,8 +106,8 @@ def submissions():
         k: request.args.get(k, "") for k in ("status", "label", "predicted", "since", "until")
     }
     order = request.args.get("order", "newest")
-    if order not in ORDERS:
-        abort(400, description=f"order must be one of {sorted(ORDERS)}")
+    if order not in SUBMISSION_ORDERS:
+        abort(400, description=f"order must be one of {sorted(SUBMISSION_ORDERS)}")
     query = select(Submission)
     if filters["status"]:
         query = query.where(Submission.status == filters["status"])
@@ -116,7 +124,7 @@ def submissions():
         abort(400, description=f"page must be a whole number, got {page_text!r}")
     page = max(int(page_text), 1)
     rows = db.session.scalars(
-        query.order_by(ORDERS[order]).limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)
+        query.order_by(SUBMISSION_ORDERS[order]).limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)
     ).all()
     return render_template(
         "console/submissions.html",
@@ -234,23 +242,14 @@ def _version_rows() -> list[dict[str, Any]]:
             corrections[result["candidate_version"]] = result.get("corrections_used") or {}
     out = []
     for row in db.session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())):
-        manifest = row.manifest
-        metrics = manifest.get("metrics", {})
         counts = _metrics(row.version).get("data_counts") or {}
+        summary = version_summary(row)
         out.append(
             {
-                "version": row.version,
-                "created_at": manifest.get("created_at"),
-                "published": row.published,
-                "published_at": row.published_at,
-                "bundle_bytes": manifest.get("bundle_bytes"),
-                "quantization": manifest.get("quantization", {}).get("mode"),
-                "test_accuracy": metrics.get("test_accuracy"),
-                "test_images": metrics.get("test_images"),
-                "per_class_recall": metrics.get("per_class_recall") or {},
+                **summary,
+                "per_class_recall": summary["per_class_recall"] or {},
                 "train_images": sum(counts.get("train", {}).values()) if counts else None,
                 "corrections": sum(corrections.get(row.version, {}).values()),
-                "test_set": metrics.get("test_set_fingerprint"),
             }
         )
     return out
@@ -331,7 +330,7 @@ def compare():
     if a not in versions or b not in versions:
         abort(404, description="choose two known versions to compare")
     metrics_a, metrics_b = _metrics(a), _metrics(b)
-    same_test_set = versions[a]["test_set"] == versions[b]["test_set"]
+    same_test_set = versions[a]["test_set_fingerprint"] == versions[b]["test_set_fingerprint"]
     changed = changed_predictions(metrics_a, metrics_b) if same_test_set else None
     labels = list(versions[a]["per_class_recall"] or versions[b]["per_class_recall"])
     return render_template(

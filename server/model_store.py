@@ -12,6 +12,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import select, update
@@ -169,3 +170,23 @@ def ensure_published_model() -> ModelVersion | None:
         current_app.logger.warning("no published model and no starter model at %s", starter)
         return None
     return publish(register_bundle(starter).version, reason="starter model on first start")
+
+
+def version_summary(row: ModelVersion) -> dict[str, Any]:
+    """What admins see of a version: dates, size, test figures, its report files."""
+    manifest = row.manifest
+    metrics = manifest.get("metrics", {})
+    return {
+        "version": row.version,
+        "created_at": manifest.get("created_at"),
+        "published": row.published,
+        "published_at": row.published_at.isoformat() if row.published_at else None,
+        "bundle_bytes": manifest.get("bundle_bytes"),
+        "quantization": manifest.get("quantization", {}).get("mode"),
+        "test_accuracy": metrics.get("test_accuracy"),
+        "test_images": metrics.get("test_images"),
+        "per_class_recall": metrics.get("per_class_recall"),
+        "dataset_fingerprint": manifest.get("training", {}).get("dataset_fingerprint"),
+        "test_set_fingerprint": metrics.get("test_set_fingerprint"),
+        "report": sorted(p.name for p in reports_dir(row.version).glob("*")),
+    }

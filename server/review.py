@@ -15,6 +15,12 @@ from server.model_store import published_version
 from server.models import Submission
 
 ACTIONS = ("accept", "reject", "relabel")
+# How a submission list can be sorted (admin API and console).
+SUBMISSION_ORDERS = {
+    "newest": Submission.id.desc(),
+    "oldest": Submission.id.asc(),
+    "low_confidence": Submission.confidence.asc().nulls_last(),
+}
 
 
 class ReviewError(Exception):

@@ -150,3 +150,39 @@ def choose_photo(page, path: Path) -> None:
     page.evaluate("document.getElementById('result').hidden = true")
     page.set_input_files("#gallery-input", str(path))
     page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+
+
+class Stack:
+    """gunicorn + one retraining worker over one SQLite database and data folder."""
+
+    def __init__(self, instance: Path, env: dict[str, str]) -> None:
+        self.web = AppServer(instance, extra_env=env)
+        self.env = {
+            **os.environ, **env,
+            "BINBOT_INSTANCE_DIR": str(instance),
+            "DATABASE_URL": self.web.config["SQLALCHEMY_DATABASE_URI"],
+            "BINBOT_DATA_DIR": self.web.config["BINBOT_DATA_DIR"],
+        }  # fmt: skip
+        self.worker: subprocess.Popen | None = None
+
+    def start(self) -> Stack:
+        self.web.start()
+        self.worker = subprocess.Popen([sys.executable, "-m", "binbot", "worker"], env=self.env)
+        return self
+
+    def stop(self) -> None:
+        if self.worker:
+            self.worker.terminate()
+            self.worker.wait(timeout=30)
+        self.web.stop()
+
+    def admin_token(self) -> str:
+        from server import create_app
+        from server.auth import create_admin_token
+        from server.database import db
+
+        app = create_app(self.web.config)
+        with app.app_context():
+            token = create_admin_token()
+            db.engine.dispose()
+        return token

@@ -8,16 +8,13 @@ console page (laptop screen) go to artifacts/tests/.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import requests
-from browser import PHONE, AppServer, screenshot, wait_until_ready
+from browser import PHONE, Stack, screenshot, wait_until_ready
 from conftest import binbot
 
 pytestmark = pytest.mark.slow
@@ -33,42 +30,6 @@ def small_starter(trained_run, small_ewaste, tmp_path_factory) -> Path:
     assert result.returncode == 0, result.stderr[-3000:]
     shutil.copytree(trained_run / "evaluation", out / "evaluation")
     return out
-
-
-class Stack:
-    """gunicorn + one retraining worker over one SQLite database and data folder."""
-
-    def __init__(self, instance: Path, env: dict[str, str]) -> None:
-        self.web = AppServer(instance, extra_env=env)
-        self.env = {
-            **os.environ, **env,
-            "BINBOT_INSTANCE_DIR": str(instance),
-            "DATABASE_URL": self.web.config["SQLALCHEMY_DATABASE_URI"],
-            "BINBOT_DATA_DIR": self.web.config["BINBOT_DATA_DIR"],
-        }  # fmt: skip
-        self.worker: subprocess.Popen | None = None
-
-    def start(self) -> Stack:
-        self.web.start()
-        self.worker = subprocess.Popen([sys.executable, "-m", "binbot", "worker"], env=self.env)
-        return self
-
-    def stop(self) -> None:
-        if self.worker:
-            self.worker.terminate()
-            self.worker.wait(timeout=30)
-        self.web.stop()
-
-    def admin_token(self) -> str:
-        from server import create_app
-        from server.auth import create_admin_token
-        from server.database import db
-
-        app = create_app(self.web.config)
-        with app.app_context():
-            token = create_admin_token()
-            db.engine.dispose()
-        return token
 
 
 @pytest.fixture
