@@ -51,13 +51,15 @@ keras-cache: install
 
 # Server tests run on SQLite and on a real PostgreSQL that scripts/with-postgres installs
 # (when missing), starts on 127.0.0.1 and removes afterwards; web client tests in Chromium.
-test: keras-cache webclient chromium
-	$(BIN)/ruff check .
+test: keras-cache webclient chromium lint
 	$(BIN)/ruff format --check .
 	scripts/with-postgres $(BIN)/pytest
 
+# ruff, and no function in product code over 80 lines (Python and JavaScript).
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/python scripts/function_length.py --max 80 server training conversion binbot
+	node scripts/function_length.mjs --max 80 webclient/src webclient/build.mjs conversion/js
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -44,7 +44,7 @@ def photos_from(dataset_zip: str, count: int) -> list[bytes]:
 
 def pillow_bound(photos: list[bytes]) -> dict[str, float]:
     """Single-core rate of the upload's own image work (decode, orient, re-encode)."""
-    from server.uploads import sanitize_image
+    from server.registry.photos import sanitize_image
 
     start = time.perf_counter()
     hashes = {
@@ -67,9 +67,7 @@ def free_port() -> int:
 def start_server(database_url: str, instance: Path, workers: int) -> tuple[subprocess.Popen, str]:
     env = os.environ | {"DATABASE_URL": database_url, "BINBOT_INSTANCE_DIR": str(instance)}
     # Create the schema and publish the starter model once, before the workers start.
-    subprocess.run(
-        [sys.executable, "-c", "from server import create_app; create_app()"], env=env, check=True
-    )
+    subprocess.run([sys.executable, "-m", "binbot", "db", "upgrade"], env=env, check=True)
     port = free_port()
     gunicorn = Path(sys.executable).parent / "gunicorn"
     process = subprocess.Popen(
@@ -147,8 +145,8 @@ def run_clients(url: str, photos: list[bytes], clients: int, retry_share: float)
 def stored(database_url: str, instance: Path) -> dict:
     env = os.environ | {"DATABASE_URL": database_url, "BINBOT_INSTANCE_DIR": str(instance)}
     code = (
-        "import json; from server import create_app; from server.database import db; "
-        "from server.models import Submission; app = create_app(); ctx = app.app_context(); "
+        "import json; from server import create_app; from server.extensions import db; "
+        "from server.tables import Submission; app = create_app(); ctx = app.app_context(); "
         "ctx.push(); rows = db.session.query(Submission).all(); "
         "print(json.dumps({'rows': len(rows), 'distinct_sha256': len({r.sha256 for r in rows}), "
         "'keyed_rows': sum(1 for r in rows if r.idempotency_key)}))"

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.errors import BinbotError
+from binbot.errors import BinbotError
 
 EXIT_USER_ERROR = 2
 
@@ -59,23 +59,10 @@ def cmd_dataset_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from training.train import TrainConfig, train
+    from training.config import TrainConfig, train_settings
+    from training.train import train
 
-    config = TrainConfig(
-        backbone=args.backbone,
-        weights=None if args.weights == "none" else args.weights,
-        batch_size=args.batch_size,
-        head_epochs=args.head_epochs,
-        head_learning_rate=args.head_lr,
-        fine_tune_epochs=args.fine_tune_epochs,
-        fine_tune_learning_rate=args.fine_tune_lr,
-        fine_tune_layers=args.fine_tune_layers,
-        patience=args.patience,
-        augment=not args.no_augment,
-        seed=args.seed,
-        limit_per_class=args.limit_per_class,
-    )
-    _check_positive(config.batch_size, "--batch-size")
+    config = TrainConfig(**{s.name: getattr(args, s.name) for s in train_settings()})
     result = train(args.dataset, args.out, config, overwrite=args.overwrite, log=_log)
     if not args.skip_evaluation:
         from training.evaluate import evaluate_run
@@ -108,17 +95,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    from conversion.config import convert_settings
     from conversion.convert import convert_run
 
     convert_run(
         args.run_dir,
         args.out,
-        quantization=args.quantize,
         dataset=args.dataset,
         version=args.version,
-        reference_images=args.reference_images,
         overwrite=args.overwrite,
         log=_log,
+        **{s.name: getattr(args, s.name) for s in convert_settings()},
     )
     return 0
 
@@ -132,7 +119,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from server import create_app
-    from server.worker import run_worker
+    from server.jobs.worker import run_worker
 
     def stop(_signum, _frame):
         raise KeyboardInterrupt  # SIGTERM (from `binbot serve`, systemd...) stops like Ctrl-C
@@ -146,39 +133,45 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _layer_count(text: str) -> int | None:
-    """`--fine-tune-layers`: a positive number, or 'all' for the whole backbone."""
-    if text == "all":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'all', got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+def cmd_db(args: argparse.Namespace) -> int:
+    from server import create_app
+    from server.provision import database_revision, provision
+
+    app = create_app()
+    _log(f"Database: {app.config['SQLALCHEMY_DATABASE_URI']}")
+    if args.db_command == "upgrade":
+        provision(app, starter=not args.no_starter, log=_log)
+    else:
+        with app.app_context():
+            _log(f"Schema revision: {database_revision() or 'none (not provisioned yet)'}")
+    return 0
 
 
-def _check_positive(value: int, flag: str) -> None:
-    if value <= 0:
-        raise BinbotError(f"{flag} must be positive, got {value}")
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one error style: one line, ``binbot: error: ...``, exit 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"binbot: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from training.train import TrainConfig
-
-    d = TrainConfig()
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="binbot",
         description="BinBot: recognise e-waste from a photo. Train, evaluate and use the model.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (
+        add_dataset_command, add_train_command, add_evaluate_command, add_convert_command,
+        add_serve_command, add_worker_command, add_db_command, add_predict_command,
+    ):  # fmt: skip
+        add(commands)
+    return parser
 
+
+def add_dataset_command(commands) -> None:
     dataset = commands.add_parser("dataset", help="look at a dataset before training on it")
-    dataset_commands = dataset.add_subparsers(
-        dest="dataset_command", metavar="ACTION", required=True
-    )
-    inspect = dataset_commands.add_parser(
+    actions = dataset.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
+    inspect = actions.add_parser(
         "inspect",
         help="structure, class balance, sizes, bad files, samples and duplicates",
         description="Print and write (JSON + PNG) what a dataset holds: splits, classes, "
@@ -188,24 +181,23 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("path", help="a zip file or a folder of class folders")
     inspect.add_argument("--out", default="reports/dataset", help="output folder (%(default)s)")
     inspect.add_argument(
-        "--near-threshold",
-        type=int,
-        default=10,
+        "--near-threshold", type=int, default=10,
         help="max perceptual-hash distance for near duplicates (%(default)s)",
-    )
+    )  # fmt: skip
     inspect.add_argument(
-        "--min-correlation",
-        type=float,
-        default=0.90,
+        "--min-correlation", type=float, default=0.90,
         help="min thumbnail correlation to confirm a near duplicate (%(default)s)",
-    )
+    )  # fmt: skip
     inspect.add_argument(
-        "--seed",
-        type=int,
-        default=42,
+        "--seed", type=int, default=42,
         help="seed of the split for flat class folders (%(default)s)",
-    )
+    )  # fmt: skip
     inspect.set_defaults(handler=cmd_dataset_inspect, needs_tensorflow=False)
+
+
+def add_train_command(commands) -> None:
+    from training.config import train_settings
+    from training.settings import add_arguments
 
     train = commands.add_parser(
         "train",
@@ -216,54 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("dataset", help="a zip file or a folder of class folders")
     train.add_argument("--out", required=True, help="run folder to write")
-    train.add_argument(
-        "--backbone", choices=["mobilenet_v2", "efficientnet_v2_b0"], default="mobilenet_v2"
-    )
-    train.add_argument(
-        "--weights",
-        default="imagenet",
-        help="'imagenet', 'none' (random init) or a weights file (%(default)s)",
-    )
-    train.add_argument("--batch-size", type=int, default=d.batch_size)
-    train.add_argument(
-        "--head-epochs", type=int, default=d.head_epochs, help="max epochs of phase 1 (%(default)s)"
-    )
-    train.add_argument("--head-lr", type=float, default=d.head_learning_rate)
-    train.add_argument(
-        "--fine-tune-epochs",
-        type=int,
-        default=d.fine_tune_epochs,
-        help="max epochs of phase 2; 0 skips fine-tuning (%(default)s)",
-    )
-    train.add_argument("--fine-tune-lr", type=float, default=d.fine_tune_learning_rate)
-    train.add_argument(
-        "--fine-tune-layers",
-        type=_layer_count,
-        default=d.fine_tune_layers,
-        help="top backbone layers unfrozen in phase 2, or 'all' (default: all)",
-    )
-    train.add_argument(
-        "--patience",
-        type=int,
-        default=d.patience,
-        help="early-stopping patience on validation loss (%(default)s)",
-    )
-    train.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    train.add_argument(
-        "--limit-per-class",
-        type=int,
-        default=None,
-        help="use only the first N train/val images of each class (quick runs)",
-    )
-    train.add_argument("--seed", type=int, default=d.seed)
+    add_arguments(train, train_settings())
     train.add_argument("--overwrite", action="store_true", help="replace an existing run")
     train.add_argument(
-        "--skip-evaluation",
-        action="store_true",
-        help="do not evaluate on the test split at the end",
+        "--skip-evaluation", action="store_true", help="do not evaluate on the test split"
     )
     train.set_defaults(handler=cmd_train)
 
+
+def add_evaluate_command(commands) -> None:
     evaluate = commands.add_parser(
         "evaluate",
         help="score a run on the test split and write its report",
@@ -272,12 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("run_dir", help="a folder written by `binbot train`")
     evaluate.add_argument(
-        "dataset",
-        nargs="?",
-        default=None,
+        "dataset", nargs="?", default=None,
         help="dataset to evaluate on (default: the one the run used)",
-    )
+    )  # fmt: skip
     evaluate.set_defaults(handler=cmd_evaluate)
+
+
+def add_convert_command(commands) -> None:
+    from conversion.config import convert_settings
+    from training.settings import add_arguments
 
     convert = commands.add_parser(
         "convert",
@@ -290,31 +246,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("run_dir", help="a folder written by `binbot train`")
     convert.add_argument("--out", required=True, help="bundle folder to write")
-    convert.add_argument(
-        "--quantize",
-        choices=["none", "float16", "uint8"],
-        default=None,
-        help="weights format (default: chosen by measurement)",
-    )
+    add_arguments(convert, convert_settings())
     convert.add_argument(
         "--dataset", default=None, help="dataset whose test split verifies (default: the run's)"
-    )
-    convert.add_argument(
-        "--reference-images",
-        type=int,
-        default=None,
-        help="verify on this many test images (default: all)",
     )
     convert.add_argument("--version", default=None, help="version string for the manifest")
     convert.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     convert.set_defaults(handler=cmd_convert)
 
+
+def add_serve_command(commands) -> None:
     serve = commands.add_parser(
         "serve",
         help="run the BinBot server (API and published model) with gunicorn",
-        description="Create the database and data folder if needed, publish the starter model "
-        "on a fresh database, print an admin token on first start, then serve with gunicorn. "
-        "DATABASE_URL, BINBOT_DATA_DIR and the other variables in the README configure it.",
+        description="Upgrade the database to the current schema, publish the starter model "
+        "on a fresh database, print an admin token on first start, then serve with gunicorn "
+        "and one retraining worker. DATABASE_URL, BINBOT_DATA_DIR and the other variables in "
+        "the README configure it.",
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -324,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=cmd_serve, needs_tensorflow=False)
 
+
+def add_worker_command(commands) -> None:
     worker = commands.add_parser(
         "worker",
         help="run queued retraining jobs (started by `binbot serve`)",
@@ -334,6 +284,27 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--once", action="store_true", help="run at most one job, then exit")
     worker.set_defaults(handler=cmd_worker, needs_tensorflow=False)  # imported per job
 
+
+def add_db_command(commands) -> None:
+    db = commands.add_parser(
+        "db",
+        help="bring the database to the current schema (migrations) and publish a first model",
+        description="DATABASE_URL picks the database (default: SQLite in the instance folder). "
+        "`upgrade` applies every migration it lacks (a database made before migrations is "
+        "adopted, its rows kept) and publishes the starter model when none is published.",
+    )
+    actions = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    upgrade = actions.add_parser(
+        "upgrade", help="migrate to the latest schema; publish a first model"
+    )
+    upgrade.add_argument(
+        "--no-starter", action="store_true", help="do not publish the starter model"
+    )
+    actions.add_parser("current", help="print the schema revision the database is at")
+    db.set_defaults(handler=cmd_db, needs_tensorflow=False)
+
+
+def add_predict_command(commands) -> None:
     predict = commands.add_parser(
         "predict",
         help="top classes for image files",
@@ -343,7 +314,6 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--top", type=int, default=3, help="how many classes (%(default)s)")
     predict.set_defaults(handler=cmd_predict)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,1 +1,1 @@
-"""Keras model -> verified, quantized TensorFlow.js graph model (built in issue 3)."""
+"""Keras model -> verified, quantized TensorFlow.js graph model."""

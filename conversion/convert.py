@@ -20,7 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from conversion.manifest import FORMAT, bundle_files, write_manifest
+from binbot.errors import BinbotError
+from binbot.files import staged_folder
+from conversion.config import QUANTIZATIONS
+from conversion.manifest import FORMAT, MANIFEST_VERSION, bundle_files, write_manifest
 from conversion.verify import (
     DEFAULT_MIN_AGREEMENT,
     MAX_ACCURACY_DROP,
@@ -28,11 +31,9 @@ from conversion.verify import (
     keras_reference,
     verify,
 )
-from training.dataset import Dataset, load_dataset
-from training.errors import BinbotError
-from training.run_dir import CONFIG_FILE, DATASET_FILE, Run, load_run
+from training.dataset import Dataset
+from training.run_dir import CONFIG_FILE, Run, dataset_of_run, load_run
 
-QUANTIZATIONS = ("none", "float16", "uint8")
 Log = Callable[[str], None]
 
 
@@ -163,9 +164,7 @@ def convert_run(
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise BinbotError(f"{out} is not empty; choose another --out or pass --overwrite")
     run = load_run(run_dir)
-    dataset = _dataset_for(run, dataset)
-    if dataset.classes != run.labels:
-        raise BinbotError(f"the dataset's classes {dataset.classes} differ from {run.labels}")
+    dataset = dataset_of_run(run, dataset)
     records = reference_records(dataset, reference_images)
 
     started = time.monotonic()
@@ -226,20 +225,6 @@ def measure_candidates(
     return candidates
 
 
-def _dataset_for(run: Run, dataset: str | Path | Dataset | None) -> Dataset:
-    if isinstance(dataset, Dataset):
-        return dataset
-    if dataset is None:
-        source = (run.read(DATASET_FILE) or {}).get("source")
-        if not source or not Path(source).exists():
-            raise BinbotError(
-                f"verification needs the run's test images, but its dataset is not at "
-                f"{source!r}; pass --dataset"
-            )
-        dataset = source
-    return load_dataset(dataset)
-
-
 def build_manifest(
     run: Run,
     dataset: Dataset,
@@ -249,7 +234,7 @@ def build_manifest(
     version: str | None,
 ) -> dict[str, Any]:
     from training import IMAGE_SIZE
-    from training.preprocess import RESIZE_SPEC
+    from training.preprocess import RESIZE_RECIPE
 
     created = datetime.now(UTC).replace(microsecond=0)
     files = bundle_files(chosen.folder)
@@ -258,6 +243,7 @@ def build_manifest(
     v = chosen.verification
     config = run.read(CONFIG_FILE) or {}
     return {
+        "manifest_version": MANIFEST_VERSION,
         "version": version or f"{created:%Y%m%d.%H%M%S}-{model_hash}",
         "created_at": created.isoformat().replace("+00:00", "Z"),
         "format": FORMAT,
@@ -269,7 +255,7 @@ def build_manifest(
             "shape": [None, IMAGE_SIZE, IMAGE_SIZE, 3],
             "dtype": "float32",
             "range": [0, 255],
-            "resize": RESIZE_SPEC,
+            "resize": RESIZE_RECIPE,
         },
         "outputs": {
             name: {"name": name, "node": signature["outputs"][name]["name"]}
@@ -304,18 +290,9 @@ def build_manifest(
 
 def _publish(folder: Path, out: Path, manifest: dict[str, Any], overwrite: bool) -> None:
     """Copy the bundle next to ``out`` and swap it in, manifest last, so no partial bundle shows."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
-    staging.chmod(0o755)  # mkdtemp makes it private; a bundle is served to everyone
-    try:
+    if out.exists() and not overwrite and any(out.iterdir()):
+        raise BinbotError(f"{out} is not empty")
+    with staged_folder(out) as staging:
         for entry in manifest["files"]:
             shutil.copyfile(folder / entry["path"], staging / entry["path"])
         write_manifest(staging, manifest)
-        if out.exists():
-            if not overwrite and any(out.iterdir()):
-                raise BinbotError(f"{out} is not empty")
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)

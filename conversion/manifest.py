@@ -2,20 +2,47 @@
 
 It names every file of the bundle with its size and SHA-256 (the web client checks them
 before it caches a model; the server publishes only bundles that check out), how to feed
-the model (input name, shape, range and the resize recipe) and what it returns, and the
-evidence that the converted model works: accuracy measured with the converted model itself
-and its agreement with the Keras model.
+the model (input name, shape, range and the versioned resize recipe) and what it returns,
+and the evidence that the converted model works: accuracy measured with the converted model
+itself and its agreement with the Keras model.
+
+Its shape is written down once, as a JSON Schema (``manifest.schema.json``): conversion
+checks a manifest against it before writing it, the server before registering a bundle, and
+the web app before loading a model (its build compiles the same file).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from binbot.errors import BinbotError
+
 MANIFEST_FILE = "manifest.json"
+MANIFEST_VERSION = 2
 FORMAT = "tfjs-graph-model"
+SCHEMA_FILE = Path(__file__).resolve().parent / "manifest.schema.json"
+
+
+@lru_cache(maxsize=1)
+def _validator():
+    from jsonschema import Draft7Validator
+
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    Draft7Validator.check_schema(schema)
+    return Draft7Validator(schema)
+
+
+def schema_problems(manifest: Any) -> list[str]:
+    """Where ``manifest`` breaks the schema, one line each ('input.resize: ...')."""
+    problems = []
+    for error in sorted(_validator().iter_errors(manifest), key=lambda e: list(e.path)):
+        where = ".".join(str(p) for p in error.path) or "manifest"
+        problems.append(f"{where}: {error.message}")
+    return problems
 
 
 def file_entry(folder: Path, name: str) -> dict[str, Any]:
@@ -31,6 +58,10 @@ def bundle_files(folder: Path) -> list[dict[str, Any]]:
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
+    """Write ``manifest.json``, refusing one that breaks the schema (nothing is written)."""
+    problems = schema_problems(manifest)
+    if problems:
+        raise BinbotError("the manifest breaks its schema: " + "; ".join(problems))
     path = folder / MANIFEST_FILE
     path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
@@ -41,19 +72,17 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def check_bundle(folder: Path) -> list[str]:
-    """Everything wrong with a bundle on disk: missing files, wrong sizes or hashes."""
+    """Everything wrong with a bundle on disk: a manifest that breaks the schema, missing
+    files, wrong sizes or hashes."""
     try:
         manifest = read_manifest(folder)
     except (OSError, ValueError) as exc:
         return [f"unreadable {MANIFEST_FILE}: {exc}"]
-    problems = []
-    if manifest.get("format") != FORMAT:
-        problems.append(f"format is {manifest.get('format')!r}, expected {FORMAT!r}")
-    for entry in manifest.get("files", []):
+    problems = schema_problems(manifest)
+    if problems:
+        return problems
+    for entry in manifest["files"]:
         path = folder / entry["path"]
-        if Path(entry["path"]).is_absolute() or ".." in Path(entry["path"]).parts:
-            problems.append(f"{entry['path']}: path leaves the bundle")
-            continue
         if not path.is_file():
             problems.append(f"{entry['path']}: missing")
             continue

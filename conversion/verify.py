@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from binbot.errors import BinbotError
 from training.dataset import ImageRecord
-from training.errors import BinbotError
+from training.metrics import per_class_recall
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUNNER = PROJECT_ROOT / "conversion" / "js" / "run_tfjs.mjs"
@@ -36,7 +37,7 @@ PREPROCESS_MODULE = PROJECT_ROOT / "webclient" / "src" / "preprocess.js"
 # differs from training gives far lower agreement.
 MIN_TOP1_AGREEMENT = 0.98
 MAX_PROBABILITY_DIFFERENCE = 0.25
-# The bar for choosing the default quantization (issue 3): accuracy cost and agreement.
+# The bar for choosing the default quantization: accuracy cost and agreement.
 MAX_ACCURACY_DROP = 0.003
 DEFAULT_MIN_AGREEMENT = 0.995
 
@@ -173,10 +174,6 @@ def compare(reference: KerasReference, tfjs: dict[str, Any], labels: list[str]) 
         np.linalg.norm(tfjs_embeddings, axis=1) * np.linalg.norm(reference.embeddings, axis=1)
         + 1e-12
     )
-    recall = {
-        label: float((tfjs_top[y_true == i] == i).mean()) if (y_true == i).any() else 0.0
-        for i, label in enumerate(labels)
-    }
     return Verification(
         images=len(y_true),
         top1_agreement=float((keras_top == tfjs_top).mean()),
@@ -185,7 +182,7 @@ def compare(reference: KerasReference, tfjs: dict[str, Any], labels: list[str]) 
         embedding_cosine_min=float(cosine.min()) if len(cosine) else None,
         keras_accuracy=float((keras_top == y_true).mean()),
         tfjs_accuracy=float((tfjs_top == y_true).mean()),
-        tfjs_per_class_recall=recall,
+        tfjs_per_class_recall=per_class_recall(y_true, tfjs_top, labels),
         tfjs_median_latency_ms=float(np.median(tfjs["latency_ms"])),
         tfjs_load_ms=float(tfjs["load_ms"]),
         backend=tfjs["backend"] + ("+simd" if tfjs.get("simd") else ""),

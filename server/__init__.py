@@ -1,9 +1,17 @@
-"""BinBot's backend: a Flask app that serves the model and collects labelled photos.
+"""BinBot's backend: a Flask app that serves the web app and the model, collects labelled
+photos, and lets admins review them, retrain and publish.
 
 ``create_app`` is the app factory (as in the Flask tutorial): configuration from environment
 variables with embedded defaults (SQLite in the instance folder, files on local disk),
-extensions bound here, blueprints registered here, and the shipped starter model registered
-and published the first time the database has no published model.
+extensions and blueprints bound here, and nothing else. Preparing the database and the first
+model is provisioning (``server.provision``: ``binbot serve``, ``binbot db upgrade``).
+
+The packages, by concern:
+- ``public``: what phones talk to (the web app, labels, the published model, submissions);
+- ``admin``: the admin JSON API and the console, two faces over one service layer;
+- ``jobs``: the retraining queue, the worker process and the retraining itself;
+- ``registry``: model versions and their bundles, stored photos;
+- ``tables``, ``extensions``, ``migrations``: the database.
 """
 
 from __future__ import annotations
@@ -21,20 +29,15 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     if overrides:
         app.config.update(overrides)
 
-    from server.admin import admin
-    from server.api import api
-    from server.console import console
-    from server.database import init_database
+    from server.admin.api import admin_api
+    from server.admin.console import console
     from server.errors import register_error_handlers
-    from server.model_store import ensure_published_model
-    from server.webclient import webclient
+    from server.extensions import init_extensions
+    from server.public.api import api
+    from server.public.webclient import webclient
 
-    init_database(app)
+    init_extensions(app)
     register_error_handlers(app)
-    app.register_blueprint(api)
-    app.register_blueprint(admin)
-    app.register_blueprint(console)
-    app.register_blueprint(webclient)
-    with app.app_context():
-        ensure_published_model()
+    for blueprint in (api, admin_api, console, webclient):
+        app.register_blueprint(blueprint)
     return app

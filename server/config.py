@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-
-from server.console_auth import load_secret_key
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,3 +47,19 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "SESSION_COOKIE_NAME": "binbot_admin",
         "PERMANENT_SESSION_LIFETIME": timedelta(hours=8),
     }
+
+
+def load_secret_key(instance: Path) -> str:
+    """BINBOT_SECRET_KEY, or a random key kept in the instance folder (shared by all workers)."""
+    if key := os.environ.get("BINBOT_SECRET_KEY"):
+        return key
+    path = instance / "secret_key"
+    instance.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(descriptor, "w") as out:
+        key = secrets.token_urlsafe(48)
+        out.write(key)
+    return key

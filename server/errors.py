@@ -1,27 +1,105 @@
-"""Every error the API returns is JSON that says what went wrong, never an HTML page."""
+"""The service's one error model: an exception per HTTP status, answered in one place.
+
+Code anywhere in the server raises a ``ServiceError`` subclass with a message for people;
+``register_error_handlers`` turns it (and Flask's own HTTP errors: 404 routes, 405, 413) into
+the answer the client can read: a JSON ``{"error", "status"}`` for API clients and the web app,
+an HTML page for someone using the admin console in a browser.
+"""
 
 from __future__ import annotations
 
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from server.uploads import RejectedUpload
+
+class ServiceError(Exception):
+    """A request the service will not or cannot carry out, and why, in one sentence.
+
+    Each kind names its HTTP status where it is declared: ``class NotFound(ServiceError,
+    status=404)``; a subclass of a kind keeps its status (``PublishRefused(Conflict)``).
+    """
+
+    status = 500
+
+    def __init_subclass__(cls, status: int | None = None, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status = status
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
 
 
-def error_response(message: str, status: int):
-    response = jsonify({"error": message, "status": status})
-    response.status_code = status
+class BadRequest(ServiceError, status=400):
+    """The request is malformed: a field is missing, or a value has the wrong type or range."""
+
+
+class Unauthorized(ServiceError, status=401):
+    """No credentials came with a request that needs them."""
+
+
+class Forbidden(ServiceError, status=403):
+    """The credentials that came are not valid here."""
+
+
+class NotFound(ServiceError, status=404):
+    """The thing asked for does not exist (or is not reachable this way)."""
+
+
+class Conflict(ServiceError, status=409):
+    """The request clashes with the current state: a finished job, a refused publish."""
+
+
+class PayloadTooLarge(ServiceError, status=413):
+    """The upload is bigger than the service takes (in bytes or in decoded pixels)."""
+
+
+class UnsupportedMediaType(ServiceError, status=415):
+    """The upload is not a kind of file the service reads."""
+
+
+class Unprocessable(ServiceError, status=422):
+    """Well-formed, but meaningless here: an unknown label, a bundle that breaks its schema."""
+
+
+class Unavailable(ServiceError, status=503):
+    """The service cannot answer yet: no model published, the web app not built."""
+
+
+CONSOLE_PREFIX = "/admin"
+
+
+def wants_html() -> bool:
+    """A person in the admin console's pages, rather than a script or the web app."""
+    in_console = request.path == CONSOLE_PREFIX or request.path.startswith(CONSOLE_PREFIX + "/")
+    if not in_console or request.path.endswith(".json"):
+        return False
+    return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "text/html"
+
+
+def error_response(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    if wants_html():
+        page = render_template("error.html", message=message, status=status)
+        response = Response(page, status=status, mimetype="text/html")
+    else:
+        response = jsonify({"error": message, "status": status})
+        response.status_code = status
+    response.headers.update(headers or {})
     return response
 
 
 def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def service_error(exc: ServiceError) -> Response:
+        return error_response(exc.message, exc.status, exc.headers)
+
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
+    def http_error(exc: HTTPException) -> Response:
         if exc.code == 413:
             limit = app.config.get("MAX_CONTENT_LENGTH")
             return error_response(f"request too large (limit {limit} bytes)", 413)
-        return error_response(exc.description or exc.name, exc.code or 500)
-
-    @app.errorhandler(RejectedUpload)
-    def rejected(exc: RejectedUpload):
-        return error_response(str(exc), exc.status)
+        headers = dict(exc.get_headers()) if exc.code == 405 else {}
+        headers.pop("Content-Type", None)
+        return error_response(exc.description or exc.name, exc.code or 500, headers)

@@ -15,22 +15,22 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import func, select
-
 STOP_SECONDS = 20  # Ctrl-C: how long the children get to finish before they are killed
 
 
 def prepare(new_token: bool, log: Callable[[str], None]) -> None:
+    """Provision the instance (schema, starter model) and make sure an admin can log in."""
     from server import create_app
-    from server.auth import create_admin_token
-    from server.database import db
-    from server.model_store import published_version
-    from server.models import AdminToken
+    from server.admin.tokens import admin_token_exists, create_admin_token
+    from server.extensions import db
+    from server.provision import provision
+    from server.registry.bundles import published_version
 
     app = create_app()
+    log(f"Database: {app.config['SQLALCHEMY_DATABASE_URI']}")
+    provision(app, log=log)
     with app.app_context():
         current = published_version()
-        log(f"Database: {app.config['SQLALCHEMY_DATABASE_URI']}")
         log(f"Data folder: {app.config['BINBOT_DATA_DIR']}")
         log(f"Published model: {current.version if current else 'none'}")
         webclient = Path(app.config["BINBOT_WEBCLIENT_DIR"])
@@ -38,8 +38,7 @@ def prepare(new_token: bool, log: Callable[[str], None]) -> None:
             log(f"Web client: {webclient}")
         else:
             log(f"Web client: not built in {webclient} (`make run` builds it; or `npm run build`)")
-        has_token = db.session.scalar(select(func.count(AdminToken.id))) > 0
-        if new_token or not has_token:
+        if new_token or not admin_token_exists():
             log(f"Admin token (shown once, keep it): {create_admin_token()}")
         else:
             log("An admin token exists (run with --new-admin-token to make another).")

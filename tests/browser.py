@@ -51,6 +51,7 @@ class AppServer:
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
+    provisioned: bool = False
 
     @property
     def url(self) -> str:
@@ -63,14 +64,29 @@ class AppServer:
             "BINBOT_DATA_DIR": str(self.instance / "data"),
         }
 
-    def start(self) -> AppServer:
-        env = {
+    @property
+    def env(self) -> dict[str, str]:
+        return {
             **os.environ,
             "BINBOT_INSTANCE_DIR": str(self.instance),
             "DATABASE_URL": self.config["SQLALCHEMY_DATABASE_URI"],
             "BINBOT_DATA_DIR": self.config["BINBOT_DATA_DIR"],
             **self.extra_env,
         }
+
+    def provision(self) -> None:
+        """What `binbot serve` does before it starts gunicorn: schema and starter model."""
+        done = subprocess.run(
+            [sys.executable, "-m", "binbot", "db", "upgrade"], env=self.env, capture_output=True,
+            text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        self.provisioned = True
+
+    def start(self) -> AppServer:
+        if not self.provisioned:
+            self.provision()
+        env = self.env
         gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or "gunicorn"
         self.process = subprocess.Popen(
             [gunicorn, "--workers", "1", "--threads", "4", "--bind", f"127.0.0.1:{self.port}",
@@ -157,12 +173,7 @@ class Stack:
 
     def __init__(self, instance: Path, env: dict[str, str]) -> None:
         self.web = AppServer(instance, extra_env=env)
-        self.env = {
-            **os.environ, **env,
-            "BINBOT_INSTANCE_DIR": str(instance),
-            "DATABASE_URL": self.web.config["SQLALCHEMY_DATABASE_URI"],
-            "BINBOT_DATA_DIR": self.web.config["BINBOT_DATA_DIR"],
-        }  # fmt: skip
+        self.env = self.web.env
         self.worker: subprocess.Popen | None = None
 
     def start(self) -> Stack:
@@ -178,11 +189,25 @@ class Stack:
 
     def admin_token(self) -> str:
         from server import create_app
-        from server.auth import create_admin_token
-        from server.database import db
+        from server.admin.tokens import create_admin_token
+        from server.extensions import db
 
         app = create_app(self.web.config)
         with app.app_context():
             token = create_admin_token()
             db.engine.dispose()
         return token
+
+
+def publish_bundle(server: AppServer, bundle: Path) -> str:
+    """What an admin's publish does: register the bundle and make it the live version."""
+    from server import create_app
+    from server.extensions import db
+    from server.registry.bundles import publish, register_bundle
+
+    app = create_app(server.config)
+    with app.app_context():
+        version = register_bundle(bundle).version
+        publish(version, force=True, reason="browser test")
+        db.engine.dispose()
+    return version

@@ -91,6 +91,19 @@ def jpeg_bytes(image: Image.Image, **kwargs) -> bytes:
     return buffer.getvalue()
 
 
+def starter_variant(folder: Path, version: str, edit=None) -> Path:
+    """The starter bundle under another version, its manifest changed by ``edit(manifest)``."""
+    import json
+
+    shutil.copytree(STARTER, folder, ignore=shutil.ignore_patterns("evaluation", "*.png"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["version"] = version
+    if edit:
+        edit(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
 @pytest.fixture
 def copy_tree():
     def copy(src: Path, dst: Path) -> Path:
@@ -134,8 +147,8 @@ class Live:
     data: Path
 
     def submissions(self) -> int:
-        from server.database import db
-        from server.models import Submission
+        from server.extensions import db
+        from server.tables import Submission
 
         with self.app.app_context():
             return db.session.query(Submission).count()
@@ -177,7 +190,8 @@ def live(tmp_path, database_url):
     from werkzeug.serving import make_server
 
     from server import create_app
-    from server.database import db
+    from server.extensions import db
+    from server.provision import provision
 
     app = create_app(
         {
@@ -187,6 +201,7 @@ def live(tmp_path, database_url):
             "BINBOT_MAX_IMAGE_PIXELS": 6_000_000,
         }
     )
+    provision(app, log=lambda _: None)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

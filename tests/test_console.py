@@ -216,16 +216,25 @@ def test_console_sessions_are_protected(stack):
     jar = {"binbot_admin": ok.cookies["binbot_admin"]}
     page = requests.get(url + "admin/training", cookies=jar, timeout=10)
     assert page.status_code == 200
-    for bad_filter in ("page=two", "since=21.11.2026", "order=random"):
+    # A page that cannot be shown is an HTML page saying why (a script asking for JSON gets it).
+    for bad_filter, why in (("page=two", "page must be a whole number"),
+                            ("since=21.11.2026", "dates are YYYY-MM-DD"),
+                            ("order=random", "order must be one of"),
+                            ("status=lost", "status must be one of")):  # fmt: skip
         answer = requests.get(url + "admin/submissions?" + bad_filter, cookies=jar, timeout=10)
-        assert answer.status_code == 400 and answer.json()["error"], bad_filter
+        assert answer.status_code == 400, bad_filter
+        assert answer.headers["Content-Type"].startswith("text/html")
+        assert why in re.search(r'id="error-message">([^<]+)<', answer.text).group(1)
+    as_json = requests.get(url + "admin/submissions?order=random", cookies=jar, timeout=10,
+                           headers={"Accept": "application/json"})  # fmt: skip
+    assert as_json.status_code == 400 and "order must be one of" in as_json.json()["error"]
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
 
     # Every change needs the session's CSRF token; nothing happens without it.
     forged = requests.post(
         url + "admin/training", data={"head_epochs": "1"}, cookies=jar, timeout=10
     )
-    assert forged.status_code == 400 and "CSRF" in forged.json()["error"]
+    assert forged.status_code == 400 and "CSRF check" in forged.text
     assert requests.post(url + "admin/models/rollback", cookies=jar, timeout=10).status_code == 400
     jobs = requests.get(url + "admin/training", cookies=jar, timeout=10).text
     assert "No retraining yet." in jobs

@@ -13,7 +13,7 @@ import pytest
 from conftest import binbot
 
 from conversion.convert import Candidate, choose
-from conversion.manifest import check_bundle, read_manifest
+from conversion.manifest import check_bundle, read_manifest, schema_problems
 from conversion.quantize import quantize_per_channel
 from conversion.verify import Verification
 
@@ -32,6 +32,10 @@ def bundle(trained_run, small_ewaste, tmp_path_factory) -> Path:
 
 def test_manifest_describes_a_loadable_bundle(bundle, trained_run):
     manifest = read_manifest(bundle)
+    assert schema_problems(manifest) == []  # conversion checked it too, before writing it
+    assert manifest["manifest_version"] == 2
+    assert manifest["input"]["resize"]["recipe"] == "center-square-box-bilinear"
+    assert manifest["input"]["resize"]["version"] == 1
     assert manifest["format"] == "tfjs-graph-model"
     assert manifest["labels"] == json.loads((trained_run / "labels.json").read_text())
     assert manifest["input"]["name"] == "image" and manifest["input"]["range"] == [0, 255]

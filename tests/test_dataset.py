@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import solid_jpeg
 
+from binbot.errors import BinbotError
 from training.dataset import load_dataset
-from training.errors import BinbotError
 
 COLOURS = {"Red thing": (220, 30, 30), "Green thing": (30, 200, 40), "Blue thing": (30, 40, 220)}
 

@@ -6,8 +6,8 @@ import numpy as np
 from conftest import solid_jpeg
 
 from training.dataset import load_dataset
-from training.evaluate import confusion_matrix, per_class_report
 from training.inspection import imbalance_ratio
+from training.metrics import confusion_matrix, per_class_report
 from training.pipeline import class_weights, make_dataset
 
 

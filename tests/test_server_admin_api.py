@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 import zipfile
 
 import pytest
 import requests
-from conftest import STARTER, submit
+from conftest import STARTER, starter_variant, submit
 
-from server.auth import create_admin_token
-from server.model_store import register_bundle
+from server.admin.tokens import create_admin_token
+from server.registry.bundles import register_bundle
 
 
 @pytest.fixture
@@ -88,13 +87,9 @@ def test_review_submissions_in_bulk(live, token, photos):
 
 def _variant(tmp_path, version: str, accuracy: float):
     """The starter bundle under another version with another recorded test accuracy."""
-    folder = tmp_path / version
-    shutil.copytree(STARTER, folder, ignore=shutil.ignore_patterns("evaluation", "*.png"))
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["version"] = version
-    manifest["metrics"]["test_accuracy"] = accuracy
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return folder
+    return starter_variant(
+        tmp_path / version, version, lambda m: m["metrics"].update(test_accuracy=accuracy)
+    )
 
 
 def current_version(live) -> str:

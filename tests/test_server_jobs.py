@@ -10,11 +10,18 @@ import pytest
 import requests
 from conftest import submit
 
-from server.auth import create_admin_token
-from server.database import db
-from server.jobs import cancel_requested, claim_next, enqueue, heartbeat, reap_dead
-from server.models import TrainingJob, utcnow
-from server.worker import run_worker
+from server.admin.tokens import create_admin_token
+from server.extensions import db
+from server.jobs.queue import (
+    cancel_requested,
+    claim_next,
+    enqueue,
+    heartbeat,
+    reap_dead,
+    record_event,
+)
+from server.jobs.worker import run_worker
+from server.tables import TrainingJob, utcnow
 
 
 def test_concurrent_workers_never_claim_the_same_job(live):
@@ -44,17 +51,24 @@ def test_a_running_job_is_asked_to_stop_and_its_progress_is_readable(live):
     with live.app.app_context():
         job_id = enqueue({}).id
         claim_next("w1")
-        for line in (
-            "Training the head on the frozen mobilenet_v2 at learning rate 0.001",
-            "  head      epoch  1/2  loss 1.2000  acc 0.5000  val_loss 0.9000  val_acc 0.6000  (5 s)",
-            "  head      epoch  2/2  loss 0.8000  acc 0.7000  val_loss 0.7000  val_acc 0.7500  (5 s)",
-        ):
-            heartbeat(job_id, progress=line.strip(), log_line=line)
+        # What training reports while it runs: a phase with its plan, then finished epochs.
+        record_event(job_id, {"event": "phase", "phase": "head", "epochs": 3, "later_epochs": 4})
+        for epoch, (val_loss, val_accuracy) in enumerate(((0.9, 0.6), (0.7, 0.75)), start=1):
+            record_event(
+                job_id,
+                {"event": "epoch", "phase": "head", "epoch": epoch, "phase_epoch": epoch,
+                 "epochs": 3, "loss": 1.0, "accuracy": 0.5, "val_loss": val_loss,
+                 "val_accuracy": val_accuracy, "seconds": 4.0 + epoch},
+            )  # fmt: skip
+        heartbeat(job_id, log_line="  head      epoch  2/3  (free text for people)")
     url = f"{live.url}/api/admin/jobs/{job_id}"
     status = requests.get(url, headers=auth, timeout=30).json()
     assert status["training"]["phase"] == "head"
-    assert (status["training"]["epoch"], status["training"]["epochs"]) == (2, 2)
+    assert (status["training"]["epoch"], status["training"]["epochs"]) == (2, 3)
     assert status["training"]["history"][1]["val_accuracy"] == 0.75
+    assert status["training"]["seconds_per_epoch"] == 5.5
+    assert status["training"]["eta_seconds"] == 5.5 * (1 + 4)  # one head epoch + fine-tuning
+    assert status["job"]["progress"] == "head      epoch  2/3  (free text for people)"
     answer = requests.post(f"{url}/cancel", headers=auth, timeout=30)
     assert answer.status_code == 200 and answer.json()["job"]["status"] == "cancelling"
     with live.app.app_context():
@@ -133,6 +147,11 @@ def test_accepted_corrections_are_retrained_into_a_publishable_candidate(
         result["published"]["per_class_recall"]
     )
     assert "Fine-tuning" not in job["log"] and "head      epoch  2/2" in job["log"]
+    training = done.json()["training"]  # the same epochs, as data
+    assert [(e["phase"], e["phase_epoch"], e["epochs"]) for e in training["history"]] == [
+        ("head", 1, 2), ("head", 2, 2),
+    ]  # fmt: skip
+    assert all(e["seconds"] > 0 and 0 <= e["val_accuracy"] <= 1 for e in training["history"])
 
     candidate = result["candidate_version"]
     models = requests.get(f"{live.url}/api/admin/models", headers=auth, timeout=30).json()["models"]

@@ -19,6 +19,7 @@ from browser import (
     choose_photo,
     classify_in_page,
     launch_options,
+    publish_bundle,
     screenshot,
     wait_until_ready,
 )
@@ -52,24 +53,10 @@ def small_bundle(trained_run, ewaste_zip, tmp_path_factory) -> Path:
     return out
 
 
-def publish_bundle(server: AppServer, bundle: Path) -> str:
-    """What an admin's publish does: register the bundle and make it the live version."""
-    from server import create_app
-    from server.database import db
-    from server.model_store import publish, register_bundle
-
-    app = create_app(server.config)
-    with app.app_context():
-        version = register_bundle(bundle).version
-        publish(version, force=True, reason="browser test")
-        db.engine.dispose()
-    return version
-
-
 def stored_submissions(server: AppServer) -> list[dict]:
     from server import create_app
-    from server.database import db
-    from server.models import Submission
+    from server.extensions import db
+    from server.tables import Submission
 
     app = create_app(server.config)
     with app.app_context():

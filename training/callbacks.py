@@ -1,4 +1,5 @@
-"""Training progress: one readable line per epoch, and the history kept with its phase."""
+"""Training progress: one readable line per epoch, the same as data, and the history kept
+with its phase."""
 
 from __future__ import annotations
 
@@ -10,13 +11,20 @@ import keras
 
 
 class EpochLog(keras.callbacks.Callback):
-    """Prints each finished epoch and appends it to ``history`` (shared across phases)."""
+    """Prints each finished epoch, reports it as an event, and appends it to ``history``
+    (shared across phases)."""
 
     def __init__(
-        self, phase: str, epochs: int, history: list[dict[str, Any]], log: Callable[[str], None]
+        self,
+        phase: str,
+        epochs: int,
+        history: list[dict[str, Any]],
+        log: Callable[[str], None],
+        on_event: Callable[[dict[str, Any]], None] | None = None,
     ):
         super().__init__()
         self.phase, self.epochs, self.history, self.log = phase, epochs, history, log
+        self.on_event = on_event
         self.started = time.monotonic()
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -32,6 +40,8 @@ class EpochLog(keras.callbacks.Callback):
             **{k: float(v) for k, v in logs.items() if k != "learning_rate"},
         }
         self.history.append(row)
+        if self.on_event:
+            self.on_event({"event": "epoch", **row, "epochs": self.epochs})
         self.log(
             f"  {self.phase:9s} epoch {epoch + 1:2d}/{self.epochs}  loss {row['loss']:.4f}  "
             f"acc {row['accuracy']:.4f}  val_loss {row['val_loss']:.4f}  "
@@ -48,6 +58,6 @@ class StopWhenAsked(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if self.should_stop():
-            from training.errors import TrainingCancelled
+            from binbot.errors import TrainingCancelled
 
             raise TrainingCancelled("training was cancelled")

@@ -18,8 +18,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -28,7 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from training.errors import BinbotError
+from binbot.errors import BinbotError
+from binbot.files import staged_folder
 
 SPLITS = ("train", "val", "test")
 SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "test": "test"}
@@ -252,24 +251,16 @@ def _extract_zip(source: Path, cache_dir: str | os.PathLike[str] | None) -> Path
     target = cache / "datasets" / digest.hexdigest()[:16]
     if (target / ".complete").exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".extract-"))
     try:
-        with zipfile.ZipFile(source) as archive:
+        with staged_folder(target) as staging, zipfile.ZipFile(source) as archive:
             for member in archive.infolist():
                 name = member.filename
                 if name.startswith(("/", "\\")) or ".." in Path(name).parts:
                     raise BinbotError(f"refusing zip entry outside the dataset: {name}")
             archive.extractall(staging)
-        (staging / ".complete").touch()
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+            (staging / ".complete").touch()
     except zipfile.BadZipFile as exc:
         raise BinbotError(f"corrupt zip file {source}: {exc}") from None
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

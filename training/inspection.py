@@ -131,6 +131,18 @@ def inspect_dataset(
         "files": {},
     }
 
+    pictures = draw_pictures(dataset, counts, cross, out)
+    report["files"] = {k: v.name for k, v in pictures.items()} | {"report": "report.json"}
+    write_json(out / "report.json", report)
+    print_report(report, log)
+    log(f"Wrote {out / 'report.json'} and {', '.join(v.name for v in pictures.values())}")
+    return report
+
+
+def draw_pictures(
+    dataset: Dataset, counts: dict[str, dict[str, int]], cross: list[DuplicatePair], out: Path
+) -> dict[str, Path]:
+    """Class balance, sample images per class, and the cross-split duplicate pairs."""
     pictures = {
         "class_balance": out / "class_balance.png",
         "samples": out / "samples.png",
@@ -156,11 +168,7 @@ def inspect_dataset(
         columns=6,
         title="Cross-split duplicates (pairs side by side)",
     )
-    report["files"] = {k: v.name for k, v in pictures.items()} | {"report": "report.json"}
-    write_json(out / "report.json", report)
-    print_report(report, log)
-    log(f"Wrote {out / 'report.json'} and {', '.join(v.name for v in pictures.values())}")
-    return report
+    return pictures
 
 
 def print_report(report: dict[str, Any], log: Log) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from binbot.errors import BinbotError
 from training.dataset import check_image
-from training.errors import BinbotError
 from training.run_dir import Run
 
 

@@ -22,16 +22,19 @@ import tensorflow as tf
 
 from training import IMAGE_SIZE
 
-RESIZE_SPEC = {
-    "method": "center-crop-square, box-downsample by k = side // 224 when k >= 2, "
-    "bilinear (half-pixel centers, no antialias)",
+# The recipe above, as the manifest's ``input.resize``. ``recipe`` and ``version`` name it;
+# the web app refuses a model whose recipe it does not know. Any change to the steps above is
+# a new version, and the web app's preprocess.js must learn it first.
+RESIZE_RECIPE = {
+    "recipe": "center-square-box-bilinear",
+    "version": 1,
     "size": [IMAGE_SIZE, IMAGE_SIZE],
-    "crop": "center-square",
-    "box_downsample": "k = floor(side / 224); if k >= 2 crop to floor(side / k) * k and average k x k",
+    "exif_orientation": "applied",
+    "crop": "center-square: side s = min(h, w), top = (h - s) // 2, left = (w - s) // 2",
+    "box_downsample": "k = s // size; if k >= 2 crop to (s // k) * k (centred), average k x k",
     "interpolation": "bilinear",
     "half_pixel_centers": True,
     "antialias": False,
-    "exif_orientation": "applied",
     "value_range": [0, 255],
 }
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.errors import BinbotError
+from binbot.errors import BinbotError
 
 MODEL_FILE = "model.keras"
 CHECKPOINT_FILE = "checkpoints/best.keras"
@@ -78,3 +78,27 @@ def load_run(path: str | Path) -> Run:
             f"{model_file} predicts {classes} classes but {labels_file} names {len(labels)}"
         )
     return Run(folder, model, labels)
+
+
+def dataset_of_run(run: Run, dataset: Any = None) -> Any:
+    """``dataset`` (a Dataset, or a path to load), or else the one the run was trained on.
+
+    Its classes must be the run's, in the same order: a model's outputs mean nothing on
+    another label set.
+    """
+    from training.dataset import Dataset, load_dataset
+
+    if dataset is None:
+        source = (run.read(DATASET_FILE) or {}).get("source")
+        if not source or not Path(source).exists():
+            raise BinbotError(
+                f"the dataset this run was trained on is not at {source!r}; pass the dataset"
+            )
+        dataset = source
+    if not isinstance(dataset, Dataset):
+        dataset = load_dataset(dataset)
+    if dataset.classes != run.labels:
+        raise BinbotError(
+            f"the dataset's classes {dataset.classes} differ from the model's {run.labels}"
+        )
+    return dataset

@@ -10,6 +10,8 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import Ajv from 'ajv';
+import standaloneCode from 'ajv/dist/standalone/index.js';
 import { build } from 'esbuild';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -18,6 +20,24 @@ const require = createRequire(import.meta.url);
 const wasmDir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm'));
 const WASM_FILES = ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm'];
 const STATIC = ['index.html', 'styles.css', 'app.webmanifest', 'icons'];
+// The bundle manifest's JSON Schema, shared with conversion and the server.
+const MANIFEST_SCHEMA = path.join(here, '..', 'conversion', 'manifest.schema.json');
+
+/**
+ * `import validateManifest from 'virtual:manifest-validator'`: the schema compiled by Ajv into
+ * plain JavaScript at build time (no eval in the browser, no schema copy to drift).
+ */
+const manifestValidator = {
+  name: 'manifest-validator',
+  setup(builder) {
+    builder.onResolve({ filter: /^virtual:manifest-validator$/ }, () => ({ path: 'manifest-validator', namespace: 'binbot' }));
+    builder.onLoad({ filter: /.*/, namespace: 'binbot' }, async () => {
+      const schema = JSON.parse(await readFile(MANIFEST_SCHEMA, 'utf8'));
+      const ajv = new Ajv({ code: { source: true, esm: true }, allErrors: true });
+      return { contents: standaloneCode(ajv, ajv.compile(schema)), resolveDir: here, loader: 'js', watchFiles: [MANIFEST_SCHEMA] };
+    });
+  },
+};
 
 const common = {
   bundle: true,
@@ -28,6 +48,7 @@ const common = {
   // The wasm backend's Emscripten glue mentions Node modules it never loads in a browser.
   external: ['fs', 'path', 'worker_threads', 'perf_hooks', 'os', 'crypto'],
   define: { 'process.env.NODE_ENV': '"production"' },
+  plugins: [manifestValidator],
 };
 
 async function listFiles(dir, prefix = '') {

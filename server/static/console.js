@@ -21,6 +21,15 @@ function cell(text) {
   return td;
 }
 
+/** "· 42 s per epoch, at most 3 min left", from the job's progress data. */
+function timeLeft({ seconds_per_epoch: perEpoch, eta_seconds: eta, step }) {
+  const parts = [];
+  if (perEpoch) parts.push(`${Math.round(perEpoch)} s per epoch`);
+  if (eta) parts.push(`at most ${eta >= 90 ? `${Math.round(eta / 60)} min` : `${Math.round(eta)} s`} of training left`);
+  if (step && !eta) parts.push(step);
+  return parts.length ? `· ${parts.join(', ')}` : '';
+}
+
 async function poll() {
   let data;
   try {
@@ -36,10 +45,11 @@ async function poll() {
   job.dataset.status = state.status;
   document.getElementById('job-phase').textContent = training.phase
     ? `· ${training.phase} epoch ${training.epoch}/${training.epochs}` : '';
+  document.getElementById('job-eta').textContent = FINISHED.has(state.status) ? '' : timeLeft(training);
   const body = document.querySelector('#epochs tbody');
   body.replaceChildren(...training.history.map((e) => {
     const row = document.createElement('tr');
-    row.append(cell(e.phase), cell(`${e.epoch}/${e.epochs}`), cell(e.loss.toFixed(4)),
+    row.append(cell(e.phase), cell(`${e.phase_epoch}/${e.epochs}`), cell(e.loss.toFixed(4)),
       cell(e.accuracy.toFixed(4)), cell(e.val_loss.toFixed(4)), cell(e.val_accuracy.toFixed(4)));
     return row;
   }));

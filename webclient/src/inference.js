@@ -47,7 +47,7 @@ export async function loadModel({ version, manifest, modelJson, shards }) {
   const { model, folded } = await loadBundle(tf, loadGraphModel, modelJson, shards);
   const inputNode = manifest.input.node;
   const outputNode = manifest.outputs.probabilities.node;
-  const size = manifest.input.shape?.[1] ?? 224;
+  const [size] = manifest.input.resize.size; // the page checked the recipe (model-contract.js)
   // The first run compiles kernels; do it now rather than on the user's first photo.
   tf.tidy(() => model.execute({ [inputNode]: tf.zeros([1, size, size, 3]) }, outputNode).dataSync());
   const previous = current;
@@ -85,7 +85,7 @@ export async function classify(blob) {
     throw new Error('this file is not an image the browser can read');
   }
   const t1 = performance.now();
-  const input = modelInputFromPixels(tf, pixels, 1);
+  const input = modelInputFromPixels(tf, pixels, 1, size);
   const t2 = performance.now();
   const output = model.execute({ [inputNode]: input }, outputNode);
   const probabilities = Array.from(await output.data());

@@ -8,6 +8,7 @@
 
 import { captureFrame, liveCameraAvailable, startLiveCamera, watchFileInputs } from './camera.js';
 import { createClassifier } from './classifier.js';
+import { UnusableModel, checkManifest } from './model-contract.js';
 import { activeModel, cachedVersions, checkForUpdate, readModelFiles } from './model-store.js';
 import { SYNC_TAG, dismiss, enqueue, flush, listCorrections, onQueueChange } from './queue.js';
 import * as ui from './ui.js';
@@ -29,6 +30,7 @@ let markModelReady;
 const modelReady = new Promise((resolve) => { markModelReady = resolve; });
 
 async function loadIntoClassifier(entry) {
+  checkManifest(entry.manifest);
   const { modelJson, shards } = await readModelFiles(entry);
   await state.classifier.load({ version: entry.version, manifest: entry.manifest, modelJson, shards });
   state.entry = entry;
@@ -37,12 +39,22 @@ async function loadIntoClassifier(entry) {
   markModelReady();
 }
 
-/** Ask the server for a newer model; switch to it once it is downloaded, checked and loaded. */
-function checkForNewModel({ quiet = true } = {}) {
+const megabytes = (bytes) => (bytes / 1e6).toFixed(1);
+
+/**
+ * Ask the server for a newer model; switch to it once it is downloaded, checked and loaded.
+ * `force` downloads the published version even when it is the active one (a damaged cache).
+ */
+function checkForNewModel({ quiet = true, force = false } = {}) {
   state.checking ??= (async () => {
     try {
       const outcome = await checkForUpdate(APP_BASE, {
-        onProgress: (share) => { if (!quiet || !state.entry) ui.setStatus(`Downloading the model: ${Math.round(share * 100)}%`, { busy: true }); },
+        force,
+        onProgress: ({ received, total }) => {
+          if (quiet && state.entry) return;
+          const share = Math.floor((100 * received) / total);
+          ui.setStatus(`Downloading the model: ${share}% (${megabytes(received)} of ${megabytes(total)} MB)`, { busy: true });
+        },
       });
       if (outcome.status === 'updated') {
         await loadIntoClassifier(outcome.entry);
@@ -52,7 +64,8 @@ function checkForNewModel({ quiet = true } = {}) {
       }
       return outcome.status;
     } catch (error) {
-      if (!state.entry) ui.setStatus('BinBot needs a connection once, to download its model. Please connect and reload.');
+      if (error instanceof UnusableModel) ui.setStatus(error.message);
+      else if (!state.entry) ui.setStatus('BinBot needs a connection once, to download its model. Please connect and reload.');
       else if (!quiet) ui.setStatus(`Could not check for a new model: ${error.message}`);
       return 'failed';
     } finally {
@@ -215,7 +228,7 @@ async function start() {
       console.warn('BinBot: the cached model could not be used; downloading it again', error);
     }
   }
-  if (!state.entry) await checkForNewModel({ quiet: false });
+  if (!state.entry) await checkForNewModel({ quiet: false, force: Boolean(cached) });
   else checkForNewModel();
   sendQueue();
 }

@@ -5,10 +5,12 @@
  * starts offline after a browser restart. A newer version is downloaded into its own cache in
  * the background, each file checked against the manifest's sha256, and only when every file is
  * there does it become active; then the caches of other versions are deleted. A failed or
- * interrupted download leaves the active version untouched.
+ * interrupted download leaves the active version untouched. A manifest this app cannot use
+ * (schema, resize recipe) is refused before anything is downloaded.
  */
 
 import { STATE, get, put } from './db.js';
+import { checkManifest, upgradeStoredManifest } from './model-contract.js';
 
 const CACHE_PREFIX = 'binbot-model-';
 const ACTIVE_KEY = 'active-model';
@@ -20,8 +22,10 @@ async function sha256Hex(buffer) {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-export function activeModel() {
-  return get(STATE, ACTIVE_KEY);
+/** The version this device uses (its manifest in the current form), or undefined. */
+export async function activeModel() {
+  const entry = await get(STATE, ACTIVE_KEY);
+  return entry && { ...entry, manifest: upgradeStoredManifest(entry.manifest) };
 }
 
 /**
@@ -54,27 +58,61 @@ async function fetchJson(url) {
   return response.json();
 }
 
-/** Download every file of `current` (the server's /api/models/current) into its cache. */
+/** A response body read chunk by chunk, reporting each chunk's size as it arrives. */
+async function readCounting(response, onBytes) {
+  if (!response.body) {
+    const buffer = await response.arrayBuffer();
+    onBytes(buffer.byteLength);
+    return buffer;
+  }
+  const reader = response.body.getReader();
+  const chunks = [];
+  let length = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    length += value.byteLength;
+    onBytes(value.byteLength);
+  }
+  const whole = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    whole.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return whole.buffer;
+}
+
+/**
+ * Download every file of `current` (the server's /api/models/current) into its cache.
+ * `onProgress({received, total})` counts the bytes that have arrived (or were already cached)
+ * against the manifest's total.
+ */
 async function download(current, apiBase, onProgress) {
   const cache = await caches.open(cacheName(current.version));
-  const total = current.files.reduce((sum, f) => sum + f.size, 0);
-  let done = 0;
+  const total = current.files.reduce((sum, f) => sum + f.bytes, 0);
+  let received = 0;
+  const count = (bytes) => {
+    received += bytes;
+    onProgress?.({ received: Math.min(received, total), total });
+  };
   try {
     for (const file of current.files) {
       const url = new URL(file.url, apiBase).href;
       const cached = await cache.match(url);
-      let buffer = cached ? await cached.arrayBuffer() : null;
-      if (!buffer || (await sha256Hex(buffer)) !== file.sha256) {
-        // no-store: this cache is the copy that counts; a damaged download must not linger
-        // in the HTTP cache, where revalidation (same ETag) would hand it back again.
-        const response = await fetch(url, { cache: 'no-store' });
-        if (!response.ok) throw new Error(`${file.path}: HTTP ${response.status}`);
-        buffer = await response.arrayBuffer();
-        if ((await sha256Hex(buffer)) !== file.sha256) throw new Error(`${file.path}: hash mismatch`);
-        await cache.put(url, new Response(buffer, { headers: { 'Content-Type': response.headers.get('Content-Type') ?? 'application/octet-stream' } }));
+      const kept = cached ? await cached.arrayBuffer() : null;
+      if (kept && (await sha256Hex(kept)) === file.sha256) {
+        count(file.bytes);
+        continue;
       }
-      done += file.size;
-      onProgress?.(done / total);
+      // no-store: this cache is the copy that counts; a damaged download must not linger
+      // in the HTTP cache, where revalidation (same ETag) would hand it back again.
+      const response = await fetch(url, { cache: 'no-store' });
+      if (!response.ok) throw new Error(`${file.path}: HTTP ${response.status}`);
+      const buffer = await readCounting(response, count);
+      if ((await sha256Hex(buffer)) !== file.sha256) throw new Error(`${file.path}: hash mismatch`);
+      await cache.put(url, new Response(buffer, { headers: { 'Content-Type': response.headers.get('Content-Type') ?? 'application/octet-stream' } }));
     }
   } catch (error) {
     await caches.delete(cacheName(current.version));
@@ -96,6 +134,7 @@ export async function checkForUpdate(apiBase, { onProgress, force = false } = {}
   const active = await activeModel();
   const current = await fetchJson(new URL('api/models/current', apiBase));
   if (!force && active && active.version === current.version) return { status: 'current', entry: active };
+  checkManifest(current.manifest); // throws UnusableModel: keep the active model, say why
   const labels = await fetchJson(new URL('api/labels', apiBase));
   if (labels.model_version !== current.version) {
     throw new Error('the published model changed during the check; try again');

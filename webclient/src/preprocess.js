@@ -1,7 +1,8 @@
 /**
  * How any photo becomes the model's input: the JavaScript twin of training/preprocess.py.
  *
- * The contract (also in every manifest's `input.resize`): apply the EXIF orientation,
+ * The contract, named in every manifest's `input.resize` as recipe "center-square-box-bilinear"
+ * version 1 (see RESIZE_RECIPES): apply the EXIF orientation,
  * centre-crop the largest square, box-downsample by k = floor(side / 224) when k >= 2,
  * bilinear-resize to 224x224 with half-pixel centres and no antialiasing, keep float32
  * values 0..255. Any difference from the Python side silently ruins predictions, so
@@ -12,6 +13,14 @@
  */
 
 export const MODEL_SIZE = 224;
+
+/** The resize recipes this file implements, by name: the versions it knows. */
+export const RESIZE_RECIPES = new Map([['center-square-box-bilinear', [1]]]);
+
+/** Whether a manifest's `input.resize` names a recipe (and version) implemented here. */
+export function knowsResizeRecipe({ recipe, version } = {}) {
+  return (RESIZE_RECIPES.get(recipe) ?? []).includes(version);
+}
 
 /** Turn an HxWx3 tensor the way EXIF orientation 1..8 says (same as PIL's exif_transpose). */
 export function applyExifOrientation(tf, image, orientation) {
@@ -60,10 +69,10 @@ export function pixelsToTensor(tf, data, width, height, channels = 4) {
   return tf.tensor3d(rgb, [height, width, 3], 'int32');
 }
 
-/** Decoded pixels + EXIF orientation -> the [1, 224, 224, 3] batch the model takes. */
-export function modelInputFromPixels(tf, { data, width, height, channels = 4 }, orientation = 1) {
+/** Decoded pixels + EXIF orientation -> the [1, size, size, 3] batch the model takes. */
+export function modelInputFromPixels(tf, { data, width, height, channels = 4 }, orientation = 1, size = MODEL_SIZE) {
   return tf.tidy(() => {
     const image = pixelsToTensor(tf, data, width, height, channels);
-    return tf.expandDims(fitToModelInput(tf, applyExifOrientation(tf, image, orientation)), 0);
+    return tf.expandDims(fitToModelInput(tf, applyExifOrientation(tf, image, orientation), size), 0);
   });
 }

@@ -1,16 +1,18 @@
-"""The SQLAlchemy extension and per-connection settings for the embedded SQLite default."""
+"""The Flask extensions (database, migrations), created here and bound in the app factory."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from flask import Flask
+from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 class Base(DeclarativeBase):
@@ -18,6 +20,7 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
 
 
 @event.listens_for(Engine, "connect")
@@ -31,12 +34,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
         cursor.close()
 
 
-def init_database(app: Flask) -> None:
-    uri = app.config["SQLALCHEMY_DATABASE_URI"]
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    db.init_app(app)
-    with app.app_context():
-        from server import models  # noqa: F401  (register the tables)
+def init_extensions(app: Flask) -> None:
+    from server import tables  # noqa: F401  (the tables must be known to the metadata)
 
-        db.create_all()
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))

@@ -2,6 +2,8 @@
 
 Anything raised as ``BinbotError`` is the user's input being wrong (a missing path, a dataset
 with no classes, a folder that is not a run). Everything else is a bug and keeps its traceback.
+Training, conversion and the retraining worker share it; the web service answers requests
+with its own errors (``server.errors``), which carry an HTTP status.
 """
 
 

@@ -2,59 +2,88 @@
 
 While a job runs, a background thread writes a heartbeat every few seconds, so a job whose
 worker died (killed, machine lost) is recognised by any other worker and marked failed.
+What the job says goes two ways: lines for people (the job's log) and events as data
+(phases, epochs, steps), which the API and the console read.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
 import time
 import traceback
 from collections.abc import Callable
+from typing import Any
 
 from flask import Flask
 
-from server.jobs import cancel_requested, claim_next, finish, heartbeat, reap_dead
-from training.errors import BinbotError, TrainingCancelled
+from binbot.errors import BinbotError, TrainingCancelled
+from server.errors import ServiceError
+from server.jobs.queue import (
+    cancel_requested,
+    claim_next,
+    finish,
+    heartbeat,
+    reap_dead,
+    record_event,
+)
 
 HEARTBEAT_SECONDS = 5.0
+Log = Callable[[str], None]
 
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def run_job(app: Flask, job_id: int, settings: dict, log: Callable[[str], None]) -> None:
-    from server.retrain import run_retraining
+class JobReporter:
+    """Where a running job's lines and events go; stops the job between steps once cancelled."""
 
-    stop = threading.Event()
-    cancelled = threading.Event()
+    def __init__(self, job_id: int, log: Log, cancelled: threading.Event) -> None:
+        self.job_id, self.echo, self.cancelled = job_id, log, cancelled
 
-    def beat() -> None:
-        with app.app_context():
-            while not stop.wait(HEARTBEAT_SECONDS):
-                heartbeat(job_id)
-                if cancel_requested(job_id):
-                    cancelled.set()  # training checks this after every batch
+    def log(self, line: str) -> None:
+        self.echo(f"[job {self.job_id}] {line}")
+        heartbeat(self.job_id, log_line=line)
+        self._stop_if_cancelled()
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
-    thread.start()
+    def event(self, event: dict[str, Any]) -> None:
+        record_event(self.job_id, event)
+        self._stop_if_cancelled()
 
-    def job_log(line: str) -> None:
-        log(f"[job {job_id}] {line}")
-        heartbeat(job_id, progress=line.strip(), log_line=line)
-        if cancelled.is_set():
+    def _stop_if_cancelled(self) -> None:
+        if self.cancelled.is_set():
             raise TrainingCancelled("the job was cancelled")  # between steps after training
 
+
+def _beat_until(stop: threading.Event, cancelled: threading.Event, app: Flask, job_id: int):
+    with app.app_context():
+        while not stop.wait(HEARTBEAT_SECONDS):
+            heartbeat(job_id)
+            if cancel_requested(job_id):
+                cancelled.set()  # training checks this after every batch
+
+
+def run_job(app: Flask, job_id: int, settings: dict, log: Log) -> None:
+    from server.jobs.retrain import run_retraining
+
+    stop, cancelled = threading.Event(), threading.Event()
+    thread = threading.Thread(
+        target=_beat_until, args=(stop, cancelled, app, job_id), name=f"heartbeat-{job_id}",
+        daemon=True,
+    )  # fmt: skip
+    thread.start()
+    reporter = JobReporter(job_id, log, cancelled)
     try:
-        result = run_retraining(settings, job_id, job_log, should_stop=cancelled.is_set)
+        result = run_retraining(settings, job_id, reporter, should_stop=cancelled.is_set)
         finish(job_id, result=result)
         log(f"[job {job_id}] succeeded: candidate {result['candidate_version']}")
     except TrainingCancelled:
         finish(job_id, error="cancelled by an admin", cancelled=True)
         log(f"[job {job_id}] cancelled")
-    except BinbotError as exc:
+    except (BinbotError, ServiceError) as exc:
         finish(job_id, error=str(exc))
         log(f"[job {job_id}] failed: {exc}")
     except KeyboardInterrupt:
@@ -69,11 +98,9 @@ def run_job(app: Flask, job_id: int, settings: dict, log: Callable[[str], None])
 
 
 def run_worker(
-    app: Flask, *, once: bool = False, poll_seconds: float = 2.0, log: Callable[[str], None] = print
+    app: Flask, *, once: bool = False, poll_seconds: float = 2.0, log: Log = print
 ) -> int | None:
     """Claim and run jobs until stopped (or one, with ``once``); returns the last job id."""
-    import json
-
     name = worker_name()
     last = None
     with app.app_context():

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from flask import current_app
 
+from server.errors import NotFound
+
 
 @lru_cache(maxsize=4)
 def _index(dataset_path: str) -> dict[str, Path]:
@@ -20,8 +22,10 @@ def _index(dataset_path: str) -> dict[str, Path]:
     return {r.sha256: r.path for r in dataset.split("test")}
 
 
-def test_image_path(sha256: str) -> Path | None:
+def base_test_image(sha256: str) -> Path:
+    """The base dataset's test image with this content hash; NotFound when there is none."""
     source = current_app.config.get("BINBOT_BASE_DATASET")
-    if not source or not Path(source).exists():
-        return None
-    return _index(str(source)).get(sha256)
+    found = _index(str(source)).get(sha256) if source and Path(source).exists() else None
+    if found is None:
+        raise NotFound("no such test image in the base dataset")
+    return found

@@ -1,4 +1,5 @@
-"""Database tables: model versions and labelled photo submissions."""
+"""The database tables. Their history is in ``server/migrations``: a change here needs a
+migration there (``flask --app server db migrate -m "..."``, then read what it wrote)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Float, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from server.database import db
+from server.extensions import db
 
 
 def utcnow() -> datetime:
@@ -115,3 +116,19 @@ class TrainingJob(db.Model):
             "error": self.error,
             "result": json.loads(self.result_json) if self.result_json else None,
         }
+
+
+class JobEvent(db.Model):
+    """Something a job reported as data: a phase started, an epoch ended, a step began."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("training_job.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(20))  # phase | epoch | step
+    data_json: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return json.loads(self.data_json)

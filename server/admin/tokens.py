@@ -1,4 +1,4 @@
-"""Admin authentication for the API: bearer tokens, stored only as hashes."""
+"""Admin credentials: bearer tokens, stored only as hashes, checked on every admin API call."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import secrets
 from functools import wraps
 
 from flask import request
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from server.database import db
-from server.errors import error_response
-from server.models import AdminToken
+from server.errors import Forbidden, Unauthorized
+from server.extensions import db
+from server.tables import AdminToken
 
 
 def _digest(token: str) -> str:
@@ -25,6 +25,10 @@ def create_admin_token() -> str:
     db.session.add(AdminToken(token_sha256=_digest(token)))
     db.session.commit()
     return token
+
+
+def admin_token_exists() -> bool:
+    return db.session.scalar(select(func.count(AdminToken.id))) > 0
 
 
 def token_is_valid(token: str) -> bool:
@@ -41,11 +45,12 @@ def admin_required(view):
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if not header:
-            response = error_response("admin authentication required", 401)
-            response.headers["WWW-Authenticate"] = 'Bearer realm="binbot-admin"'
-            return response
+            raise Unauthorized(
+                "admin authentication required",
+                headers={"WWW-Authenticate": 'Bearer realm="binbot-admin"'},
+            )
         if scheme.lower() != "bearer" or not token or not token_is_valid(token.strip()):
-            return error_response("invalid admin credentials", 403)
+            raise Forbidden("invalid admin credentials")
         return view(*args, **kwargs)
 
     return wrapper

@@ -9,28 +9,12 @@ change anything even if SameSite were not honoured.
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 from functools import wraps
-from pathlib import Path
 
-from flask import abort, redirect, request, session, url_for
+from flask import redirect, request, session, url_for
 
-
-def load_secret_key(instance: Path) -> str:
-    """BINBOT_SECRET_KEY, or a random key kept in the instance folder (shared by all workers)."""
-    if key := os.environ.get("BINBOT_SECRET_KEY"):
-        return key
-    path = instance / "secret_key"
-    instance.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(descriptor, "w") as out:
-        key = secrets.token_urlsafe(48)
-        out.write(key)
-    return key
+from server.errors import BadRequest, Unauthorized, wants_html
 
 
 def log_in() -> None:
@@ -45,20 +29,19 @@ def csrf_token() -> str:
 
 
 def check_csrf() -> None:
-    """400 unless the request carries this session's CSRF token."""
+    """BadRequest unless the request carries this session's CSRF token."""
     sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
     expected = session.get("csrf")
     if not expected or not hmac.compare_digest(sent, expected):
-        abort(400, description="the form expired or did not come from this console (CSRF check)")
+        raise BadRequest("the form expired or did not come from this console (CSRF check)")
 
 
 def login_required(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
         if not session.get("admin"):
-            wants_json = request.accept_mimetypes.best == "application/json"
-            if wants_json or request.path.endswith(".json"):
-                abort(401, description="log in to the admin console first")
+            if not wants_html():
+                raise Unauthorized("log in to the admin console first")
             return redirect(url_for("console.login", next=request.full_path))
         if request.method == "POST":
             check_csrf()

@@ -13,31 +13,38 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from flask import current_app
 from sqlalchemy import select
 
-from server.database import db
-from server.model_store import bundle_dir, published_version, register_bundle, store_report
-from server.models import Submission
-from training.errors import BinbotError
+from binbot.errors import BinbotError
+from server.extensions import db
+from server.registry.bundles import (
+    bundle_dir,
+    published_version,
+    register_bundle,
+    store_report,
+)
+from server.registry.photos import photo_path
+from server.tables import Submission
+from training.metrics import per_class_recall
 
-Log = Callable[[str], None]
+
+class Reporter(Protocol):
+    def log(self, line: str) -> None: ...
+    def event(self, event: dict[str, Any]) -> None: ...
 
 
-def build_training_folder(base, submissions: list[Submission], data_dir: Path, out: Path) -> dict:
+def build_training_folder(base, submissions: list[Submission], out: Path) -> dict[str, int]:
     """Split layout under ``out`` with links to the base images and the accepted photos."""
     counts: dict[str, int] = {}
     for record in base.records:
-        target = (
-            out
-            / record.split
-            / base.classes[record.label]
-            / f"base-{record.sha256[:16]}{record.path.suffix}"
-        )
+        label = base.classes[record.label]
+        target = out / record.split / label / f"base-{record.sha256[:16]}{record.path.suffix}"
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists():
             target.symlink_to(record.path.resolve())
@@ -46,80 +53,86 @@ def build_training_folder(base, submissions: list[Submission], data_dir: Path, o
             continue  # a label the base dataset does not have cannot be learned here
         target = out / "train" / submission.label / f"submission-{submission.id}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.symlink_to((data_dir / submission.image_path).resolve())
+        target.symlink_to(photo_path(submission.image_path).resolve())
         counts[submission.label] = counts.get(submission.label, 0) + 1
     return counts
 
 
-def score_published(dataset, log: Log) -> dict[str, Any] | None:
+def score_published(dataset, report: Reporter) -> dict[str, Any] | None:
     """The published bundle's accuracy on ``dataset``'s test split, measured in TF.js."""
     from conversion.verify import run_tfjs
 
     current = published_version()
     if current is None:
         return None
-    manifest = current.manifest
-    if manifest["labels"] != dataset.classes:
+    if current.manifest["labels"] != dataset.classes:
         return {"version": current.version, "comparable": False}
     test = dataset.split("test")
     folder = bundle_dir(current.version)
     signature = json.loads((folder / "model.json").read_text())["signature"]
-    log(f"Scoring the published model {current.version} on the same {len(test)} test images ...")
-    result = run_tfjs(folder, test, signature)
-    predicted = np.asarray(result["probabilities"]).argmax(axis=1)
+    report.event({"event": "step", "step": "scoring the published model"})
+    report.log(
+        f"Scoring the published model {current.version} on the same {len(test)} test images ..."
+    )
+    predicted = np.asarray(run_tfjs(folder, test, signature)["probabilities"]).argmax(axis=1)
     truth = np.array([r.label for r in test])
-    recall = {
-        name: float((predicted[truth == i] == i).mean()) if (truth == i).any() else 0.0
-        for i, name in enumerate(dataset.classes)
-    }
     return {
         "version": current.version,
         "comparable": True,
         "test_accuracy": float((predicted == truth).mean()),
-        "per_class_recall": recall,
+        "per_class_recall": per_class_recall(truth, predicted, dataset.classes),
     }
 
 
+def split_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A job's settings as (training, conversion) keyword arguments."""
+    from conversion.config import ConvertConfig
+
+    converting = {f.name for f in fields(ConvertConfig)}
+    return (
+        {k: v for k, v in settings.items() if k not in converting},
+        {k: v for k, v in settings.items() if k in converting},
+    )
+
+
 def run_retraining(
-    settings: dict[str, int], job_id: int, log: Log, should_stop: Callable[[], bool] | None = None
+    settings: dict[str, Any],
+    job_id: int,
+    report: Reporter,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     from conversion.convert import convert_run
     from training.dataset import load_dataset
+    from training.evaluate import evaluate_run
     from training.train import TrainConfig, train
 
-    config = current_app.config
-    base_path = config.get("BINBOT_BASE_DATASET")
+    base_path = current_app.config.get("BINBOT_BASE_DATASET")
     if not base_path:
         raise BinbotError("BINBOT_BASE_DATASET is not set: retraining needs the base dataset")
-    data_dir = Path(config["BINBOT_DATA_DIR"])
     base = load_dataset(base_path)
     accepted = db.session.scalars(select(Submission).where(Submission.status == "accepted")).all()
+    training_settings, conversion_settings = split_settings(settings)
     work = Path(tempfile.mkdtemp(prefix=f"binbot-job-{job_id}-"))
     try:
-        added = build_training_folder(base, accepted, data_dir, work / "dataset")
-        log(f"Training on the base dataset plus {sum(added.values())} accepted corrections {added}")
+        added = build_training_folder(base, accepted, work / "dataset")
+        report.log(
+            f"Training on the base dataset plus {sum(added.values())} accepted corrections {added}"
+        )
         dataset = load_dataset(work / "dataset")
-        train_settings = {
-            k: settings[k]
-            for k in ("head_epochs", "fine_tune_epochs", "batch_size", "limit_per_class")
-            if k in settings
-        }
         run_dir = work / "run"
         train(
-            work / "dataset", run_dir, TrainConfig(**train_settings),
-            log=log, dataset=dataset, should_stop=should_stop,
+            work / "dataset", run_dir, TrainConfig(**training_settings), log=report.log,
+            dataset=dataset, should_stop=should_stop, on_event=report.event,
         )  # fmt: skip
-        from training.evaluate import evaluate_run
-
-        keras_metrics = evaluate_run(run_dir, dataset, log=log)
-        published = score_published(dataset, log)
-        version = f"job{job_id}-{dataset.fingerprint[7:15]}"
-        bundle = work / "bundle"
+        report.event({"event": "step", "step": "evaluating"})
+        keras_metrics = evaluate_run(run_dir, dataset, log=report.log)
+        published = score_published(dataset, report)
+        report.event({"event": "step", "step": "converting"})
         convert_run(
-            run_dir, bundle, dataset=dataset, version=version,
-            reference_images=settings.get("reference_images"), log=log,
+            run_dir, work / "bundle", dataset=dataset, log=report.log,
+            version=f"job{job_id}-{dataset.fingerprint[7:15]}", **conversion_settings,
         )  # fmt: skip
-        row = register_bundle(bundle)
+        row = register_bundle(work / "bundle")
         store_report(row.version, run_dir / "evaluation")
         candidate = row.manifest["metrics"]
         return {

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, current_app, send_from_directory
+from flask import Blueprint, Response, current_app, send_from_directory
+
+from server.errors import NotFound, Unavailable
 
 webclient = Blueprint("webclient", __name__)
 
@@ -20,9 +22,8 @@ MIME_TYPES = {".wasm": "application/wasm", ".webmanifest": "application/manifest
 def _dist() -> Path:
     dist = Path(current_app.config["BINBOT_WEBCLIENT_DIR"])
     if not (dist / "index.html").is_file():
-        abort(
-            503,
-            description=f"the web client is not built (no {dist / 'index.html'}): run `npm run build`",
+        raise Unavailable(
+            f"the web client is not built (no {dist / 'index.html'}): run `npm run build`"
         )
     return dist
 
@@ -46,7 +47,7 @@ def index():
 def asset(name: str):
     dist = _dist()
     if name.startswith("api/"):
-        abort(404, description=f"no API endpoint /{name}")
+        raise NotFound(f"no API endpoint /{name}")
     mimetype = MIME_TYPES.get(Path(name).suffix)
     response = send_from_directory(dist, name, mimetype=mimetype, max_age=0)
     response.cache_control.no_cache = True

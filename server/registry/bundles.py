@@ -1,16 +1,16 @@
-"""Model bundles on disk and their versions in the database.
+"""Model versions: their bundles on disk, their rows in the database, and which one is live.
 
 A bundle is copied into ``DATA_DIR/models/<version>/`` and checked against its manifest
-before its row exists, so a published version never points at missing or damaged files.
-Publishing flips one flag inside a single transaction: clients see the old manifest or the
-new one, never a mix.
+(schema, sizes, hashes) before its row exists, so a published version never points at
+missing or damaged files. Publishing flips one flag inside a single transaction: clients see
+the old manifest or the new one, never a mix. The publish rules (the quality gate, a reason
+for forcing it, rollback) live here and nowhere else.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,23 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from binbot.files import staged_folder
 from conversion.manifest import check_bundle, read_manifest
-from server.database import db
-from server.models import ModelVersion, PublishEvent, utcnow
-from training.errors import BinbotError
+from server.errors import BadRequest, Conflict, NotFound, Unprocessable
+from server.extensions import db
+from server.tables import ModelVersion, PublishEvent, utcnow
+
+# A version's evaluation report: what admins may download, and as what.
+REPORT_FILES = {
+    "report.md": "text/markdown",
+    "metrics.json": "application/json",
+    "confusion_matrix.png": "image/png",
+    "misclassified.png": "image/png",
+}
+
+
+class PublishRefused(Conflict):
+    """Publishing would make phones run a worse model; force it with a reason to override."""
 
 
 def models_dir() -> Path:
@@ -32,11 +45,24 @@ def bundle_dir(version: str) -> Path:
     return models_dir() / version
 
 
-REPORT_FILES = ("report.md", "metrics.json", "confusion_matrix.png", "misclassified.png")
-
-
 def reports_dir(version: str) -> Path:
     return Path(current_app.config["BINBOT_DATA_DIR"]) / "reports" / version
+
+
+def report_file(version: str, name: str) -> Path:
+    """A file of a version's evaluation report; NotFound for anything else."""
+    if name not in REPORT_FILES:
+        raise NotFound(f"report files are {list(REPORT_FILES)}")
+    path = reports_dir(version) / name
+    if not path.is_file():
+        raise NotFound(f"no {name} for model version {version!r}")
+    return path
+
+
+def read_metrics(version: str) -> dict[str, Any]:
+    """A version's evaluation metrics (per-image predictions, data counts), or {}."""
+    path = reports_dir(version) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def store_report(version: str, evaluation: Path) -> None:
@@ -52,34 +78,30 @@ def published_version() -> ModelVersion | None:
     return db.session.scalars(select(ModelVersion).where(ModelVersion.published)).first()
 
 
+def find_version(version: str) -> ModelVersion:
+    row = db.session.scalars(select(ModelVersion).where(ModelVersion.version == version)).first()
+    if row is None:
+        raise NotFound(f"no model version {version!r}")
+    return row
+
+
 def register_bundle(source: Path) -> ModelVersion:
     """Copy a checked bundle into the store and record it (unpublished)."""
     problems = check_bundle(source)
     if problems:
-        raise BinbotError(f"bundle {source} does not match its manifest: {'; '.join(problems)}")
+        raise Unprocessable(f"bundle {source} does not match its manifest: {'; '.join(problems)}")
     manifest = read_manifest(source)
     version = manifest["version"]
-    if "/" in version or version in ("", ".", ".."):
-        raise BinbotError(f"unusable version string {version!r}")
     existing = db.session.scalars(select(ModelVersion).where(ModelVersion.version == version))
     if (found := existing.first()) is not None:
         return found
     target = bundle_dir(version)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{version}-"))
-    try:
-        for entry in [*manifest["files"], {"path": "manifest.json"}]:
-            shutil.copyfile(source / entry["path"], staging / entry["path"])
-        if check_bundle(staging):
-            raise BinbotError(f"copy of bundle {version} is damaged")
-        if target.exists() and not check_bundle(target):
-            pass  # another process stored this very bundle first: keep its copy
-        else:
-            if target.exists():
-                shutil.rmtree(target)
-            staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    if not target.exists() or check_bundle(target):  # else another process stored it first
+        with staged_folder(target) as staging:
+            for entry in [*manifest["files"], {"path": "manifest.json"}]:
+                shutil.copyfile(source / entry["path"], staging / entry["path"])
+            if check_bundle(staging):
+                raise Conflict(f"copy of bundle {version} is damaged")
     if (source / "evaluation").is_dir():
         store_report(version, source / "evaluation")
     row = ModelVersion(version=version, manifest_json=json.dumps(manifest))
@@ -88,18 +110,7 @@ def register_bundle(source: Path) -> ModelVersion:
         db.session.commit()
     except IntegrityError:  # registered concurrently by another process
         db.session.rollback()
-        return db.session.scalars(select(ModelVersion).where(ModelVersion.version == version)).one()
-    return row
-
-
-class PublishRefused(BinbotError):
-    """Publishing would make phones run a worse model; force it with a reason to override."""
-
-
-def find_version(version: str) -> ModelVersion:
-    row = db.session.scalars(select(ModelVersion).where(ModelVersion.version == version)).first()
-    if row is None:
-        raise LookupError(f"no model version {version!r}")
+        return find_version(version)
     return row
 
 
@@ -112,13 +123,10 @@ def gate(candidate: ModelVersion, current: ModelVersion | None, margin: float) -
     """
     if current is None or current.version == candidate.version:
         return None
-    new, old = candidate.manifest, current.manifest
-    new_test = new.get("metrics", {}).get("test_set_fingerprint")
-    same_data = new_test is not None and new_test == old.get("metrics", {}).get(
-        "test_set_fingerprint"
-    )
-    new_accuracy = new.get("metrics", {}).get("test_accuracy")
-    old_accuracy = old.get("metrics", {}).get("test_accuracy")
+    new, old = candidate.manifest.get("metrics", {}), current.manifest.get("metrics", {})
+    fingerprint = new.get("test_set_fingerprint")
+    same_data = fingerprint is not None and fingerprint == old.get("test_set_fingerprint")
+    new_accuracy, old_accuracy = new.get("test_accuracy"), old.get("test_accuracy")
     if not same_data or new_accuracy is None or old_accuracy is None:
         return None
     if new_accuracy >= old_accuracy - margin:
@@ -135,13 +143,13 @@ def publish(
     """Make ``version`` the published one, in one transaction, after the quality gate."""
     row = find_version(version)
     if check_bundle(bundle_dir(version)):
-        raise BinbotError(f"files of model version {version!r} are missing or damaged")
+        raise Conflict(f"files of model version {version!r} are missing or damaged")
     current = published_version()
     refusal = gate(row, current, current_app.config["BINBOT_PUBLISH_MARGIN"])
     if refusal and not force:
         raise PublishRefused(refusal + "; pass force with a reason to publish anyway")
     if force and not (reason or "").strip():
-        raise BinbotError("a forced publish needs a reason")
+        raise BadRequest("a forced publish needs a reason")
     db.session.execute(update(ModelVersion).values(published=False))
     row.published = True
     row.published_at = utcnow()
@@ -156,20 +164,13 @@ def rollback() -> ModelVersion:
     events = db.session.scalars(select(PublishEvent).order_by(PublishEvent.id.desc())).all()
     previous = next((e.version for e in events if current and e.version != current.version), None)
     if previous is None:
-        raise BinbotError("there is no earlier published version to roll back to")
+        raise Conflict("there is no earlier published version to roll back to")
     return publish(previous, force=True, reason="rollback", action="rollback")
 
 
-def ensure_published_model() -> ModelVersion | None:
-    """On a fresh database, register and publish the shipped starter model."""
-    current = published_version()
-    if current is not None:
-        return current
-    starter = Path(current_app.config["BINBOT_STARTER_MODEL"])
-    if not (starter / "manifest.json").exists():
-        current_app.logger.warning("no published model and no starter model at %s", starter)
-        return None
-    return publish(register_bundle(starter).version, reason="starter model on first start")
+def publish_history(newest_first: bool = False) -> list[PublishEvent]:
+    order = PublishEvent.id.desc() if newest_first else PublishEvent.id
+    return list(db.session.scalars(select(PublishEvent).order_by(order)))
 
 
 def version_summary(row: ModelVersion) -> dict[str, Any]:

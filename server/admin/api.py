@@ -1,0 +1,101 @@
+"""The admin JSON API: review submissions, see model versions, publish and roll back, retrain.
+
+A thin face over the service layer: it reads the request, calls the service, and answers
+JSON; errors are raised by the services and answered by ``server.errors``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, request, send_file
+
+from server.admin.submissions import MAX_PAGE_SIZE, SubmissionFilter, review, whole_number
+from server.admin.tokens import admin_required
+from server.admin.versions import version_rows
+from server.jobs.queue import cancel, enqueue, job_status, recent_jobs, validate_settings
+from server.registry.bundles import (
+    REPORT_FILES,
+    publish,
+    publish_history,
+    report_file,
+    rollback,
+    version_summary,
+)
+
+admin_api = Blueprint("admin", __name__, url_prefix="/api/admin")
+
+
+@admin_api.before_request
+@admin_required
+def authenticate() -> None:
+    """Every admin endpoint needs the bearer token."""
+
+
+@admin_api.get("/submissions")
+def list_submissions():
+    """Filter by status, label, predicted_label, since, until; order; limit and offset."""
+    chosen = SubmissionFilter.from_args(request.args)
+    limit = min(whole_number(request.args, "limit", 100, 1), MAX_PAGE_SIZE)
+    offset = whole_number(request.args, "offset", 0, 0)
+    rows = chosen.rows(limit, offset)
+    return jsonify({"submissions": [r.as_dict() for r in rows], "limit": limit, "offset": offset})
+
+
+@admin_api.post("/submissions/review")
+def review_submissions():
+    """Bulk accept, reject or relabel: {"ids": [...], "action": "...", "label": "..."}."""
+    body: dict[str, Any] = request.get_json(silent=True) or {}
+    rows = review(body.get("ids"), body.get("action"), body.get("label"))
+    return jsonify({"updated": len(rows), "submissions": [r.as_dict() for r in rows]})
+
+
+@admin_api.get("/models")
+def list_models():
+    history = [
+        {"version": e.version, "action": e.action, "forced": e.forced, "reason": e.reason,
+         "at": e.at.isoformat()}
+        for e in publish_history()
+    ]  # fmt: skip
+    return jsonify({"models": version_rows(newest_first=False), "history": history})
+
+
+@admin_api.post("/models/<version>/publish")
+def publish_version(version: str):
+    body = request.get_json(silent=True) or {}
+    row = publish(version, force=bool(body.get("force")), reason=body.get("reason"))
+    return jsonify({"published": version_summary(row)})
+
+
+@admin_api.get("/models/<version>/report/<name>")
+def model_report(version: str, name: str):
+    """A version's evaluation report: report.md, metrics.json, confusion_matrix.png, ..."""
+    return send_file(report_file(version, name), mimetype=REPORT_FILES[name])
+
+
+@admin_api.post("/models/rollback")
+def rollback_version():
+    return jsonify({"published": version_summary(rollback())})
+
+
+@admin_api.post("/jobs")
+def start_job():
+    """Queue a retraining: {"settings": {"head_epochs": 5, ...}} (all optional)."""
+    body = request.get_json(silent=True) or {}
+    settings = validate_settings(body.get("settings"))
+    return jsonify({"job": enqueue(settings).as_dict()}), 202
+
+
+@admin_api.get("/jobs")
+def list_jobs():
+    return jsonify({"jobs": [r.as_dict() for r in recent_jobs()]})
+
+
+@admin_api.get("/jobs/<int:job_id>")
+def job_detail(job_id: int):
+    return jsonify(job_status(job_id))
+
+
+@admin_api.post("/jobs/<int:job_id>/cancel")
+def cancel_job(job_id: int):
+    return jsonify({"job": cancel(job_id).as_dict()})

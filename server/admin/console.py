@@ -1,0 +1,237 @@
+"""The admin console: server-rendered pages over the same services as the admin API.
+
+Submissions (gallery, filters, bulk review, what training would add), Training (start, live
+progress, log, cancel) and Models (versions, comparison, publish with the gate, roll back).
+A refused change comes back as a message on the page it was asked from; a page that cannot
+be shown is an HTML error page (``server.errors``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import (
+    Blueprint,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    session,
+    url_for,
+)
+
+from server.admin.sessions import csrf_token, log_in, login_required
+from server.admin.submissions import (
+    STATUSES,
+    SubmissionFilter,
+    counts_by_label,
+    current_labels,
+    find_submission,
+    review,
+    whole_number,
+)
+from server.admin.tokens import token_is_valid
+from server.admin.versions import compare as compare_versions
+from server.admin.versions import version_rows
+from server.errors import ServiceError
+from server.jobs.queue import cancel, enqueue, job_settings, job_status, recent_jobs
+from server.jobs.queue import validate_settings as check_job_settings
+from server.registry.bundles import (
+    REPORT_FILES,
+    publish,
+    publish_history,
+    published_version,
+    report_file,
+    rollback,
+)
+from server.registry.dataset_images import base_test_image
+from server.registry.photos import photo_path
+
+console = Blueprint("console", __name__, url_prefix="/admin")
+PAGE_SIZE = 60
+
+
+@console.app_context_processor
+def template_helpers() -> dict[str, Any]:
+    return {"csrf_token": csrf_token}
+
+
+@console.route("/login", methods=["GET", "POST"])
+def login():
+    error = None
+    if request.method == "POST":
+        if token_is_valid(request.form.get("token", "").strip()):
+            log_in()
+            target = request.args.get("next", "")
+            # Only paths on this site: an attacker's link must not bounce admins elsewhere.
+            if not target.startswith("/admin") or target.startswith("//"):
+                target = url_for("console.submissions")
+            return redirect(target)
+        error = "That admin token is not valid."
+    return render_template("console/login.html", error=error), 403 if error else 200
+
+
+@console.post("/logout")
+@login_required
+def logout():
+    session.clear()
+    return redirect(url_for("console.login"))
+
+
+@console.get("/")
+@login_required
+def home():
+    return redirect(url_for("console.submissions"))
+
+
+def attempt(action: Callable[[], Any], describe: Callable[[Any], str]) -> None:
+    """Run a change the admin asked for; say what happened, or why it was refused."""
+    try:
+        outcome = action()
+    except ServiceError as exc:
+        flash(f"Refused: {exc}", "error")
+    else:
+        flash(describe(outcome), "ok")
+
+
+# Submissions ---------------------------------------------------------------------------
+
+
+@console.get("/submissions")
+@login_required
+def submissions():
+    chosen = SubmissionFilter.from_args(request.args)
+    page = whole_number(request.args, "page", 1, 1)
+    rows = chosen.rows(PAGE_SIZE + 1, (page - 1) * PAGE_SIZE)
+    return render_template(
+        "console/submissions.html",
+        rows=rows[:PAGE_SIZE],
+        more=len(rows) > PAGE_SIZE,
+        page=page,
+        filters=chosen.as_args(),
+        statuses=STATUSES,
+        labels=current_labels(),
+        accepted=counts_by_label("accepted"),
+        pending=counts_by_label("pending"),
+    )
+
+
+@console.post("/submissions/review")
+@login_required
+def review_submissions():
+    ids = [int(i) for i in request.form.getlist("ids") if i.isdigit()]
+    action = request.form.get("action")
+    attempt(
+        lambda: len(review(ids, action, request.form.get("label"))),
+        lambda count: f"{action}: {count} submission{'s' * (count != 1)} updated.",
+    )
+    return redirect(request.form.get("back") or url_for("console.submissions"))
+
+
+@console.get("/submissions/<int:submission_id>/photo")
+@login_required
+def submission_photo(submission_id: int):
+    return send_file(photo_path(find_submission(submission_id).image_path), max_age=3600)
+
+
+# Training ------------------------------------------------------------------------------
+
+
+@console.get("/training")
+@login_required
+def training():
+    return render_template(
+        "console/training.html",
+        jobs=recent_jobs(50),
+        settings=job_settings(),
+        int_type=int,
+        accepted=counts_by_label("accepted"),
+    )
+
+
+@console.post("/training")
+@login_required
+def start_training():
+    try:
+        settings = {s.name: s.parse(text) for s in job_settings()
+                    if (text := request.form.get(s.name, "").strip())}  # fmt: skip
+        job = enqueue(check_job_settings(settings))
+    except (ValueError, ServiceError) as exc:
+        flash(f"Not started: {exc}", "error")
+        return redirect(url_for("console.training"))
+    return redirect(url_for("console.job", job_id=job.id))
+
+
+@console.get("/training/<int:job_id>")
+@login_required
+def job(job_id: int):
+    status = job_status(job_id)
+    return render_template("console/job.html", job=status["job"], progress=status["training"])
+
+
+@console.get("/training/<int:job_id>.json")
+@login_required
+def job_json(job_id: int):
+    return jsonify(job_status(job_id))
+
+
+@console.post("/training/<int:job_id>/cancel")
+@login_required
+def cancel_job(job_id: int):
+    attempt(lambda: cancel(job_id).status, lambda status: f"Job {job_id}: {status}.")
+    return redirect(url_for("console.job", job_id=job_id))
+
+
+# Models --------------------------------------------------------------------------------
+
+
+@console.get("/models")
+@login_required
+def models():
+    return render_template(
+        "console/models.html",
+        versions=version_rows(),
+        live=published_version(),
+        history=publish_history(newest_first=True),
+    )
+
+
+@console.post("/models/<version>/publish")
+@login_required
+def publish_model(version: str):
+    force = request.form.get("force") == "on"
+    attempt(
+        lambda: publish(version, force=force, reason=request.form.get("reason") or None),
+        lambda _: f"{version} is live; phones get it at their next check.",
+    )
+    return redirect(url_for("console.models"))
+
+
+@console.post("/models/rollback")
+@login_required
+def rollback_model():
+    attempt(lambda: rollback().version, lambda live: f"Rolled back: {live} is live again.")
+    return redirect(url_for("console.models"))
+
+
+@console.get("/models/<version>/report/<name>")
+@login_required
+def model_report(version: str, name: str):
+    return send_file(report_file(version, name), mimetype=REPORT_FILES[name], max_age=3600)
+
+
+@console.get("/models/compare")
+@login_required
+def compare():
+    return render_template(
+        "console/compare.html", **compare_versions(request.args.get("a"), request.args.get("b"))
+    )
+
+
+@console.get("/test-images/<sha256>")
+@login_required
+def test_image(sha256: str):
+    return send_file(base_test_image(sha256), max_age=3600)

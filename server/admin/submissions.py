@@ -1,0 +1,135 @@
+"""Reviewing submissions: which to show (filters, order, pages), accept / reject / relabel,
+and what review means for the next retraining (counts per label).
+
+The admin API and the console both call these, so a filter or a rule exists once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, time
+from typing import Any
+
+from sqlalchemy import Select, func, select
+
+from server.errors import BadRequest, NotFound, Unprocessable
+from server.extensions import db
+from server.registry.bundles import published_version
+from server.tables import Submission
+
+STATUSES = ("pending", "accepted", "rejected")
+ACTIONS = ("accept", "reject", "relabel")
+ORDERS = {
+    "newest": Submission.id.desc(),
+    "oldest": Submission.id.asc(),
+    "low_confidence": Submission.confidence.asc().nulls_last(),
+}
+MAX_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class SubmissionFilter:
+    """Which submissions to list, and in what order; every field is optional."""
+
+    status: str = ""
+    label: str = ""
+    predicted_label: str = ""
+    since: str = ""
+    until: str = ""
+    order: str = "newest"
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, str]) -> SubmissionFilter:
+        """From query parameters; BadRequest naming the parameter that is wrong."""
+        values = {name: args.get(name) or "" for name in cls.__dataclass_fields__}
+        chosen = cls(**{**values, "order": values["order"] or "newest"})
+        if chosen.status and chosen.status not in STATUSES:
+            raise BadRequest(f"status must be one of {list(STATUSES)}")
+        if chosen.order not in ORDERS:
+            raise BadRequest(f"order must be one of {sorted(ORDERS)}")
+        chosen.query()  # checks the dates
+        return chosen
+
+    def as_args(self) -> dict[str, str]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def query(self) -> Select:
+        query = select(Submission)
+        for column, value in (
+            (Submission.status, self.status),
+            (Submission.label, self.label),
+            (Submission.predicted_label, self.predicted_label),
+        ):
+            if value:
+                query = query.where(column == value)
+        if self.since:
+            query = query.where(Submission.created_at >= _day(self.since, time.min))
+        if self.until:
+            query = query.where(Submission.created_at <= _day(self.until, time.max))
+        return query.order_by(ORDERS[self.order])
+
+    def rows(self, limit: int, offset: int) -> list[Submission]:
+        return list(db.session.scalars(self.query().limit(limit).offset(offset)))
+
+
+def _day(text: str, at: time) -> datetime:
+    try:
+        day = datetime.strptime(text, "%Y-%m-%d")
+    except ValueError:
+        raise BadRequest(f"dates are YYYY-MM-DD, got {text!r}") from None
+    return datetime.combine(day.date(), at)
+
+
+def whole_number(args: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    text = args.get(name) or str(default)
+    if not text.isdigit():
+        raise BadRequest(f"{name} must be a whole number, got {text!r}")
+    return max(int(text), minimum)
+
+
+def review(ids: Any, action: Any, label: Any = None) -> list[Submission]:
+    """Apply ``action`` to every submission in ``ids``, all or nothing."""
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, int) for i in ids):
+        raise BadRequest("ids must be a non-empty list of submission ids")
+    if action not in ACTIONS:
+        raise BadRequest("action must be accept, reject or relabel")
+    rows = db.session.scalars(select(Submission).where(Submission.id.in_(ids))).all()
+    missing = sorted(set(ids) - {r.id for r in rows})
+    if missing:
+        raise NotFound(f"no submissions with ids {missing}")
+    if action == "relabel":
+        labels = current_labels()
+        if label not in labels:
+            raise Unprocessable(f"label must be one of {labels}")
+    for row in rows:
+        if action == "relabel":
+            row.label = label
+        else:
+            row.status = "accepted" if action == "accept" else "rejected"
+    db.session.commit()
+    return list(rows)
+
+
+def find_submission(submission_id: int) -> Submission:
+    row = db.session.get(Submission, submission_id)
+    if row is None:
+        raise NotFound(f"no submission {submission_id}")
+    return row
+
+
+def current_labels() -> list[str]:
+    current = published_version()
+    return current.manifest["labels"] if current else []
+
+
+def counts_by_label(status: str) -> dict[str, int]:
+    """Submissions with ``status`` per label (accepted ones are what retraining adds)."""
+    rows = db.session.execute(
+        select(Submission.label, func.count(Submission.id))
+        .where(Submission.status == status)
+        .group_by(Submission.label)
+    ).all()
+    counts = Counter(dict(rows))
+    return {label: counts.get(label, 0) for label in sorted(set(current_labels()) | set(counts))}

@@ -1,0 +1,86 @@
+"""The public API the web app talks to: labels, the published model, its files, submissions."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request, send_file, url_for
+
+from server.errors import NotFound, Unavailable
+from server.public.guidance import guidance_for
+from server.public.submissions import store_submission
+from server.registry.bundles import bundle_dir, find_version, published_version
+from server.tables import ModelVersion
+
+api = Blueprint("api", __name__, url_prefix="/api")
+ONE_YEAR = 365 * 24 * 3600
+
+
+def published_or_503() -> ModelVersion:
+    current = published_version()
+    if current is None:
+        raise Unavailable("no model is published yet")
+    return current
+
+
+@api.get("/labels")
+def labels():
+    manifest = published_or_503().manifest
+    return jsonify(
+        {
+            "model_version": manifest["version"],
+            "labels": [{"name": n, "guidance": guidance_for(n)} for n in manifest["labels"]],
+        }
+    )
+
+
+@api.get("/models/current")
+def current_model():
+    """The published manifest and where its files are. Revalidated on every check (no-cache)."""
+    row = published_or_503()
+    if request.if_none_match and row.version in request.if_none_match:
+        response = current_app.response_class(status=304)
+    else:
+        manifest = row.manifest
+        files = [
+            {**f, "url": url_for("api.model_file", version=row.version, name=f["path"])}
+            for f in manifest["files"]
+        ]
+        model_url = url_for("api.model_file", version=row.version, name=manifest["model"])
+        response = jsonify(
+            {
+                "version": row.version,
+                "published_at": row.published_at.isoformat() if row.published_at else None,
+                "base_url": model_url.rsplit("/", 1)[0] + "/",
+                "model_url": model_url,
+                "files": files,
+                "manifest": manifest,
+            }
+        )
+    response.headers["ETag"] = f'"{row.version}"'
+    response.cache_control.no_cache = True
+    return response
+
+
+@api.get("/models/<version>/<path:name>")
+def model_file(version: str, name: str):
+    """A file of a model version: immutable, so cached for a year and revalidated by hash."""
+    listed = {f["path"]: f["sha256"] for f in find_version(version).manifest["files"]}
+    if name not in listed:  # only files the manifest names: no path tricks
+        raise NotFound(f"model {version} has no file {name!r}")
+    mimetype = "application/json" if name.endswith(".json") else "application/octet-stream"
+    response = send_file(
+        bundle_dir(version) / name, mimetype=mimetype, etag=listed[name], conditional=True
+    )
+    response.cache_control.public = True
+    response.cache_control.max_age = ONE_YEAR
+    response.cache_control.immutable = True
+    return response
+
+
+@api.post("/submissions")
+def create_submission():
+    """Store a labelled photo: 201 when new, 200 for a retry or a photo already stored."""
+    labels = published_or_503().manifest["labels"]
+    stored = store_submission(
+        request.form, request.files.get("image"), request.headers.get("Idempotency-Key"), labels
+    )
+    return jsonify(stored.as_dict()), 201 if stored.created else 200
