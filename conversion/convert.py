@@ -23,16 +23,16 @@ from typing import Any
 from binbot.errors import BinbotError
 from binbot.files import staged_folder
 from conversion.config import QUANTIZATIONS
-from conversion.manifest import FORMAT, MANIFEST_VERSION, bundle_files, write_manifest
-from conversion.verify import (
-    DEFAULT_MIN_AGREEMENT,
-    MAX_ACCURACY_DROP,
-    Verification,
-    keras_reference,
-    verify,
+from conversion.manifest import (
+    FORMAT,
+    MANIFEST_VERSION,
+    WARM_START_DIR,
+    bundle_files,
+    write_manifest,
 )
+from conversion.verify import SIGNIFICANCE, Verification, keras_reference, verify
 from training.dataset import Dataset
-from training.run_dir import CONFIG_FILE, Run, dataset_of_run, load_run
+from training.run_dir import CONFIG_FILE, LABELS_FILE, MODEL_FILE, Run, dataset_of_run, load_run
 
 Log = Callable[[str], None]
 
@@ -50,10 +50,6 @@ class Candidate:
         size = sum(entry["bytes"] for entry in bundle_files(folder))
         return cls(quantization, folder, details, size)
 
-    def accuracy_cost(self) -> float:
-        assert self.verification is not None
-        return self.verification.keras_accuracy - self.verification.tfjs_accuracy
-
     def summary(self) -> dict[str, Any]:
         v = self.verification
         return {
@@ -62,12 +58,24 @@ class Candidate:
             "tfjs_test_accuracy": v.tfjs_accuracy if v else None,
             "top1_agreement": v.top1_agreement if v else None,
             "max_probability_difference": v.max_probability_difference if v else None,
-            "within_bar": bool(v and self.within_bar()),
+            "lost_images": v.lost_images if v else None,
+            "gained_images": v.gained_images if v else None,
+            "loss_p_value": v.loss_p_value if v else None,
+            "acceptable": self.acceptable(),
         }
 
-    def within_bar(self) -> bool:
+    def acceptable(self) -> bool:
+        """Verified in TF.js, and losing no accuracy beyond noise (exact McNemar test)."""
         v = self.verification
-        return bool(v) and self.accuracy_cost() <= MAX_ACCURACY_DROP + 1e-9
+        return bool(v) and not v.failures() and not v.loses_accuracy()
+
+
+RULE = (
+    "smallest bundle that TF.js verifies and whose accuracy loss against the Keras model is not "
+    f"significant (exact one-sided McNemar test on the paired test predictions, p >= {SIGNIFICANCE})"
+)
+# Smallest first: the default stops at the first one that is acceptable.
+BY_SIZE = ("uint8", "float16", "none")
 
 
 def converter_executable() -> str:
@@ -117,15 +125,12 @@ def build_candidates(float32_dir: Path, work: Path, wanted: list[str]) -> list[C
 
 
 def choose(candidates: list[Candidate]) -> Candidate:
-    """The smallest bundle that passes verification and whose accuracy cost is within the bar.
-
-    float32 when none does (and when float32 itself fails verification, the conversion is
-    broken and ``convert_run`` says so).
-    """
-    within = [c for c in candidates if c.within_bar() and not c.verification.failures()]
-    if not within:
+    """The smallest acceptable candidate; float32 when none is (and when float32 itself fails
+    verification, the conversion is broken and ``convert_run`` says so)."""
+    acceptable = [c for c in candidates if c.acceptable()]
+    if not acceptable:
         return next(c for c in candidates if c.quantization == "none")
-    return min(within, key=lambda c: c.bytes)
+    return min(acceptable, key=lambda c: c.bytes)
 
 
 def reference_records(dataset: Dataset, limit: int | None):
@@ -169,8 +174,10 @@ def convert_run(
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="binbot-convert-") as tmp:
-        wanted = [quantization] if quantization else list(QUANTIZATIONS)
-        candidates = measure_candidates(run, records, Path(tmp), wanted, log)
+        wanted = [quantization] if quantization else list(BY_SIZE)
+        candidates = measure_candidates(
+            run, records, Path(tmp), wanted, log, stop_at=Candidate.acceptable
+        )
         chosen = choose(candidates) if quantization is None else candidates[0]
         problems = chosen.verification.failures()
         if problems:
@@ -178,12 +185,13 @@ def convert_run(
                 f"conversion failed verification ({chosen.quantization}): " + "; ".join(problems)
             )
         if quantization is None:
+            v = chosen.verification
             log(
-                f"Chose {chosen.quantization}: the smallest bundle whose test accuracy is within "
-                f"{MAX_ACCURACY_DROP:.1%} of Keras"
+                f"Chose {chosen.quantization}: the {RULE} (lost {v.lost_images}, gained "
+                f"{v.gained_images} test images against Keras, p = {v.loss_p_value:.3f})"
             )
         manifest = build_manifest(run, dataset, chosen, candidates, quantization, version)
-        _publish(chosen.folder, out, manifest, overwrite)
+        _publish(chosen.folder, out, manifest, overwrite, warm_start_from=run.path)
     size = manifest["bundle_bytes"] / 1e6
     log(
         f"Wrote {out} ({size:.2f} MB, {manifest['quantization']['mode']}) in "
@@ -193,9 +201,15 @@ def convert_run(
 
 
 def measure_candidates(
-    run: Run, records: list, work: Path, wanted: list[str], log: Log = print
+    run: Run,
+    records: list,
+    work: Path,
+    wanted: list[str],
+    log: Log = print,
+    stop_at: Callable[[Candidate], bool] | None = None,
 ) -> list[Candidate]:
-    """Export, convert, build the ``wanted`` candidates in ``work`` and verify each in TF.js."""
+    """Export, convert, build the ``wanted`` candidates in ``work`` and verify each in TF.js,
+    in order; with ``stop_at``, stop after the first candidate it accepts."""
     from conversion.export import export_saved_model
 
     log(f"Keras reference on {len(records)} test images ...")
@@ -208,7 +222,7 @@ def measure_candidates(
     if not signature or "image" not in signature.get("inputs", {}):
         raise BinbotError("the converted model has no 'image' input in its signature")
     candidates = build_candidates(work / "float32", work, wanted)
-    for candidate in candidates:
+    for measured, candidate in enumerate(candidates, 1):
         log(f"Verifying {candidate.quantization} in TF.js (Node, wasm) ...")
         try:
             candidate.verification = verify(candidate.folder, reference, run.labels, signature)
@@ -220,8 +234,11 @@ def measure_candidates(
         log(
             f"  {candidate.quantization:8s} {candidate.bytes / 1e6:6.2f} MB  "
             f"test top-1 {v.tfjs_accuracy:.2%} (Keras {v.keras_accuracy:.2%})  "
-            f"agreement {v.top1_agreement:.2%}  max |dp| {v.max_probability_difference:.3f}"
+            f"agreement {v.top1_agreement:.2%}  max |dp| {v.max_probability_difference:.3f}  "
+            f"lost {v.lost_images} / gained {v.gained_images} images (p = {v.loss_p_value:.3f})"
         )
+        if stop_at and stop_at(candidate):
+            return candidates[:measured]
     return candidates
 
 
@@ -265,8 +282,7 @@ def build_manifest(
             "mode": chosen.quantization,
             **chosen.details,
             "chosen_by": "user" if requested else "measurement",
-            "rule": f"smallest bundle whose test accuracy is within {MAX_ACCURACY_DROP:.1%} "
-            f"of the Keras model's (agreement bar {DEFAULT_MIN_AGREEMENT:.1%})",
+            "rule": RULE,
             "candidates": [c.summary() for c in candidates],
         },
         "files": files,
@@ -288,11 +304,25 @@ def build_manifest(
     }
 
 
-def _publish(folder: Path, out: Path, manifest: dict[str, Any], overwrite: bool) -> None:
-    """Copy the bundle next to ``out`` and swap it in, manifest last, so no partial bundle shows."""
+def _publish(
+    folder: Path,
+    out: Path,
+    manifest: dict[str, Any],
+    overwrite: bool,
+    warm_start_from: Path | None = None,
+) -> None:
+    """Copy the bundle next to ``out`` and swap it in, manifest last, so no partial bundle shows.
+
+    With ``warm_start_from`` (a run folder), its Keras model and labels go to ``keras/``:
+    a later retraining can start from them (the manifest does not list them: not served).
+    """
     if out.exists() and not overwrite and any(out.iterdir()):
         raise BinbotError(f"{out} is not empty")
     with staged_folder(out) as staging:
         for entry in manifest["files"]:
             shutil.copyfile(folder / entry["path"], staging / entry["path"])
+        if warm_start_from is not None:  # kept beside the bundle, never served
+            (staging / WARM_START_DIR).mkdir()
+            for name in (MODEL_FILE, LABELS_FILE):
+                shutil.copyfile(warm_start_from / name, staging / WARM_START_DIR / name)
         write_manifest(staging, manifest)

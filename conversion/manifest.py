@@ -23,6 +23,9 @@ from binbot.errors import BinbotError
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 2
+# Beside a bundle: the Keras model it was converted from, for warm starts (not listed, never
+# served).
+WARM_START_DIR = "keras"
 FORMAT = "tfjs-graph-model"
 SCHEMA_FILE = Path(__file__).resolve().parent / "manifest.schema.json"
 

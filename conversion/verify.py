@@ -11,6 +11,7 @@ JavaScript all show up here as failed thresholds.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import tempfile
@@ -37,9 +38,11 @@ PREPROCESS_MODULE = PROJECT_ROOT / "webclient" / "src" / "preprocess.js"
 # differs from training gives far lower agreement.
 MIN_TOP1_AGREEMENT = 0.98
 MAX_PROBABILITY_DIFFERENCE = 0.25
-# The bar for choosing the default quantization: accuracy cost and agreement.
-MAX_ACCURACY_DROP = 0.003
-DEFAULT_MIN_AGREEMENT = 0.995
+# The default quantization is kept unless it loses accuracy beyond noise: an exact McNemar
+# test on the paired test predictions (images only Keras gets right vs. images only TF.js gets
+# right), one-sided, at this level. 3 lost images and none gained (p = 0.125) is noise; 5 lost
+# and none gained (p = 0.031) is a real loss, on any test-set size.
+SIGNIFICANCE = 0.05
 
 
 @dataclass
@@ -57,6 +60,16 @@ class Verification:
     tfjs_median_latency_ms: float
     tfjs_load_ms: float
     backend: str
+    lost_images: int = 0  # Keras right, TF.js wrong
+    gained_images: int = 0  # TF.js right, Keras wrong
+
+    @property
+    def loss_p_value(self) -> float:
+        """One-sided exact McNemar p-value for "TF.js is less accurate than Keras"."""
+        return mcnemar_p(self.lost_images, self.gained_images)
+
+    def loses_accuracy(self) -> bool:
+        return self.loss_p_value < SIGNIFICANCE
 
     def failures(self) -> list[str]:
         problems = []
@@ -73,11 +86,19 @@ class Verification:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {
+            "loss_p_value": self.loss_p_value,
             "thresholds": {
                 "min_top1_agreement": MIN_TOP1_AGREEMENT,
                 "max_probability_difference": MAX_PROBABILITY_DIFFERENCE,
-            }
+            },
         }
+
+
+def mcnemar_p(lost: int, gained: int) -> float:
+    """P(at least ``lost`` of the ``lost + gained`` discordant images go against TF.js) when
+    both are equally accurate: a binomial tail at one half."""
+    n = lost + gained
+    return sum(math.comb(n, k) for k in range(lost, n + 1)) / 2**n if n else 1.0
 
 
 @dataclass
@@ -183,6 +204,8 @@ def compare(reference: KerasReference, tfjs: dict[str, Any], labels: list[str]) 
         keras_accuracy=float((keras_top == y_true).mean()),
         tfjs_accuracy=float((tfjs_top == y_true).mean()),
         tfjs_per_class_recall=per_class_recall(y_true, tfjs_top, labels),
+        lost_images=int(((keras_top == y_true) & (tfjs_top != y_true)).sum()),
+        gained_images=int(((keras_top != y_true) & (tfjs_top == y_true)).sum()),
         tfjs_median_latency_ms=float(np.median(tfjs["latency_ms"])),
         tfjs_load_ms=float(tfjs["load_ms"]),
         backend=tfjs["backend"] + ("+simd" if tfjs.get("simd") else ""),

@@ -28,7 +28,7 @@ def test_every_training_setting_is_a_command_line_option_with_its_bounds():
     [
         (["--batch-size", "0"], "batch_size must be a whole number from 1 to 512"),
         (["--head-epochs", "many"], "head_epochs must be a number, got 'many'"),
-        (["--fine-tune-layers", "some"], "fine_tune_layers must be a number or 'all'"),
+        (["--fine-tune-layers", "some"], "fine_tune_layers must be a number, got 'some'"),
         (["--dropout", "1.5"], "dropout must be a number from 0 to 0.95"),
     ],
 )
@@ -41,10 +41,13 @@ def test_a_setting_out_of_bounds_is_one_line_and_exit_2(args, message, tmp_path)
 
 def test_retraining_settings_come_from_the_same_declaration(live):
     from server.admin.tokens import create_admin_token
+    from server.jobs.retrain import RetrainOptions
+    from training.settings import declared
 
     names = [s.name for s in job_settings()]
-    declared = [s.name for s in [*train_settings(), *convert_settings()] if s.spec.retraining]
-    assert names == declared and "reference_images" in names and "batch_size" in names
+    everywhere = [*train_settings(), *convert_settings(), *declared(RetrainOptions)]
+    assert names == [s.name for s in everywhere if s.spec.retraining]
+    assert {"reference_images", "batch_size", "from_scratch"} <= set(names)
     with live.app.app_context():
         auth = {"Authorization": f"Bearer {create_admin_token()}"}
     url = f"{live.url}/api/admin/jobs"

@@ -20,7 +20,6 @@ pytestmark = pytest.mark.slow
 def test_train_writes_a_complete_run_folder(trained_run, small_ewaste):
     for name in (
         "model.keras",
-        "checkpoints/best.keras",
         "labels.json",
         "config.json",
         "dataset.json",
@@ -40,11 +39,11 @@ def test_train_writes_a_complete_run_folder(trained_run, small_ewaste):
     dataset = json.loads((trained_run / "dataset.json").read_text())
     assert dataset["fingerprint"].startswith("sha256:")
     history = json.loads((trained_run / "history.json").read_text())
-    assert [h["phase"] for h in history] == ["head", "fine-tune"]
+    assert [h["phase"] for h in history] == ["head"] * 20 + ["fine-tune"]
     metrics = json.loads((trained_run / "evaluation/metrics.json").read_text())
     assert metrics["test_images"] == 30
     assert sum(map(sum, metrics["confusion_matrix"])) == 30
-    # ImageNet features separate these classes even after one epoch on 80 images.
+    # ImageNet features separate these classes after a short training on 80 images.
     assert metrics["test_accuracy"] >= 0.5
     report = (trained_run / "evaluation/report.md").read_text()
     assert "![confusion matrix](confusion_matrix.png)" in report
@@ -122,7 +121,7 @@ def test_labels_follow_class_folders_through_training_and_prediction(tmp_path, i
             for i in range(n):
                 seed += 1
                 pattern_jpeg(tmp_path / "data" / split / name / f"{i}.jpg", pattern, seed)
-    config = TrainConfig(head_epochs=8, fine_tune_epochs=0, batch_size=16, patience=8)
+    config = TrainConfig(head_epochs=40, fine_tune_epochs=0, batch_size=16)
     train(tmp_path / "data", tmp_path / "run", config, log=lambda _: None)
     run = load_run(tmp_path / "run")
     assert run.labels == ["Apple board", "Mango lines", "Zebra stripes"]
@@ -135,7 +134,9 @@ def test_labels_follow_class_folders_through_training_and_prediction(tmp_path, i
     }
     results = predict_files(run, list(probes.values()))
     assert [r.top[0][0] for r in results] == list(probes)
-    assert min(r.top[0][1] for r in results) > 0.8, "textures this distinct are learned surely"
+    # Most of the probability on the right name, for every probe (label smoothing keeps the
+    # training targets at 0.93, so confidences stay below that).
+    assert min(r.top[0][1] for r in results) > 0.5, [r.top for r in results]
 
 
 def test_efficientnet_backbone_builds_and_trains_without_weights(tmp_path, small_ewaste):

@@ -42,11 +42,19 @@ class EpochLog(keras.callbacks.Callback):
         self.history.append(row)
         if self.on_event:
             self.on_event({"event": "epoch", **row, "epochs": self.epochs})
+        spent = [h["seconds"] for h in self.history if h["phase"] == self.phase]
+        left = (self.epochs - epoch - 1) * sum(spent) / len(spent)
         self.log(
             f"  {self.phase:9s} epoch {epoch + 1:2d}/{self.epochs}  loss {row['loss']:.4f}  "
             f"acc {row['accuracy']:.4f}  val_loss {row['val_loss']:.4f}  "
-            f"val_acc {row['val_accuracy']:.4f}  ({row['seconds']:.0f} s)"
+            f"val_acc {row['val_accuracy']:.4f}  ({row['seconds']:.0f} s"
+            + (f", {duration(left)} left in this phase)" if left >= 1 else ")")
         )
+
+
+def duration(seconds: float) -> str:
+    """'40 s', '3.5 min': a time left, for people."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 class StopWhenAsked(keras.callbacks.Callback):

@@ -24,30 +24,43 @@ class TrainConfig:
     )
     batch_size: int = setting(32, "images per training step", minimum=1, maximum=512,
                               retraining=True)  # fmt: skip
-    head_epochs: int = setting(
-        15, "max epochs of phase 1 (the head on the frozen backbone)", minimum=0, maximum=100,
-        retraining=True,
+    views: int = setting(
+        4, "views of each training photo: the exact input plus random crops (1: no augmentation)",
+        minimum=1, maximum=32,
     )  # fmt: skip
-    head_learning_rate: float = setting(1e-3, "phase 1 learning rate", minimum=0, maximum=1,
-                                        flag="--head-lr")  # fmt: skip
+    head_epochs: int = setting(
+        30, "epochs of phase 1 (the head on the frozen backbone's features)", minimum=0,
+        maximum=500, retraining=True,
+    )  # fmt: skip
+    head_learning_rate: float = setting(1e-3, "phase 1 peak learning rate", minimum=0,
+                                        maximum=1, flag="--head-lr")  # fmt: skip
     fine_tune_epochs: int = setting(
-        12, "max epochs of phase 2 (fine-tuning); 0 skips it", minimum=0, maximum=100,
-        retraining=True,
+        12, "epochs of phase 2 (the top of the backbone and the head); 0 skips it", minimum=0,
+        maximum=200, retraining=True,
     )  # fmt: skip
     fine_tune_learning_rate: float = setting(
-        5e-5, "phase 2 peak learning rate (cosine decay to 0)", minimum=0, maximum=1,
-        flag="--fine-tune-lr",
+        1e-4, "phase 2 peak learning rate", minimum=0, maximum=1, flag="--fine-tune-lr"
     )  # fmt: skip
-    fine_tune_layers: int | None = setting(
-        None, "top backbone layers unfrozen in phase 2, or 'all'", minimum=1, maximum=10_000,
-        none_word="all",
+    fine_tune_layers: int = setting(
+        38, "top backbone layers fine-tuned in phase 2 (the cut moves down to where no "
+        "residual connection crosses)", minimum=1, maximum=1000,
     )  # fmt: skip
-    patience: int = setting(4, "early-stopping patience on validation loss", minimum=1,
-                            maximum=100)  # fmt: skip
-    dense_units: int = setting(1024, "units of the head's hidden layer", minimum=1,
+    label_smoothing: float = setting(0.1, "label smoothing", minimum=0, maximum=0.5)
+    weight_decay: float = setting(1e-4, "AdamW weight decay", minimum=0, maximum=1)
+    average_last: int = setting(
+        3, "average the weights of the last N fine-tuning epochs (1: keep the last)", minimum=1,
+        maximum=100,
+    )  # fmt: skip
+    dense_units: int = setting(0, "units of a hidden head layer (0: a linear head)", minimum=0,
                                maximum=8192)  # fmt: skip
-    dropout: float = setting(0.5, "dropout before the output layer", minimum=0, maximum=0.95)
-    augment: bool = setting(True, "augment training images (flip, rotation, zoom, brightness)")
+    dropout: float = setting(0.2, "dropout before the output layer", minimum=0, maximum=0.95)
+    cache_features: bool = setting(
+        True, "keep the frozen backbone's features on disk ($BINBOT_CACHE_DIR) for later runs"
+    )
+    warm_start: str | None = setting(
+        None, "a run folder (or a bundle's keras/ folder) to start from instead of ImageNet "
+        "alone; its classes are matched by name, new ones start from scratch",
+    )  # fmt: skip
     seed: int = setting(42, "random seed (splits, shuffling, augmentation)", minimum=0,
                         maximum=2**31 - 1)  # fmt: skip
     limit_per_class: int | None = setting(

@@ -35,6 +35,8 @@ SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "test": "t
 DECODABLE_FORMATS = {"JPEG", "PNG", "BMP", "GIF"}
 IGNORED_NAMES = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"}
 EXIF_ORIENTATION_TAG = 0x0112
+# Fewer images than this in a class of the val or test split gets a warning.
+SMALL_EVALUATION_CLASS = 10
 
 
 @dataclass(frozen=True)
@@ -159,8 +161,26 @@ def load_dataset(
     dataset = Dataset(str(source), root, layout, classes, records, bad)
     if split_root is None:
         dataset.records = _stratified_split(records, classes, seed, val_fraction, test_fraction)
+    elif not dataset.split("val"):
+        _carve_validation(dataset, seed, val_fraction)
     _check_classes(dataset)
     return dataset
+
+
+def _carve_validation(dataset: Dataset, seed: int, fraction: float) -> None:
+    """A split layout without a validation split: take one from train, per class, seeded."""
+    train = dataset.split("train")
+    carved = {
+        r.relpath: r.split
+        for r in _stratified_split(train, dataset.classes, seed, fraction, test_fraction=0.0)
+    }
+    dataset.records = [
+        replace(r, split=carved[r.relpath]) if r.relpath in carved else r for r in dataset.records
+    ]
+    dataset.layout += f", validation carved from train ({fraction:.0%} per class, seed {seed})"
+    dataset.warnings.append(
+        f"no validation split: {len(dataset.split('val'))} train images set aside for it"
+    )
 
 
 def progress_logger(log: Callable[[str], None], every: int = 1000) -> Callable[[int, int], None]:
@@ -184,6 +204,11 @@ def _check_classes(dataset: Dataset) -> None:
         for split in ("val", "test"):
             if counts[split][name] == 0:
                 dataset.warnings.append(f"class '{name}' has no images in the {split} split")
+            elif counts[split][name] < SMALL_EVALUATION_CLASS:
+                dataset.warnings.append(
+                    f"class '{name}' has only {counts[split][name]} images in the {split} "
+                    "split: its figures there are rough"
+                )
     if len(dataset.classes) < 2:
         raise BinbotError(f"need at least 2 classes, found {len(dataset.classes)}")
 
@@ -205,7 +230,8 @@ def _stratified_split(
         n_test = round(n * test_fraction) if n >= 3 else 0
         n_val = round(n * val_fraction) if n >= 3 else 0
         if n >= 3:
-            n_test, n_val = max(1, n_test), max(1, n_val)
+            n_test = max(1, n_test) if test_fraction else 0
+            n_val = max(1, n_val) if val_fraction else 0
         for rank, index in enumerate(order):
             split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
             out.append(replace(members[index], split=split))

@@ -8,6 +8,9 @@ the top of the backbone is unfrozen for fine-tuning.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import keras
 
 from training import IMAGE_SIZE
@@ -42,14 +45,18 @@ def build_model(
     dense_units: int = 1024,
     dropout: float = 0.5,
 ) -> keras.Model:
-    """Backbone (frozen) -> global average pooling -> Dense(relu) -> Dropout -> softmax."""
+    """Backbone (frozen) -> global average pooling -> [Dense(relu)] -> Dropout -> softmax.
+
+    ``dense_units=0`` makes the head one linear layer on the pooled features.
+    """
     base, scaling = build_backbone(backbone, weights)
     base.trainable = False
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
     x = scaling(inputs)
     x = base(x, training=False)
     x = keras.layers.GlobalAveragePooling2D(name=EMBEDDING_LAYER)(x)
-    x = keras.layers.Dense(dense_units, activation="relu", name="head_dense")(x)
+    if dense_units:
+        x = keras.layers.Dense(dense_units, activation="relu", name="head_dense")(x)
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=f"binbot_{backbone}")
@@ -77,3 +84,73 @@ def unfreeze_top(model: keras.Model, layers: int | None = None) -> int:
         layer.trainable = trainable
         unfrozen += int(trainable and bool(layer.weights))
     return unfrozen
+
+
+@dataclass
+class ModelParts:
+    """A classifier cut in two at ``cut`` (a backbone layer): the frozen part below, whose
+    output can be computed once per photo, and the part above, which training changes.
+
+    All three models share the classifier's layers: training ``top`` trains ``model``.
+    """
+
+    cut: str
+    bottom: keras.Model  # raw pixels -> the cut's input (pixel scaling included)
+    embed: keras.Model  # the cut's input -> pooled features (the top of the backbone)
+    head: keras.Model  # pooled features -> class probabilities
+    top: keras.Model  # the cut's input -> class probabilities
+    top_layers: list[keras.layers.Layer]  # the backbone layers above the cut
+
+
+def split_model(model: keras.Model, fine_tune_layers: int) -> ModelParts:
+    """Cut the backbone so that at least its top ``fine_tune_layers`` layers are above the cut.
+
+    A cut must be a single tensor that everything above depends on: where a residual
+    connection crosses, the cut moves down to the next layer where none does.
+    """
+    base = backbone_of(model)
+    index = _cut_index(base, max(1, len(base.layers) - max(fine_tune_layers, 1)))
+    layer = base.layers[index]
+    top_backbone = keras.Model(layer.input, base.output, name="backbone_top")
+    bottom_backbone = keras.Model(base.input, layer.input, name="backbone_bottom")
+    pixels = keras.Input(model.input_shape[1:], name="image")
+    bottom = keras.Model(
+        pixels, bottom_backbone(model.get_layer("scale_pixels")(pixels), training=False)
+    )
+    head = keras.Model(model.get_layer(EMBEDDING_LAYER).output, model.output, name="head")
+    cut_input = keras.Input(tuple(layer.input.shape[1:]), name="cut")
+    pooled = model.get_layer(EMBEDDING_LAYER)(top_backbone(cut_input, training=False))
+    embed = keras.Model(cut_input, pooled, name="embed")
+    top = keras.Model(cut_input, head(pooled), name="top")
+    return ModelParts(layer.name, bottom, embed, head, top, base.layers[index:])
+
+
+def _cut_index(base: keras.Model, start: int, look: int = 8) -> int:
+    """The layer at or below ``start`` whose input can be the cut, preferring the smallest
+    tensor among the next few candidates (a block's output, not its 6x wider expansion)."""
+    valid = []
+    for index in range(start, 0, -1):
+        if isinstance(base.layers[index].input, list):  # an Add: two tensors, no single cut
+            continue
+        try:
+            keras.Model(base.layers[index].input, base.output)
+        except ValueError:  # a residual connection crosses here
+            continue
+        valid.append(index)
+        if index <= valid[0] - look:
+            break
+    if not valid:
+        return 1
+    return min(valid, key=lambda i: (math.prod(base.layers[i].input.shape[1:]), -i))
+
+
+def set_top_trainable(parts: ModelParts, trainable: bool) -> int:
+    """Let training change the backbone above the cut (BatchNorm excepted: it keeps its
+    ImageNet statistics and runs in inference mode). Returns how many layers with weights."""
+    count = 0
+    backbone_of_top = parts.top.get_layer("backbone_top")
+    backbone_of_top.trainable = trainable
+    for layer in parts.top_layers:
+        layer.trainable = trainable and not isinstance(layer, keras.layers.BatchNormalization)
+        count += int(layer.trainable and bool(layer.weights))
+    return count

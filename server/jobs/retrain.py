@@ -13,7 +13,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,10 +28,27 @@ from server.registry.bundles import (
     published_version,
     register_bundle,
     store_report,
+    warm_start_dir,
 )
 from server.registry.photos import photo_path
 from server.tables import Submission
 from training.metrics import per_class_recall
+from training.settings import setting
+
+
+@dataclass
+class RetrainOptions:
+    """How a retraining starts; declared like training's own settings (``training.settings``)."""
+
+    from_scratch: bool = setting(
+        False, "train from ImageNet even when the live model's weights could be started from",
+        retraining=True,
+    )  # fmt: skip
+
+
+# Starting from the live model, a short schedule is enough (measured by the loop benchmark);
+# an admin's own epochs win.
+WARM_SCHEDULE = {"head_epochs": 10, "fine_tune_epochs": 4}
 
 
 class Reporter(Protocol):
@@ -84,15 +101,29 @@ def score_published(dataset, report: Reporter) -> dict[str, Any] | None:
     }
 
 
-def split_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A job's settings as (training, conversion) keyword arguments."""
+def split_settings(settings: dict[str, Any]) -> tuple[dict, dict, RetrainOptions]:
+    """A job's settings as (training, conversion) keyword arguments and retraining options."""
     from conversion.config import ConvertConfig
 
     converting = {f.name for f in fields(ConvertConfig)}
+    options = {f.name for f in fields(RetrainOptions)}
     return (
-        {k: v for k, v in settings.items() if k not in converting},
+        {k: v for k, v in settings.items() if k not in converting | options},
         {k: v for k, v in settings.items() if k in converting},
+        RetrainOptions(**{k: v for k, v in settings.items() if k in options}),
     )
+
+
+def starting_point(options: RetrainOptions, training: dict[str, Any], report: Reporter) -> dict:
+    """The training settings with a warm start from the live model, when it has weights."""
+    current = published_version()
+    folder = warm_start_dir(current.version) if current and not options.from_scratch else None
+    if folder is None:
+        why = "asked for" if options.from_scratch else "the live model has no Keras weights kept"
+        report.log(f"Training from ImageNet ({why})")
+        return training
+    report.log(f"Starting from the live model {current.version}")
+    return {**WARM_SCHEDULE, **training, "warm_start": str(folder)}
 
 
 def run_retraining(
@@ -111,7 +142,8 @@ def run_retraining(
         raise BinbotError("BINBOT_BASE_DATASET is not set: retraining needs the base dataset")
     base = load_dataset(base_path)
     accepted = db.session.scalars(select(Submission).where(Submission.status == "accepted")).all()
-    training_settings, conversion_settings = split_settings(settings)
+    training_settings, conversion_settings, options = split_settings(settings)
+    training_settings = starting_point(options, training_settings, report)
     work = Path(tempfile.mkdtemp(prefix=f"binbot-job-{job_id}-"))
     try:
         added = build_training_folder(base, accepted, work / "dataset")

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from binbot.files import staged_folder
-from conversion.manifest import check_bundle, read_manifest
+from conversion.manifest import WARM_START_DIR, check_bundle, read_manifest
 from server.errors import BadRequest, Conflict, NotFound, Unprocessable
 from server.extensions import db
 from server.tables import ModelVersion, PublishEvent, utcnow
@@ -74,6 +74,12 @@ def store_report(version: str, evaluation: Path) -> None:
             shutil.copyfile(evaluation / name, target / name)
 
 
+def warm_start_dir(version: str) -> Path | None:
+    """The Keras model a version was converted from, kept for retraining; None if absent."""
+    folder = bundle_dir(version) / WARM_START_DIR
+    return folder if (folder / "model.keras").is_file() else None
+
+
 def published_version() -> ModelVersion | None:
     return db.session.scalars(select(ModelVersion).where(ModelVersion.published)).first()
 
@@ -100,6 +106,8 @@ def register_bundle(source: Path) -> ModelVersion:
         with staged_folder(target) as staging:
             for entry in [*manifest["files"], {"path": "manifest.json"}]:
                 shutil.copyfile(source / entry["path"], staging / entry["path"])
+            if (source / WARM_START_DIR).is_dir():
+                shutil.copytree(source / WARM_START_DIR, staging / WARM_START_DIR)
             if check_bundle(staging):
                 raise Conflict(f"copy of bundle {version} is damaged")
     if (source / "evaluation").is_dir():

@@ -1,0 +1,134 @@
+"""Both training phases on the frozen backbone's cached features.
+
+Phase 1 trains the head on pooled features (the whole backbone frozen): those are computed
+once for every view, so an epoch costs a few milliseconds. Phase 2 trains the top of the
+backbone and the head on the features at the cut (``training.model.split_model``). Each epoch
+sees one view of every photo, drawn at random, so augmentation costs nothing per epoch.
+
+Both phases use AdamW with a cosine decay to zero and label smoothing, and run their planned
+number of epochs: on validation splits of a few hundred photos, picking an epoch by validation
+loss mostly picks noise. Phase 2 instead averages the weights of its last epochs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+
+from training.callbacks import EpochLog, StopWhenAsked
+from training.config import TrainConfig
+from training.dataset import ImageRecord
+from training.features import FeatureSpace, FeatureStore, weights_id
+from training.model import ModelParts, set_top_trainable
+from training.views import VIEWS_VERSION
+
+Log = Callable[[str], None]
+
+
+class FeatureTrainer:
+    """Trains ``model`` (through ``parts``) on cached features of the training views."""
+
+    def __init__(
+        self,
+        model: keras.Model,
+        parts: ModelParts,
+        config: TrainConfig,
+        classes: int,
+        class_weights: dict[int, float] | None,
+        log: Log,
+        on_event: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
+        self.model, self.parts, self.config, self.classes = model, parts, config, classes
+        self.class_weights, self.log, self.on_event = class_weights, log, on_event
+        self.rng = np.random.default_rng(config.seed)
+        self.history: list[dict[str, Any]] = []
+
+    def load_features(self, train: list[ImageRecord], val: list[ImageRecord]) -> None:
+        """The cut's features for every training view and for the validation photos."""
+        config = self.config
+        weights = weights_id(config.weights)
+        space = (
+            FeatureSpace(config.backbone, weights, self.parts.cut, VIEWS_VERSION)
+            if weights and config.cache_features
+            else None
+        )
+        store = FeatureStore(space)
+        self.log(f"Features below {self.parts.cut}: {len(train)} photos x {config.views} views")
+        bottom = self.parts.bottom
+        self.train_x = store.features(train, config.views, bottom, self.log, on_event=self.on_event)
+        self.val_x = store.features(val, 1, bottom, self.log, on_event=self.on_event)[:, 0]
+        self.train_y = keras.utils.to_categorical([r.label for r in train], self.classes)
+        self.val_y = keras.utils.to_categorical([r.label for r in val], self.classes)
+
+    def run_phase(self, phase: str, epochs: int, should_stop: Callable[[], bool] | None) -> None:
+        config = self.config
+        if phase == "head":
+            set_top_trainable(self.parts, False)
+            net, learning_rate = self.parts.head, config.head_learning_rate
+            self.log("Pooling the frozen features of every view ...")
+            inputs = self._pooled(self.train_x)
+            val = (self._pooled(self.val_x[:, None])[:, 0], self.val_y)
+            self.log(f"Training the head on the frozen {config.backbone} ({epochs} epochs)")
+        else:
+            unfrozen = set_top_trainable(self.parts, True)
+            net, learning_rate = self.parts.top, config.fine_tune_learning_rate
+            inputs, val = self.train_x, (self.val_x, self.val_y)
+            self.log(
+                f"Fine-tuning the backbone above {self.parts.cut} ({unfrozen} layers with "
+                f"weights) and the head ({epochs} epochs)"
+            )
+        steps = -(-len(inputs) // config.batch_size)
+        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps)
+        net.compile(
+            optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
+        callbacks: list[keras.callbacks.Callback] = [
+            EpochLog(phase, epochs, self.history, self.log, self.on_event)
+        ]
+        if should_stop is not None:
+            callbacks.append(StopWhenAsked(should_stop))
+        average = WeightAverage(net, config.average_last if phase == "fine-tune" else 1)
+        for epoch in range(epochs):
+            views = self.rng.integers(0, inputs.shape[1], len(inputs))
+            net.fit(
+                inputs[np.arange(len(inputs)), views].astype(np.float32), self.train_y,
+                batch_size=config.batch_size, initial_epoch=epoch, epochs=epoch + 1,
+                validation_data=val, class_weight=self.class_weights, callbacks=callbacks,
+                shuffle=True, verbose=0,
+            )  # fmt: skip
+            if epoch >= epochs - average.last:
+                average.add()
+        average.apply(self.log)
+
+    def _pooled(self, features: np.ndarray) -> np.ndarray:
+        """Pooled features [n, views, 1280] of cut features [n, views, ...], frozen top."""
+        flat = features.reshape(-1, *features.shape[2:])
+        pooled = self.parts.embed.predict(flat, batch_size=256, verbose=0)
+        return pooled.reshape(features.shape[0], features.shape[1], -1).astype(np.float32)
+
+
+class WeightAverage:
+    """The mean of a model's trainable weights over its last few epochs (1: the last only)."""
+
+    def __init__(self, net: keras.Model, last: int) -> None:
+        self.net, self.last = net, last
+        self.sums: list[np.ndarray] | None = None
+        self.count = 0
+
+    def add(self) -> None:
+        values = [np.asarray(w) for w in self.net.trainable_weights]
+        self.sums = (
+            values if self.sums is None else [s + v for s, v in zip(self.sums, values, strict=True)]
+        )
+        self.count += 1
+
+    def apply(self, log: Log) -> None:
+        if self.count > 1:
+            for weight, total in zip(self.net.trainable_weights, self.sums, strict=True):
+                weight.assign(total / self.count)
+            log(f"  kept the average of the last {self.count} epochs' weights")

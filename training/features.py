@@ -1,0 +1,132 @@
+"""The frozen part of the backbone, run once per photo view and kept.
+
+Training fine-tunes only the top of the backbone; everything below the cut never changes,
+so its output for a given view of a given photo is computed once and kept, in memory for
+this run and on disk (``$BINBOT_CACHE_DIR/features``) for every later run on the same
+photos: a retraining then only computes the photos it has not seen before.
+
+The disk cache is keyed by everything that changes the numbers: backbone, its weights file,
+the cut, the image size and the views' version. One file per photo holds all its views.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from binbot.files import write_new_file
+from training import IMAGE_SIZE
+from training.callbacks import duration
+from training.dataset import ImageRecord
+
+Log = Callable[[str], None]
+PROGRESS_EVERY_S = 20.0
+
+
+@dataclass(frozen=True)
+class FeatureSpace:
+    """What a cached feature depends on, besides the photo and the view number."""
+
+    backbone: str
+    weights: str  # "imagenet" or the sha256 of a weights file
+    cut: str
+    views_version: int
+    image_size: int = IMAGE_SIZE
+
+    @property
+    def key(self) -> str:
+        text = "|".join(str(v) for v in self.__dict__.values())
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def weights_id(weights: str | None) -> str | None:
+    """How the backbone's weights are named in the cache; None: random, never cached."""
+    if weights is None:
+        return None
+    if weights == "imagenet":
+        return "imagenet"
+    return hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+
+
+def default_cache_root() -> Path:
+    base = os.environ.get("BINBOT_CACHE_DIR") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "binbot"
+    )
+    return Path(base) / "features"
+
+
+class FeatureStore:
+    """Features of photo views under one ``FeatureSpace``, computed by ``bottom`` on demand."""
+
+    def __init__(self, space: FeatureSpace | None, root: Path | None = None) -> None:
+        self.space = space
+        self.folder = (root or default_cache_root()) / space.key if space else None
+
+    def _path(self, record: ImageRecord) -> Path:
+        return self.folder / record.sha256[:2] / f"{record.sha256}.npy"
+
+    def _load(self, record: ImageRecord, views: int) -> np.ndarray | None:
+        if self.folder is None:
+            return None
+        try:
+            stored = np.load(self._path(record))
+        except (OSError, ValueError):
+            return None
+        return stored[:views] if len(stored) >= views else None
+
+    def _save(self, record: ImageRecord, features: np.ndarray) -> None:
+        if self.folder is None:
+            return
+        buffer = io.BytesIO()
+        np.save(buffer, features)
+        path = self._path(record)
+        path.unlink(missing_ok=True)  # a shorter set of views is replaced by this longer one
+        write_new_file(path, buffer.getvalue())
+
+    def features(
+        self,
+        records: Sequence[ImageRecord],
+        views: int,
+        bottom,
+        log: Log = print,
+        batch_size: int = 16,
+        on_event: Callable[[dict], None] | None = None,
+    ) -> np.ndarray:
+        """[len(records), views, *cut_shape] float16: cached ones read, the rest computed.
+
+        Long work reports its progress: a line every 20 s, and ``on_event`` step events.
+        """
+        from training.views import views_dataset
+
+        found = [self._load(r, views) for r in records]
+        missing = [i for i, f in enumerate(found) if f is None]
+        if missing:
+            log(
+                f"  computing the frozen backbone on {len(missing)} photos x {views} views "
+                f"({len(records) - len(missing)} cached)"
+            )
+            todo = [records[i] for i in missing]
+            done, started, shown = 0, time.monotonic(), 0
+            for batch in views_dataset(todo, views, batch_size):
+                out = np.asarray(bottom(batch, training=False), dtype=np.float16)
+                out = out.reshape(-1, views, *out.shape[1:])
+                for features in out:
+                    found[missing[done]] = features
+                    self._save(todo[done], features)
+                    done += 1
+                elapsed = time.monotonic() - started
+                if elapsed - shown >= PROGRESS_EVERY_S and done < len(todo):
+                    shown = elapsed
+                    left = elapsed / done * (len(todo) - done)
+                    log(f"  {done}/{len(todo)} photos, {duration(left)} left")
+                    if on_event:
+                        on_event({"event": "step", "step": "computing the frozen features",
+                                  "done": done, "total": len(todo), "eta_seconds": left})  # fmt: skip
+        return np.stack(found)
