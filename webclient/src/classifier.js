@@ -44,15 +44,15 @@ class PageClassifier {
     return this.inference;
   }
 
-  async init({ wasmBase, backend, threads }) { return (await this.module()).initBackend(wasmBase, backend, threads); }
+  async init({ wasmBase, backend, threads, capped }) { return (await this.module()).initBackend(wasmBase, backend, threads, capped); }
   async load(model) { return (await this.module()).loadModel(model); }
   async classify(blob) { return (await this.module()).classify(blob); }
   async downscale(blob, maxSide) { return (await this.module()).downscaleForUpload(blob, maxSide); }
 }
 
 /** A classifier ready to load models: {backend, simd, threads, where} describes it. */
-export async function createClassifier({ workerUrl, wasmBase, backend = 'wasm', threads = 0 }) {
+export async function createClassifier({ workerUrl, wasmBase, backend = 'wasm', threads = 0, capped = false }) {
   const classifier = canUseWorker() ? new WorkerClassifier(workerUrl) : new PageClassifier();
-  const info = await classifier.init({ wasmBase, backend, threads });
+  const info = await classifier.init({ wasmBase, backend, threads, capped });
   return { classifier, info: { ...info, where: classifier instanceof WorkerClassifier ? 'worker' : 'page' } };
 }

@@ -9,7 +9,7 @@
 import { classify, downscaleForUpload, initBackend, loadModel } from './inference.js';
 
 const handlers = {
-  init: ({ wasmBase, backend, threads }) => initBackend(wasmBase, backend, threads),
+  init: ({ wasmBase, backend, threads, capped }) => initBackend(wasmBase, backend, threads, capped),
   load: (message) => loadModel(message),
   classify: ({ blob }) => classify(blob),
   downscale: ({ blob, maxSide }) => downscaleForUpload(blob, maxSide),

@@ -19,9 +19,24 @@ import { modelInputFromPixels } from './preprocess.js';
 
 let current = null; // { model, version, labels, inputNode, outputNode }
 
-export async function initBackend(wasmBase, preferred = 'wasm', threads = 0) {
+/**
+ * TF.js's wasm backend sizes its thread pool at half of what navigator.hardwareConcurrency says
+ * (tfjs-backend-wasm's backend.cc; tfjs issues #6081 and #8513): one thread on a 2-core device,
+ * half the cores of a phone. Its Emscripten runtime reads navigator.hardwareConcurrency when the
+ * backend starts, so this worker reports twice the thread count it wants, and the pool gets it.
+ * Only in the inference worker: the page's own navigator is left alone.
+ */
+function uncapThreadPool(threads) {
+  const inWorker = typeof WorkerGlobalScope === 'function' && self instanceof WorkerGlobalScope;
+  if (!inWorker || !self.crossOriginIsolated || threads < 2) return false;
+  Object.defineProperty(self.navigator, 'hardwareConcurrency', { value: threads * 2, configurable: true });
+  return true;
+}
+
+export async function initBackend(wasmBase, preferred = 'wasm', threads = 0, capped = false) {
   setWasmPaths(wasmBase);
   if (threads > 0) setThreadsCount(threads); // only used when the page is cross-origin isolated
+  const uncapped = !capped && uncapThreadPool(threads);
   let backend = 'cpu';
   if (preferred === 'wasm' && typeof WebAssembly === 'object') {
     try {
@@ -34,7 +49,10 @@ export async function initBackend(wasmBase, preferred = 'wasm', threads = 0) {
   if (info.backend === 'wasm') {
     info.simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
     const multithread = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');
-    info.threads = multithread ? getThreadsCount() : 1;
+    // What the pool really has: TF.js's own cap unless uncapped (its getThreadsCount() says
+    // what was asked for, not what the pool got).
+    const cores = navigator.hardwareConcurrency || 1;
+    info.threads = !multithread ? 1 : uncapped ? getThreadsCount() : Math.max(1, Math.min(getThreadsCount(), Math.floor(cores / 2)));
     info.isolated = self.crossOriginIsolated ?? false;
     info.multithread = multithread;
   }

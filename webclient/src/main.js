@@ -10,7 +10,7 @@ import { captureFrame, liveCameraAvailable, startLiveCamera, watchFileInputs } f
 import { createClassifier } from './classifier.js';
 import { UnusableModel, checkManifest } from './model-contract.js';
 import { activeModel, cachedVersions, checkForUpdate, readModelFiles } from './model-store.js';
-import { SYNC_TAG, dismiss, enqueue, flush, listCorrections, onQueueChange } from './queue.js';
+import { SYNC_TAG, dismiss, enqueue, flush, listCorrections, onQueueChange, pausedUntil } from './queue.js';
 import * as ui from './ui.js';
 
 const APP_BASE = new URL('./', location.href);
@@ -76,7 +76,7 @@ function checkForNewModel({ quiet = true, force = false } = {}) {
 }
 
 async function refreshQueue() {
-  ui.showQueue(await listCorrections(), async (id) => { await dismiss(id); refreshQueue(); });
+  ui.showQueue(await listCorrections(), await pausedUntil(), async (id) => { await dismiss(id); refreshQueue(); });
 }
 
 async function sendQueue() {
@@ -186,14 +186,19 @@ async function registerServiceWorker() {
   }
 }
 
+const MAX_THREADS = 8; // the wasm backend's pthread pool
+
 /**
- * ?backend=cpu and ?threads=N override the defaults (wasm; one thread per core, at most 4),
- * for comparing backends on a device and for the benchmarks.
+ * wasm with one thread per core (up to the pool's 8) where the page is cross-origin isolated.
+ * ?backend=cpu, ?threads=N and ?threads=capped (TF.js's own cap, half the cores) override it,
+ * for comparing on a device and for the benchmarks.
  */
 function backendOptions() {
   const params = new URLSearchParams(location.search);
-  const threads = Number(params.get('threads')) || Math.min(4, navigator.hardwareConcurrency || 1);
-  return { backend: params.get('backend') === 'cpu' ? 'cpu' : 'wasm', threads };
+  const cores = navigator.hardwareConcurrency || 1;
+  const capped = params.get('threads') === 'capped';
+  const threads = Number(params.get('threads')) || Math.min(MAX_THREADS, cores);
+  return { backend: params.get('backend') === 'cpu' ? 'cpu' : 'wasm', threads, capped };
 }
 
 async function start() {
@@ -209,7 +214,10 @@ async function start() {
     lastResult: null,
   };
   wireControls();
-  registerServiceWorker();
+  // The service worker precaches the whole app shell (all three wasm builds among it): on a
+  // first visit over a slow network that would compete with the model download, so it waits
+  // until a model is in. A returning visitor's page is controlled by it already.
+  modelReady.then(registerServiceWorker);
   refreshQueue();
   ui.setStatus('Starting…', { busy: true });
   const { classifier, info } = await createClassifier({

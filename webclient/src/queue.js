@@ -4,14 +4,21 @@
  * Every correction gets its id once, when it is queued; that id is the Idempotency-Key, so a
  * send that reached the server but whose answer was lost is stored once however often it is
  * retried. A 4xx answer means retrying cannot help: the item is marked rejected with the
- * server's message and kept for the user to see and dismiss. Network errors and 5xx leave it
- * waiting. Used by the page and by the service worker (Background Sync), which take turns
+ * server's message and kept for the user to see and dismiss. Network errors leave it waiting;
+ * "not now" answers (429, 503, 507 and other 5xx) leave it waiting too and pause the whole queue
+ * for as long as the server's Retry-After says (or a doubling backoff), so that a busy server
+ * is neither hammered nor loses a correction. Used by the page and by the service worker (Background Sync), which take turns
  * through a Web Lock.
  */
 
-import { CORRECTIONS, getAll, put, remove } from './db.js';
+import { CORRECTIONS, STATE, get, getAll, put, remove } from './db.js';
 
 export const SYNC_TAG = 'binbot-corrections';
+// Answers that mean "not now": too many requests, busy, out of space. Never a rejection.
+const LATER = new Set([408, 425, 429, 503, 507]);
+const PAUSE_KEY = 'queue-paused-until';
+const BACKOFF_START_MS = 30_000;
+const BACKOFF_MAX_MS = 3_600_000;
 const CHANNEL = 'binbot-queue';
 
 function announce() {
@@ -81,26 +88,52 @@ async function sendOne(item, apiBase) {
     await remove(CORRECTIONS, item.id);
     return 'sent';
   }
-  if (response.status >= 400 && response.status < 500 && ![408, 425, 429].includes(response.status)) {
+  if (LATER.has(response.status) || response.status >= 500) {
+    // The server is busy or asks to wait: keep the item, and pause the whole queue.
+    const attempts = item.attempts + 1;
+    await put(CORRECTIONS, { ...item, attempts });
+    await put(STATE, Date.now() + retryDelay(response, attempts), PAUSE_KEY);
+    return 'later';
+  }
+  if (response.status >= 400 && response.status < 500) {
     let message = `HTTP ${response.status}`;
     try { message = (await response.json()).error ?? message; } catch { /* not JSON */ }
     await put(CORRECTIONS, { ...item, status: 'rejected', error: message, attempts: item.attempts + 1 });
     return 'rejected';
   }
-  await put(CORRECTIONS, { ...item, attempts: item.attempts + 1 });
   return 'offline';
 }
 
+/**
+ * How long to wait after a "later" answer: the server's Retry-After (seconds or a date), or a
+ * backoff that doubles from 30 s up to an hour with each attempt of the same item.
+ */
+function retryDelay(response, attempts) {
+  const header = response.headers.get('Retry-After') ?? '';
+  const seconds = Number(header);
+  if (header && Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+  const date = Date.parse(header);
+  if (!Number.isNaN(date)) return Math.max(0, date - Date.now());
+  return Math.min(BACKOFF_START_MS * 2 ** (attempts - 1), BACKOFF_MAX_MS);
+}
+
+/** When the queue may send again (ms since the epoch), or 0 when it may now. */
+export async function pausedUntil() {
+  const until = (await get(STATE, PAUSE_KEY)) ?? 0;
+  return until > Date.now() ? until : 0;
+}
+
 async function flushUnlocked(apiBase) {
-  const summary = { sent: 0, rejected: 0, waiting: 0 };
-  for (const item of await listCorrections()) {
+  const summary = { sent: 0, rejected: 0, waiting: 0, pausedUntil: await pausedUntil() };
+  for (const item of summary.pausedUntil ? [] : await listCorrections()) {
     if (item.status !== 'waiting') continue;
     const outcome = await sendOne(item, apiBase);
     if (outcome === 'sent') summary.sent += 1;
     else if (outcome === 'rejected') summary.rejected += 1;
-    else break; // the server is unreachable: the rest would fail the same way
+    else break; // unreachable, or asked to wait: the rest would fare the same way
   }
   summary.waiting = (await listCorrections()).filter((i) => i.status === 'waiting').length;
+  summary.pausedUntil = await pausedUntil();
   if (summary.sent || summary.rejected) announce();
   return summary;
 }

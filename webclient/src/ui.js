@@ -40,7 +40,7 @@ export function setStatus(text, { busy = false } = {}) {
 
 export function showModel(entry, info, online) {
   const parts = [entry ? `Model ${entry.version}` : 'No model yet'];
-  if (info) parts.push(`${info.backend}${info.simd ? ' SIMD' : ''}${info.threads > 1 ? `, ${info.threads} threads` : ''}`);
+  if (info) parts.push(`${info.backend}${info.simd ? ' SIMD' : ''}${info.backend === 'wasm' ? `, ${info.threads} thread${info.threads === 1 ? '' : 's'}` : ''}`);
   parts.push(online ? 'online' : 'offline');
   elements.modelStatus.textContent = parts.join(' · ');
   elements.modelStatus.dataset.version = entry?.version ?? '';
@@ -128,13 +128,17 @@ export function feedbackDone(text) {
   elements.feedbackMessage.textContent = text;
 }
 
-export function showQueue(items, onDismiss) {
+export function showQueue(items, pausedUntil, onDismiss) {
   const waiting = items.filter((i) => i.status === 'waiting').length;
   const rejected = items.filter((i) => i.status === 'rejected');
   elements.queueStatus.dataset.waiting = String(waiting);
   elements.queueStatus.dataset.rejected = String(rejected.length);
+  elements.queueStatus.dataset.pausedUntil = String(pausedUntil);
+  const later = waiting && pausedUntil
+    ? ` (the server is busy; next try at ${new Date(pausedUntil).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })})`
+    : '';
   elements.queueStatus.textContent = waiting
-    ? `${waiting} correction${waiting === 1 ? '' : 's'} waiting to be sent`
+    ? `${waiting} correction${waiting === 1 ? '' : 's'} waiting to be sent${later}`
     : 'No corrections waiting';
   elements.queueList.replaceChildren();
   for (const item of rejected) {
