@@ -12,7 +12,7 @@ export KERAS_HOME ?= $(CURDIR)/.cache/keras
 export BINBOT_CACHE_DIR ?= $(CURDIR)/.cache/binbot
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install keras-cache webclient chromium test lint format run bench-train bench-convert bench-load bench-browser bench-loop starter-model clean
+.PHONY: install keras-cache webclient chromium nginx run-front test lint format run bench-train bench-convert bench-load bench-browser bench-loop starter-model clean
 
 # A run trained with the default settings on the shared dataset: the training benchmark writes
 # it, the conversion benchmark and the shipped starter model are made from it.
@@ -45,13 +45,17 @@ webclient: webclient/dist/build.json
 chromium:
 	scripts/ensure-chromium
 
+# Debian's nginx for the production front (`make run-front`) and its tests.
+nginx:
+	scripts/ensure-nginx
+
 # Keras looks in $KERAS_HOME/models before downloading ImageNet weights; link ours there.
 keras-cache: install
 	$(BIN)/python -c "from training.keras_cache import seed_keras_cache as s; s('$(BINBOT_WEIGHTS_DIR)', '$(KERAS_HOME)')"
 
 # Server tests run on SQLite and on a real PostgreSQL that scripts/with-postgres installs
 # (when missing), starts on 127.0.0.1 and removes afterwards; web client tests in Chromium.
-test: keras-cache webclient chromium lint
+test: keras-cache webclient chromium nginx lint
 	$(BIN)/ruff format --check .
 	scripts/with-postgres $(BIN)/pytest
 
@@ -68,6 +72,10 @@ format: install
 # The server on 127.0.0.1:8000 with the published (at first: starter) model. Ctrl-C stops it.
 run: install webclient
 	$(BIN)/binbot serve
+
+# Production: nginx with HTTPS (https://<this machine>:8443/) before gunicorn; see the README.
+run-front: install webclient nginx
+	$(BIN)/binbot serve --front --host 0.0.0.0
 
 bench-train: keras-cache
 	$(BIN)/python benchmarks/train_ewaste.py --dataset "$(BINBOT_DATASET)" \

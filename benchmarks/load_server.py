@@ -44,12 +44,11 @@ def photos_from(dataset_zip: str, count: int) -> list[bytes]:
 
 def pillow_bound(photos: list[bytes]) -> dict[str, float]:
     """Single-core rate of the upload's own image work (decode, orient, re-encode)."""
-    from server.registry.photos import sanitize_image
+    from server.registry.photos import DecodeLimits, sanitize_image
 
+    limits = DecodeLimits(max_pixels=50_000_000, max_full_decode_pixels=12_000_000, max_aspect=10)
     start = time.perf_counter()
-    hashes = {
-        sanitize_image(p, max_pixels=40_000_000, max_side=1600, quality=90).sha256 for p in photos
-    }
+    hashes = {sanitize_image(p, limits=limits, max_side=1600, quality=90).sha256 for p in photos}
     seconds = time.perf_counter() - start
     return {
         "images_per_second_one_core": len(photos) / seconds,
@@ -65,7 +64,12 @@ def free_port() -> int:
 
 
 def start_server(database_url: str, instance: Path, workers: int) -> tuple[subprocess.Popen, str]:
-    env = os.environ | {"DATABASE_URL": database_url, "BINBOT_INSTANCE_DIR": str(instance)}
+    env = os.environ | {
+        "DATABASE_URL": database_url,
+        "BINBOT_INSTANCE_DIR": str(instance),
+        "BINBOT_UPLOADS_PER_MINUTE": "0",
+        "BINBOT_UPLOADS_PER_DAY": "0",
+    }
     # Create the schema and publish the starter model once, before the workers start.
     subprocess.run([sys.executable, "-m", "binbot", "db", "upgrade"], env=env, check=True)
     port = free_port()
@@ -143,7 +147,12 @@ def run_clients(url: str, photos: list[bytes], clients: int, retry_share: float)
 
 
 def stored(database_url: str, instance: Path) -> dict:
-    env = os.environ | {"DATABASE_URL": database_url, "BINBOT_INSTANCE_DIR": str(instance)}
+    env = os.environ | {
+        "DATABASE_URL": database_url,
+        "BINBOT_INSTANCE_DIR": str(instance),
+        "BINBOT_UPLOADS_PER_MINUTE": "0",
+        "BINBOT_UPLOADS_PER_DAY": "0",
+    }
     code = (
         "import json; from server import create_app; from server.extensions import db; "
         "from server.tables import Submission; app = create_app(); ctx = app.app_context(); "

@@ -111,9 +111,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from server.serve import serve
+    from server.serve import ServeOptions, serve
 
-    serve(args.host, args.port, args.workers, args.new_admin_token, _log)
+    port = args.port or (8080 if args.front else 8000)
+    options = ServeOptions(
+        host=args.host, port=port, workers=args.workers, threads=args.threads,
+        retrain_workers=args.retrain_workers, front=args.front, https_port=args.https_port,
+        new_token=args.new_admin_token,
+    )  # fmt: skip
+    serve(options, _log)
     return 0
 
 
@@ -154,6 +160,23 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"binbot: error: {message} (see `{self.prog} --help`)\n")
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    from server import create_app
+    from server.admin.tokens import create_admin_token, list_tokens, revoke_token
+
+    with create_app().app_context():
+        if args.token_command == "new":
+            _log(f"Admin token (shown once, keep it): {create_admin_token()}")
+        elif args.token_command == "list":
+            for row in list_tokens():
+                _log(f"{row.id:4d}  created {row.created_at:%Y-%m-%d %H:%M}")
+        elif not revoke_token(args.id):
+            raise BinbotError(f"no admin token {args.id} (see `binbot token list`)")
+        else:
+            _log(f"Token {args.id} revoked; its console sessions have ended.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="binbot",
@@ -162,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (
         add_dataset_command, add_train_command, add_evaluate_command, add_convert_command,
-        add_serve_command, add_worker_command, add_db_command, add_predict_command,
+        add_serve_command, add_worker_command, add_db_command, add_token_command,
+        add_predict_command,
     ):  # fmt: skip
         add(commands)
     return parser
@@ -240,9 +264,9 @@ def add_convert_command(commands) -> None:
         help="turn a run into a verified, quantized TF.js graph model with a manifest",
         description="Export the run's model as a SavedModel, convert it to a TF.js graph "
         "model, run it in TF.js (Node, wasm) on the test split and compare with Keras. Without "
-        "--quantize, none/float16/uint8 are all measured and the smallest whose test accuracy "
-        "is within 0.3 points of Keras is kept. Fails (exit 2, no manifest) when the converted "
-        "model disagrees with Keras.",
+        "--quantize, uint8, float16 and float32 are tried smallest first, and the first whose "
+        "accuracy loss against Keras is not significant (exact McNemar test, p >= 0.05) is "
+        "kept. Fails (exit 2, no manifest) when the converted model disagrees with Keras.",
     )
     convert.add_argument("run_dir", help="a folder written by `binbot train`")
     convert.add_argument("--out", required=True, help="bundle folder to write")
@@ -264,9 +288,20 @@ def add_serve_command(commands) -> None:
         "and one retraining worker. DATABASE_URL, BINBOT_DATA_DIR and the other variables in "
         "the README configure it.",
     )
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=2, help="gunicorn workers (%(default)s)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    serve.add_argument(
+        "--port", type=int, default=None, help="HTTP port (8000; with --front: 8080)"
+    )
+    serve.add_argument("--workers", type=int, default=2, help="gunicorn processes (%(default)s)")
+    serve.add_argument("--threads", type=int, default=4, help="threads each (%(default)s)")
+    serve.add_argument(
+        "--retrain-workers", type=int, default=1, help="retraining workers (%(default)s)"
+    )
+    serve.add_argument(
+        "--front", action="store_true",
+        help="put nginx with HTTPS before gunicorn (production; see the README)",
+    )  # fmt: skip
+    serve.add_argument("--https-port", type=int, default=8443, help="with --front (%(default)s)")
     serve.add_argument(
         "--new-admin-token", action="store_true", help="print a new admin token even if one exists"
     )
@@ -302,6 +337,21 @@ def add_db_command(commands) -> None:
     )
     actions.add_parser("current", help="print the schema revision the database is at")
     db.set_defaults(handler=cmd_db, needs_tensorflow=False)
+
+
+def add_token_command(commands) -> None:
+    token = commands.add_parser(
+        "token",
+        help="admin tokens: make one, list them, revoke one",
+        description="Admin tokens open the admin API and console. Revoking one ends every "
+        "console session opened with it at once.",
+    )
+    actions = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    actions.add_parser("new", help="make a token (shown once)")
+    actions.add_parser("list", help="every token's number and date")
+    revoke = actions.add_parser("revoke", help="revoke a token by its number")
+    revoke.add_argument("id", type=int)
+    token.set_defaults(handler=cmd_token, needs_tensorflow=False)
 
 
 def add_predict_command(commands) -> None:

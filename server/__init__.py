@@ -35,8 +35,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from server.extensions import init_extensions
     from server.public.api import api
     from server.public.webclient import webclient
+    from server.security import init_security
 
     init_extensions(app)
+    init_security(app)
     register_error_handlers(app)
     for blueprint in (api, admin_api, console, webclient):
         app.register_blueprint(blueprint)

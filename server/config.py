@@ -15,6 +15,7 @@ def load_config(instance_path: str) -> dict[str, Any]:
     instance = Path(os.environ.get("BINBOT_INSTANCE_DIR") or instance_path)
     data = Path(os.environ.get("BINBOT_DATA_DIR") or instance / "data")
     return {
+        "BINBOT_INSTANCE_DIR": str(instance),
         "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL")
         or f"sqlite:///{instance / 'binbot.sqlite3'}",
         "BINBOT_DATA_DIR": str(data),
@@ -26,8 +27,13 @@ def load_config(instance_path: str) -> dict[str, Any]:
         or str(PROJECT_ROOT / "webclient" / "dist"),
         # Whole request; a phone photo is a few MB, the web client sends a downscaled copy.
         "MAX_CONTENT_LENGTH": int(os.environ.get("BINBOT_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)),
-        # Decoded size limit (pixels) against decompression bombs.
-        "BINBOT_MAX_IMAGE_PIXELS": int(os.environ.get("BINBOT_MAX_IMAGE_PIXELS", 40_000_000)),
+        # Upload limits checked before decoding: pixels of a JPEG (decoded at a reduced scale),
+        # of a PNG or WebP (decoded whole), and how much longer one side may be.
+        "BINBOT_MAX_IMAGE_PIXELS": int(os.environ.get("BINBOT_MAX_IMAGE_PIXELS", 50_000_000)),
+        "BINBOT_MAX_FULL_DECODE_PIXELS": int(
+            os.environ.get("BINBOT_MAX_FULL_DECODE_PIXELS", 12_000_000)
+        ),
+        "BINBOT_MAX_ASPECT_RATIO": float(os.environ.get("BINBOT_MAX_ASPECT_RATIO", 10)),
         # Stored photos are re-encoded to at most this side, as JPEG of this quality.
         "BINBOT_STORED_MAX_SIDE": int(os.environ.get("BINBOT_STORED_MAX_SIDE", 1600)),
         "BINBOT_STORED_JPEG_QUALITY": 90,
@@ -37,6 +43,19 @@ def load_config(instance_path: str) -> dict[str, Any]:
         or os.environ.get("BINBOT_DATASET"),
         "BINBOT_JOB_TIMEOUT": float(os.environ.get("BINBOT_JOB_TIMEOUT", 300)),
         "BINBOT_PUBLISH_MARGIN": float(os.environ.get("BINBOT_PUBLISH_MARGIN", 0.01)),
+        # Per-client limits (count, window in seconds), answered 429 with Retry-After.
+        "BINBOT_LIMITS": {
+            "uploads per minute": (_int("BINBOT_UPLOADS_PER_MINUTE", 30), 60),
+            "uploads per day": (_int("BINBOT_UPLOADS_PER_DAY", 500), 86400),
+            "failed console logins": (_int("BINBOT_LOGIN_FAILURES", 5), 900),
+            "failed admin tokens": (_int("BINBOT_TOKEN_FAILURES", 20), 900),
+        },
+        # New submissions wait while this many are pending review, or while the data folder's
+        # disk has less than this free.
+        "BINBOT_MAX_PENDING": _int("BINBOT_MAX_PENDING", 5000),
+        "BINBOT_MIN_FREE_BYTES": _int("BINBOT_MIN_FREE_MB", 500) * 1024 * 1024,
+        # Behind the front (nginx): how many proxies set X-Forwarded-For (0: none trusted).
+        "BINBOT_PROXIES": _int("BINBOT_PROXIES", 0),
         # Admin console sessions: signed cookie, HttpOnly, SameSite=Strict, Secure (browsers
         # accept Secure cookies from http://127.0.0.1 and localhost; set 0 only for plain HTTP
         # on another host, e.g. a test LAN).
@@ -47,6 +66,10 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "SESSION_COOKIE_NAME": "binbot_admin",
         "PERMANENT_SESSION_LIFETIME": timedelta(hours=8),
     }
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
 
 
 def load_secret_key(instance: Path) -> str:

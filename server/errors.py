@@ -65,7 +65,11 @@ class Unprocessable(ServiceError, status=422):
 
 
 class Unavailable(ServiceError, status=503):
-    """The service cannot answer yet: no model published, the web app not built."""
+    """The service cannot answer now: no model published, the review queue full, ..."""
+
+
+class InsufficientStorage(ServiceError, status=507):
+    """The disk that would keep the upload is nearly full."""
 
 
 CONSOLE_PREFIX = "/admin"

@@ -1,4 +1,5 @@
-"""`binbot serve`: prepare the instance, show the admin token once, run gunicorn and a worker.
+"""`binbot serve`: prepare the instance, show the admin token once, run gunicorn (threaded
+workers), the retraining workers and, with ``--front``, nginx with HTTPS before them.
 
 Like a notebook server printing its token: the first start creates an admin credential and
 prints it; later starts say one exists (only its hash is stored, so it cannot be shown again;
@@ -9,10 +10,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
+import socket
 import sys
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 STOP_SECONDS = 20  # Ctrl-C: how long the children get to finish before they are killed
@@ -45,10 +46,31 @@ def prepare(new_token: bool, log: Callable[[str], None]) -> None:
         db.engine.dispose()  # gunicorn workers open their own connections
 
 
-def serve(host: str, port: int, workers: int, new_token: bool, log: Callable[[str], None]) -> None:
-    """gunicorn for the API and one retraining worker; Ctrl-C stops both."""
-    prepare(new_token, log)
-    log(f"Serving on http://{host}:{port}/ with {workers} gunicorn workers (Ctrl-C stops)")
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 2  # gunicorn processes
+    threads: int = 4  # threads per gunicorn process
+    retrain_workers: int = 1
+    front: bool = False  # nginx with HTTPS before gunicorn
+    https_port: int = 8443
+    new_token: bool = False
+
+
+def serve(options: ServeOptions, log: Callable[[str], None]) -> None:
+    """gunicorn (and nginx with --front) and the retraining workers; Ctrl-C stops them."""
+    from server import create_app
+    from server.supervise import Supervisor
+
+    prepare(options.new_token, log)
+    app = create_app()
+    children, url = service_processes(options, Path(app.config["BINBOT_INSTANCE_DIR"]))
+    log(
+        f"Serving on {url} with {options.workers} gunicorn processes x {options.threads} "
+        f"threads and {options.retrain_workers} retraining worker(s) (Ctrl-C stops)"
+    )
+    supervisor = Supervisor(app, children, log)
 
     def stop(signum, frame):
         raise KeyboardInterrupt
@@ -57,31 +79,48 @@ def serve(host: str, port: int, workers: int, new_token: bool, log: Callable[[st
     # cleanly; SIGINT is set explicitly because a shell starts background jobs ignoring it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, stop)
-    bin_dir = os.path.dirname(sys.executable)
-    children = [
-        subprocess.Popen([sys.executable, "-m", "binbot", "worker"]),
-        subprocess.Popen(
-            [os.path.join(bin_dir, "gunicorn"), "--workers", str(workers),
-             "--bind", f"{host}:{port}", "--graceful-timeout", str(STOP_SECONDS // 2),
-             "--access-logfile", "-", "server:create_app()"]
-        ),
-    ]  # fmt: skip
     try:
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-        log("a server process ended; stopping the others")
+        supervisor.run()
     except KeyboardInterrupt:
         log("stopping ...")
     finally:
         # Ctrl-C reaches the whole process group; once stopping, more of it is only noise.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for child in children:
-            if child.poll() is None:
-                child.terminate()  # SIGTERM: gunicorn and the worker both stop cleanly on it
-        deadline = time.monotonic() + STOP_SECONDS
-        for child in children:
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        supervisor.stop(STOP_SECONDS)
+
+
+def service_processes(options: ServeOptions, instance: Path):
+    """The children to run, and the address people open."""
+    from server.front import prepare_front
+    from server.supervise import Child
+
+    bin_dir = os.path.dirname(sys.executable)
+    env = dict(os.environ)
+    bind, url = f"{options.host}:{options.port}", f"http://{options.host}:{options.port}/"
+    children = []
+    if options.front:
+        bind = f"127.0.0.1:{free_port()}"  # only nginx talks to gunicorn
+        env["BINBOT_PROXIES"] = "1"
+        front = prepare_front(instance, options.port, options.https_port, bind)
+        children.append(Child("nginx", front.command(), critical=True))
+        url = f"https://{options.host}:{options.https_port}/ (and http on {options.port})"
+    children.append(
+        Child(
+            "gunicorn",
+            [os.path.join(bin_dir, "gunicorn"), "--workers", str(options.workers),
+             "--worker-class", "gthread", "--threads", str(options.threads),
+             "--bind", bind, "--graceful-timeout", str(STOP_SECONDS // 2),
+             "--access-logfile", "-", "server:create_app()"],
+            critical=True, env=env,
+        )
+    )  # fmt: skip
+    for number in range(1, options.retrain_workers + 1):
+        worker = [sys.executable, "-m", "binbot", "worker"]
+        children.append(Child(f"retraining worker {number}", worker, critical=False, env=env))
+    return children, url
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

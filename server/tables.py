@@ -38,6 +38,8 @@ class Submission(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
+    # The sha256 of the bytes as uploaded: a retry with the same key must send the same photo.
+    upload_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     label: Mapped[str] = mapped_column(String(200))
     predicted_label: Mapped[str | None] = mapped_column(String(200), nullable=True)
     confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -132,3 +134,33 @@ class JobEvent(db.Model):
     @property
     def data(self) -> dict[str, Any]:
         return json.loads(self.data_json)
+
+
+class RateCount(db.Model):
+    """Requests counted for a limit (``server.limits``): one row per key and time window."""
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ConsoleSession(db.Model):
+    """A logged-in console session: the cookie names it, logging out or revoking the token
+    it was opened with deletes it, and with it the session."""
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie's id
+    token_id: Mapped[int] = mapped_column(
+        ForeignKey("admin_token.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WorkerCrash(db.Model):
+    """A retraining worker process that died; `binbot serve` started another. The console
+    warns about a crash loop."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    worker: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -118,6 +118,27 @@ class AppServer:
         self.process = None
 
 
+# Test contexts let Playwright evaluate scripts despite the app's Content-Security-Policy
+# (its string expressions would count as eval). test_security.py checks the app without this.
+CONTEXT_OPTIONS = {"bypass_csp": True}
+
+
+class TestBrowser:
+    """A launched Chromium whose new contexts and pages take CONTEXT_OPTIONS by default."""
+
+    def __init__(self, browser) -> None:
+        self.browser = browser
+
+    def new_context(self, **options):
+        return self.browser.new_context(**{**CONTEXT_OPTIONS, **options})
+
+    def new_page(self, **options):
+        return self.browser.new_page(**{**CONTEXT_OPTIONS, **options})
+
+    def close(self) -> None:
+        self.browser.close()
+
+
 def launch_options() -> dict:
     if not Path(CHROMIUM).exists():
         raise RuntimeError(

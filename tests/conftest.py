@@ -56,6 +56,13 @@ def imagenet_weights() -> Path:
 
 
 @pytest.fixture(scope="session")
+def photo(ewaste_zip) -> bytes:
+    """A real JPEG from the shared dataset's test split."""
+    with zipfile.ZipFile(ewaste_zip) as archive:
+        return archive.read("modified-dataset/test/Battery/battery_106.jpg")
+
+
+@pytest.fixture(scope="session")
 def small_ewaste(tmp_path_factory: pytest.TempPathFactory, ewaste_zip: Path) -> Path:
     """A real subset in split layout: per class 8 train, 3 val, 3 test images (folder)."""
     out = tmp_path_factory.mktemp("small-ewaste") / "dataset"
@@ -126,15 +133,16 @@ def binbot(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, small_ewaste, imagenet_weights) -> Path:
-    """`binbot train` on 8 images per class: one head epoch and one fine-tuning epoch."""
+    """`binbot train` on 8 images per class: the head (on cached features, seconds), then one
+    fine-tuning epoch."""
     out = tmp_path_factory.mktemp("runs") / "small run"
     result = binbot(
         "train", str(small_ewaste), "--out", str(out),
-        "--head-epochs", "1", "--fine-tune-epochs", "1", "--fine-tune-layers", "10",
+        "--head-epochs", "20", "--fine-tune-epochs", "1", "--fine-tune-layers", "10",
         "--batch-size", "16",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "head      epoch  1/1" in result.stdout
+    assert "head      epoch 20/20" in result.stdout
     assert "fine-tune epoch  1/1" in result.stdout
     assert "Test accuracy" in result.stdout
     return out
@@ -242,8 +250,8 @@ def playwright():
 @pytest.fixture(scope="session")
 def browser(playwright, webclient_dist):
     """Debian's Chromium, headless (tests open their own pages and contexts)."""
-    from browser import launch_options
+    from browser import TestBrowser, launch_options
 
-    chromium = playwright.chromium.launch(**launch_options())
+    chromium = TestBrowser(playwright.chromium.launch(**launch_options()))
     yield chromium
     chromium.close()

@@ -23,8 +23,8 @@ def free_port() -> int:
 class Server:
     """`binbot serve` in a subprocess, its output collected line by line as it comes."""
 
-    def __init__(self, instance, port):
-        env = os.environ | {"BINBOT_INSTANCE_DIR": str(instance)}
+    def __init__(self, instance, port, **extra_env):
+        env = os.environ | {"BINBOT_INSTANCE_DIR": str(instance), **extra_env}
         env.pop("DATABASE_URL", None)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "binbot", "serve", "--port", str(port), "--workers", "2"],
@@ -47,6 +47,12 @@ class Server:
         while text not in self.output:
             assert self.process.poll() is None, self.output
             assert time.monotonic() < deadline, f"no {text!r} in: {self.output}"
+            time.sleep(0.2)
+
+    def wait_for_count(self, text: str, count: int, seconds: float = 90) -> None:
+        deadline = time.monotonic() + seconds
+        while self.output.count(text) < count:
+            assert time.monotonic() < deadline, f"{text!r} not {count} times in: {self.output}"
             time.sleep(0.2)
 
     def stop(self, how: signal.Signals = signal.SIGINT) -> str:
@@ -86,3 +92,40 @@ def test_serve_publishes_starter_prints_token_once_and_stops_on_ctrl_c(tmp_path)
         requests.get(f"{url}/api/models/current", timeout=5)
     assert "Admin token (shown once" not in output
     assert "An admin token exists" in output
+
+
+def test_a_killed_retraining_worker_is_restarted_and_the_web_service_keeps_serving(
+    tmp_path, small_ewaste
+):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = Server(tmp_path / "instance", port, BINBOT_BASE_DATASET=str(small_ewaste))
+    try:
+        server.wait_for("waiting for retraining jobs")
+        token = next(line.split()[-1] for line in server.lines if "Admin token" in line)
+        auth = {"Authorization": f"Bearer {token}"}
+        job = requests.post(f"{url}/api/admin/jobs", json={"settings": {"head_epochs": 100}},
+                            headers=auth, timeout=10).json()["job"]  # fmt: skip
+        deadline = time.monotonic() + 120
+        while (state := requests.get(f"{url}/api/admin/jobs/{job['id']}", headers=auth,
+                                     timeout=10).json()["job"])["status"] != "running":  # fmt: skip
+            assert time.monotonic() < deadline, state
+            time.sleep(0.5)
+        os.kill(int(state["worker"].rsplit(":", 1)[1]), signal.SIGKILL)  # as the OOM killer would
+
+        while (state := requests.get(f"{url}/api/admin/jobs/{job['id']}", headers=auth,
+                                     timeout=10).json()["job"])["status"] == "running":  # fmt: skip
+            assert time.monotonic() < deadline + 60, state
+            assert requests.get(f"{url}/api/models/current", timeout=10).status_code == 200
+            time.sleep(0.5)
+        assert state["status"] == "failed"
+        assert state["error"] == "the retraining worker killed by signal SIGKILL"
+        server.wait_for("starting retraining worker 1 again")
+        server.wait_for_count("waiting for retraining jobs", 2)
+        assert requests.get(f"{url}/api/models/current", timeout=10).status_code == 200
+        session = requests.post(f"{url}/admin/login", data={"token": token}, timeout=10,
+                                allow_redirects=False).cookies["binbot_admin"]  # fmt: skip
+        page = requests.get(f"{url}/admin/training", cookies={"binbot_admin": session}, timeout=10)
+        assert "killed by signal SIGKILL (job 1 failed)" in page.text
+    finally:
+        server.stop()

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 from browser import (
+    CONTEXT_OPTIONS,
     DESKTOP,
     PHONE,
     AppServer,
+    TestBrowser,
     choose_photo,
     classify_in_page,
     launch_options,
@@ -145,7 +147,7 @@ def test_app_works_offline_and_after_a_browser_restart(playwright, server, small
     photo = split_photos(small_ewaste)[3]
 
     context = playwright.chromium.launch_persistent_context(
-        profile, viewport=PHONE, **launch_options()
+        profile, viewport=PHONE, **launch_options(), **CONTEXT_OPTIONS
     )
     page = context.new_page()
     page.goto(server.url)
@@ -164,7 +166,7 @@ def test_app_works_offline_and_after_a_browser_restart(playwright, server, small
     context.close()  # quit the browser
 
     context = playwright.chromium.launch_persistent_context(
-        profile, viewport=PHONE, **launch_options()
+        profile, viewport=PHONE, **launch_options(), **CONTEXT_OPTIONS
     )
     context.set_offline(True)
     page = context.new_page()
@@ -408,7 +410,7 @@ def test_live_camera_capture_is_classified(playwright, server):
     options = launch_options()
     options["args"] = [*options["args"], "--use-fake-device-for-media-stream",
                        "--use-fake-ui-for-media-stream"]  # fmt: skip
-    browser = playwright.chromium.launch(**options)
+    browser = TestBrowser(playwright.chromium.launch(**options))
     try:
         page = browser.new_page(viewport=PHONE)
         page.goto(server.url)

@@ -9,6 +9,7 @@ be shown is an HTML error page (``server.errors``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, timedelta
 from typing import Any
 
 from flask import (
@@ -19,11 +20,17 @@ from flask import (
     render_template,
     request,
     send_file,
-    session,
     url_for,
 )
 
-from server.admin.sessions import csrf_token, log_in, login_required
+from server.admin.sessions import (
+    csrf_token,
+    local_target,
+    log_in,
+    log_out,
+    logged_in,
+    login_required,
+)
 from server.admin.submissions import (
     STATUSES,
     SubmissionFilter,
@@ -33,12 +40,20 @@ from server.admin.submissions import (
     review,
     whole_number,
 )
-from server.admin.tokens import token_is_valid
+from server.admin.tokens import checked_token
 from server.admin.versions import compare as compare_versions
 from server.admin.versions import version_rows
 from server.errors import ServiceError
-from server.jobs.queue import cancel, enqueue, job_settings, job_status, recent_jobs
+from server.jobs.queue import (
+    cancel,
+    enqueue,
+    job_settings,
+    job_status,
+    recent_crashes,
+    recent_jobs,
+)
 from server.jobs.queue import validate_settings as check_job_settings
+from server.limits import configured
 from server.registry.bundles import (
     REPORT_FILES,
     publish,
@@ -49,26 +64,27 @@ from server.registry.bundles import (
 )
 from server.registry.dataset_images import base_test_image
 from server.registry.photos import photo_path
+from server.tables import utcnow
 
 console = Blueprint("console", __name__, url_prefix="/admin")
 PAGE_SIZE = 60
+# This many worker crashes within this many minutes is a crash loop, shown as such.
+CRASH_LOOP, CRASH_LOOP_MINUTES = 3, 10
 
 
 @console.app_context_processor
 def template_helpers() -> dict[str, Any]:
-    return {"csrf_token": csrf_token}
+    return {"csrf_token": csrf_token, "console_logged_in": logged_in}
 
 
 @console.route("/login", methods=["GET", "POST"])
 def login():
+    target = local_target(request.args.get("next"), url_for("console.submissions"))
     error = None
     if request.method == "POST":
-        if token_is_valid(request.form.get("token", "").strip()):
-            log_in()
-            target = request.args.get("next", "")
-            # Only paths on this site: an attacker's link must not bounce admins elsewhere.
-            if not target.startswith("/admin") or target.startswith("//"):
-                target = url_for("console.submissions")
+        token = request.form.get("token", "").strip()
+        if (row := checked_token(token, configured("failed console logins"))) is not None:
+            log_in(row)
             return redirect(target)
         error = "That admin token is not valid."
     return render_template("console/login.html", error=error), 403 if error else 200
@@ -77,8 +93,16 @@ def login():
 @console.post("/logout")
 @login_required
 def logout():
-    session.clear()
+    log_out()
     return redirect(url_for("console.login"))
+
+
+@console.after_request
+def never_cached(response):
+    """Console pages show who sent what: no cache keeps them (photos: the browser's own only)."""
+    if not response.cache_control.private:
+        response.cache_control.no_store = True
+    return response
 
 
 @console.get("/")
@@ -128,13 +152,16 @@ def review_submissions():
         lambda: len(review(ids, action, request.form.get("label"))),
         lambda count: f"{action}: {count} submission{'s' * (count != 1)} updated.",
     )
-    return redirect(request.form.get("back") or url_for("console.submissions"))
+    return redirect(local_target(request.form.get("back"), url_for("console.submissions")))
 
 
 @console.get("/submissions/<int:submission_id>/photo")
 @login_required
 def submission_photo(submission_id: int):
-    return send_file(photo_path(find_submission(submission_id).image_path), max_age=3600)
+    response = send_file(photo_path(find_submission(submission_id).image_path), max_age=3600)
+    response.cache_control.public = False
+    response.cache_control.private = True  # a person's photo: no shared cache keeps it
+    return response
 
 
 # Training ------------------------------------------------------------------------------
@@ -143,11 +170,18 @@ def submission_photo(submission_id: int):
 @console.get("/training")
 @login_required
 def training():
+    crashes = recent_crashes(timedelta(hours=24))
+    loop_since = utcnow() - timedelta(minutes=CRASH_LOOP_MINUTES)
     return render_template(
         "console/training.html",
+        crashes=crashes,
+        recent=(recent := sum(c.at.replace(tzinfo=UTC) >= loop_since for c in crashes)),
+        crash_loop=recent >= CRASH_LOOP,
+        loop_minutes=CRASH_LOOP_MINUTES,
         jobs=recent_jobs(50),
         settings=job_settings(),
         int_type=int,
+        bool_type=bool,
         accepted=counts_by_label("accepted"),
     )
 

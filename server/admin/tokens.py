@@ -8,11 +8,12 @@ import secrets
 from functools import wraps
 
 from flask import request
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from server.errors import Forbidden, Unauthorized
 from server.extensions import db
-from server.tables import AdminToken
+from server.limits import Limit, configured
+from server.tables import AdminToken, ConsoleSession
 
 
 def _digest(token: str) -> str:
@@ -31,14 +32,42 @@ def admin_token_exists() -> bool:
     return db.session.scalar(select(func.count(AdminToken.id))) > 0
 
 
-def token_is_valid(token: str) -> bool:
+def find_token(token: str) -> AdminToken | None:
+    """The stored token this one is, compared in constant time; None when it is not one."""
     digest = _digest(token)
-    known = db.session.scalars(select(AdminToken.token_sha256)).all()
-    return any(hmac.compare_digest(digest, k) for k in known)
+    for row in db.session.scalars(select(AdminToken)):
+        if hmac.compare_digest(digest, row.token_sha256):
+            return row
+    return None
+
+
+def checked_token(token: str, failures: Limit) -> AdminToken | None:
+    """``find_token``, throttled: a client with too many failures is refused before its
+    token is even looked at, and each failure counts."""
+    failures.check()
+    row = find_token(token) if token else None
+    if row is None:
+        failures.hit()
+    return row
+
+
+def list_tokens() -> list[AdminToken]:
+    return list(db.session.scalars(select(AdminToken).order_by(AdminToken.id)))
+
+
+def revoke_token(token_id: int) -> bool:
+    """Delete a token, and with it every console session opened with it."""
+    row = db.session.get(AdminToken, token_id)
+    if row is None:
+        return False
+    db.session.execute(delete(ConsoleSession).where(ConsoleSession.token_id == token_id))
+    db.session.delete(row)
+    db.session.commit()
+    return True
 
 
 def admin_required(view):
-    """401 without credentials, 403 with wrong ones."""
+    """401 without credentials, 403 with wrong ones, 429 after too many wrong ones."""
 
     @wraps(view)
     def wrapper(*args, **kwargs):
@@ -49,7 +78,8 @@ def admin_required(view):
                 "admin authentication required",
                 headers={"WWW-Authenticate": 'Bearer realm="binbot-admin"'},
             )
-        if scheme.lower() != "bearer" or not token or not token_is_valid(token.strip()):
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        if checked_token(token, configured("failed admin tokens")) is None:
             raise Forbidden("invalid admin credentials")
         return view(*args, **kwargs)
 

@@ -19,16 +19,19 @@ from sqlalchemy import select, update
 from conversion.config import convert_settings
 from server.errors import BadRequest, Conflict, NotFound
 from server.extensions import db
-from server.tables import JobEvent, TrainingJob, utcnow
+from server.tables import JobEvent, TrainingJob, WorkerCrash, utcnow
 from training.config import train_settings
-from training.settings import Setting, validate
+from training.settings import Setting, declared, validate
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
 def job_settings() -> list[Setting]:
     """What an admin may set for a retraining: declared by training and conversion."""
-    return [s for s in [*train_settings(), *convert_settings()] if s.spec.retraining]
+    from server.jobs.retrain import RetrainOptions
+
+    declared_here = [*train_settings(), *convert_settings(), *declared(RetrainOptions)]
+    return [s for s in declared_here if s.spec.retraining]
 
 
 def validate_settings(raw: Any) -> dict[str, Any]:
@@ -132,6 +135,29 @@ def reap_dead(timeout_seconds: float) -> list[int]:
     return [job.id for job in dead]
 
 
+def worker_crashed(worker: str, reason: str) -> list[int]:
+    """A worker process died: fail its unfinished jobs with ``reason`` and record the crash."""
+    jobs = db.session.scalars(
+        select(TrainingJob).where(
+            TrainingJob.worker == worker, TrainingJob.status.in_(("running", "cancelling"))
+        )
+    ).all()
+    for job in jobs:
+        job.status, job.error, job.finished_at = "failed", reason, utcnow()
+    db.session.add(WorkerCrash(worker=worker, reason=reason, job_id=jobs[0].id if jobs else None))
+    db.session.commit()
+    return [job.id for job in jobs]
+
+
+def recent_crashes(within: timedelta) -> list[WorkerCrash]:
+    since = utcnow() - within
+    return list(
+        db.session.scalars(
+            select(WorkerCrash).where(WorkerCrash.at >= since).order_by(WorkerCrash.id.desc())
+        )
+    )
+
+
 def cancel(job_id: int) -> TrainingJob:
     """Cancel a queued job at once; ask a running one to stop (its worker stops within a batch)."""
     job = find_job(job_id)
@@ -167,7 +193,7 @@ def job_progress(job_id: int) -> dict[str, Any]:
     ).all()
     phases = [e.data for e in events if e.kind == "phase"]
     history = [e.data for e in events if e.kind == "epoch"]
-    steps = [e.data["step"] for e in events if e.kind == "step"]
+    steps = [e.data for e in events if e.kind == "step"]
     last, current = (history or [None])[-1], (phases or [None])[-1]
     seconds = [h["seconds"] for h in history if current and h["phase"] == current["phase"]]
     per_epoch = sum(seconds) / len(seconds) if seconds else None
@@ -178,7 +204,8 @@ def job_progress(job_id: int) -> dict[str, Any]:
         "epochs": shown["epochs"] if shown else None,
         "seconds_per_epoch": per_epoch,
         "eta_seconds": per_epoch * _epochs_left(phases, history) if per_epoch else None,
-        "step": steps[-1] if steps else None,
+        "step": steps[-1]["step"] if steps else None,
+        "step_eta_seconds": steps[-1].get("eta_seconds") if steps else None,
         "history": history,
     }
 

@@ -34,8 +34,9 @@ HEARTBEAT_SECONDS = 5.0
 Log = Callable[[str], None]
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def worker_name(pid: int | None = None) -> str:
+    """How a worker process signs the jobs it claims: host and process id."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
 
 
 class JobReporter:

@@ -1,23 +1,30 @@
 """Storing a labelled photo once, however often a flaky connection retries it.
 
-A retry carries the same ``Idempotency-Key`` and is answered with the stored row; the same
-photo sent again under another key is recognised by its content hash. When two copies race,
-the database's unique constraints pick the winner and the loser answers with its row.
+A retry carries the same ``Idempotency-Key`` and is answered with the stored row, but only if
+it is the same request (same photo bytes, same label): another request under a used key is
+refused (422), never answered as a replay and lost. The same photo sent again under another
+key is recognised by its content hash and answered without revealing the first submission.
+When two copies race, the database's unique constraints pick the winner.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.datastructures import FileStorage
 
-from server.errors import BadRequest, Unprocessable
+from server.errors import BadRequest, InsufficientStorage, Unavailable, Unprocessable
 from server.extensions import db
-from server.registry.photos import CleanImage, sanitize_image, store_photo
+from server.limits import configured
+from server.registry.photos import CleanImage, DecodeLimits, sanitize_image, store_photo
 from server.tables import Submission
 
 MAX_KEY_LENGTH = 200
@@ -25,7 +32,7 @@ MAX_KEY_LENGTH = 200
 
 @dataclass
 class Stored:
-    """The answer to a submission: its row, and whether it was new."""
+    """The answer to a submission: its row, and whether it was new, a retry or a known photo."""
 
     submission: Submission
     created: bool = False
@@ -33,12 +40,59 @@ class Stored:
     duplicate: bool = False
 
     def as_dict(self) -> dict:
+        if self.duplicate:
+            # Someone already sent this photo: say it is in, and nothing of their submission.
+            return {"duplicate": True, "received": True}
         body: dict = {"submission": self.submission.as_dict()}
         if self.replayed:
             body["replayed"] = True
-        if self.duplicate:
-            body["duplicate"] = True
         return body
+
+
+VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_model_version(text: str | None) -> str | None:
+    """The version the photo was classified with: a version name, or nothing."""
+    if not text:
+        return None
+    if not VERSION_PATTERN.fullmatch(text):
+        shown = text[:40] + ("..." if len(text) > 40 else "")
+        raise Unprocessable(f"model_version is not a model version: {shown!r}")
+    return text
+
+
+def check_replay(found: Submission, raw: bytes, label: str | None) -> None:
+    """A retry must be the same request: same photo, same label (IETF Idempotency-Key)."""
+    if found.upload_sha256 and found.upload_sha256 != hashlib.sha256(raw).hexdigest():
+        raise Unprocessable("this Idempotency-Key was already used with another photo")
+    if label and label != found.label:
+        raise Unprocessable(
+            f"this Idempotency-Key was already used with label {found.label!r}, not {label!r}"
+        )
+
+
+RETRY_WHEN_FULL_S = 3600
+
+
+def check_capacity() -> None:
+    """Refuse new photos, for now, while review lags far behind or the disk is nearly full."""
+    config = current_app.config
+    pending = db.session.scalar(
+        select(func.count(Submission.id)).where(Submission.status == "pending")
+    )
+    if pending >= config["BINBOT_MAX_PENDING"]:
+        raise Unavailable(
+            f"the review queue is full ({pending} photos wait for review); try again later",
+            headers={"Retry-After": str(RETRY_WHEN_FULL_S)},
+        )
+    folder = Path(config["BINBOT_DATA_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    if shutil.disk_usage(folder).free < config["BINBOT_MIN_FREE_BYTES"]:
+        raise InsufficientStorage(
+            "the server's disk is nearly full; try again later",
+            headers={"Retry-After": str(RETRY_WHEN_FULL_S)},
+        )
 
 
 def check_key(key: str | None) -> str | None:
@@ -73,13 +127,18 @@ def check_labels(form, labels: list[str]) -> tuple[str, str | None]:
     return label, predicted
 
 
-def clean_upload(upload: FileStorage | None) -> CleanImage:
-    if upload is None:
-        raise BadRequest("missing file field 'image'")
+def clean_upload(raw: bytes) -> CleanImage:
     config = current_app.config
-    return sanitize_image(
-        upload.read(),
+    limits = DecodeLimits(
         max_pixels=config["BINBOT_MAX_IMAGE_PIXELS"],
+        max_full_decode_pixels=min(
+            config["BINBOT_MAX_FULL_DECODE_PIXELS"], config["BINBOT_MAX_IMAGE_PIXELS"]
+        ),
+        max_aspect=config["BINBOT_MAX_ASPECT_RATIO"],
+    )
+    return sanitize_image(
+        raw,
+        limits=limits,
         max_side=config["BINBOT_STORED_MAX_SIDE"],
         quality=config["BINBOT_STORED_JPEG_QUALITY"],
     )
@@ -89,12 +148,20 @@ def store_submission(
     form, upload: FileStorage | None, key: str | None, labels: list[str]
 ) -> Stored:
     """Validate a submission and store it once; a retry or a known photo gets the stored row."""
+    configured("uploads per minute").hit()
+    configured("uploads per day").hit()
     key = check_key(key)
+    if upload is None:
+        raise BadRequest("missing file field 'image'")
+    raw = upload.read()
     if key is not None and (found := find_by(Submission.idempotency_key, key)) is not None:
+        check_replay(found, raw, form.get("label"))
         return Stored(found, replayed=True)
     label, predicted = check_labels(form, labels)
     confidence = parse_confidence(form.get("confidence"))
-    clean = clean_upload(upload)
+    model_version = check_model_version(form.get("model_version"))
+    check_capacity()
+    clean = clean_upload(raw)
     if (found := find_by(Submission.sha256, clean.sha256)) is not None:
         return Stored(found, duplicate=True)
 
@@ -105,7 +172,8 @@ def store_submission(
         label=label,
         predicted_label=predicted,
         confidence=confidence,
-        model_version=(form.get("model_version") or None),
+        model_version=model_version,
+        upload_sha256=hashlib.sha256(raw).hexdigest(),
         image_path=clean.relative_path,
         width=clean.width,
         height=clean.height,
@@ -125,5 +193,7 @@ def store_submission(
             written.unlink(missing_ok=True)  # nobody references the file this call wrote
         if winner is None:
             raise
+        if winner.sha256 == clean.sha256 and winner.idempotency_key != key:
+            return Stored(winner, duplicate=True)
         return Stored(winner, replayed=True)
     return Stored(submission, created=True)

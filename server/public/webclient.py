@@ -1,16 +1,17 @@
 """Serves the built web client (webclient/dist) at the site root, next to the API.
 
-Every response carries the cross-origin isolation headers (COOP/COEP): without them browsers
-refuse SharedArrayBuffer, and TF.js's wasm backend would run on one thread. The service worker
+The headers every response carries (isolation, CSP) are ``server.security``'s. The service worker
 and the page are revalidated on every load (no-cache) so a new build reaches phones on their
 next visit; offline, the service worker answers from its own cache.
 """
 
 from __future__ import annotations
 
+import mimetypes
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, send_from_directory
+from flask import Blueprint, current_app, request, send_from_directory
+from werkzeug.security import safe_join
 
 from server.errors import NotFound, Unavailable
 
@@ -28,19 +29,9 @@ def _dist() -> Path:
     return dist
 
 
-@webclient.after_app_request
-def isolate(response: Response) -> Response:
-    response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    response.headers.setdefault("Cross-Origin-Embedder-Policy", "require-corp")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    return response
-
-
 @webclient.get("/")
 def index():
-    response = send_from_directory(_dist(), "index.html", max_age=0)
-    response.cache_control.no_cache = True
-    return response
+    return _static(_dist(), "index.html")
 
 
 @webclient.get("/<path:name>")
@@ -48,9 +39,22 @@ def asset(name: str):
     dist = _dist()
     if name.startswith("api/"):
         raise NotFound(f"no API endpoint /{name}")
-    mimetype = MIME_TYPES.get(Path(name).suffix)
-    response = send_from_directory(dist, name, mimetype=mimetype, max_age=0)
-    response.cache_control.no_cache = True
+    response = _static(dist, name)
     if name == "sw.js":
         response.headers["Service-Worker-Allowed"] = "/"
+    return response
+
+
+def _static(dist: Path, name: str):
+    """A file of the app, revalidated on every load; its gzip copy (made by the build) to
+    browsers that accept gzip."""
+    mimetype = MIME_TYPES.get(Path(name).suffix) or mimetypes.guess_type(name)[0]
+    packed = dist / f"{name}.gz"
+    if "gzip" in request.accept_encodings and packed.is_file() and safe_join(str(dist), name):
+        response = send_from_directory(dist, f"{name}.gz", mimetype=mimetype, max_age=0)
+        response.headers["Content-Encoding"] = "gzip"
+    else:
+        response = send_from_directory(dist, name, mimetype=mimetype, max_age=0)
+    response.vary.add("Accept-Encoding")
+    response.cache_control.no_cache = True
     return response

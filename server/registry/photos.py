@@ -1,9 +1,11 @@
 """Uploaded photos: turned into a safe, normalised JPEG, or refused with the reason; stored.
 
 An upload is trusted for nothing: not its file name, not its extension, not its content type.
-It is decoded with Pillow (an allow-list of formats, a pixel limit against decompression
-bombs, a full decode to catch truncation), turned upright by its EXIF orientation, and
-re-encoded without any metadata (no GPS position survives). The hash of the re-encoded bytes
+It is decoded with Pillow: an allow-list of formats, and limits on pixels and on the aspect
+ratio checked from the header before any pixel is decoded, so no upload costs much CPU (JPEGs
+decode at the scale that is kept). It is turned upright by its EXIF orientation, flattened
+onto white, and re-encoded from its pixels alone: no EXIF (no GPS position), XMP, ICC
+profile, JPEG comment or PNG text survives. The hash of the re-encoded bytes
 identifies the photo, so the same photo sent twice is stored once.
 """
 
@@ -19,9 +21,13 @@ from flask import current_app
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from binbot.files import write_new_file
-from server.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from server.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 
 ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP"}
+# JPEGs decode at a reduced scale (draft mode: 1/2 .. 1/8 in the decoder itself), so their
+# cost follows the stored size; PNG and WebP decode whole, so they get a lower pixel limit.
+FULL_DECODE_FORMATS = {"PNG", "WEBP"}
+WHITE = (255, 255, 255)
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,30 @@ class CleanImage:
         return f"submissions/{self.sha256[:2]}/{self.sha256}.jpg"
 
 
-def sanitize_image(raw: bytes, *, max_pixels: int, max_side: int, quality: int) -> CleanImage:
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What an upload may be, checked from its header before any pixel is decoded."""
+
+    max_pixels: int  # JPEG (decoded at a reduced scale)
+    max_full_decode_pixels: int  # PNG, WebP
+    max_aspect: float  # longer side / shorter side
+
+    def check(self, image: Image.Image) -> None:
+        width, height = image.size
+        if max(width, height) > self.max_aspect * max(min(width, height), 1):
+            raise Unprocessable(
+                f"image too narrow: {width}x{height} (sides may differ by {self.max_aspect:g}x)"
+            )
+        full = image.format in FULL_DECODE_FORMATS
+        limit = self.max_full_decode_pixels if full else self.max_pixels
+        if width * height > limit:
+            raise PayloadTooLarge(
+                f"image too large: {width}x{height} pixels (limit {limit} for {image.format})"
+            )
+
+
+def sanitize_image(raw: bytes, *, limits: DecodeLimits, max_side: int, quality: int) -> CleanImage:
+    """Decode, bound the cost, turn upright, flatten, and re-encode with no metadata at all."""
     if not raw:
         raise BadRequest("the image file is empty")
     with warnings.catch_warnings():
@@ -49,12 +78,11 @@ def sanitize_image(raw: bytes, *, max_pixels: int, max_side: int, quality: int) 
                     raise UnsupportedMediaType(
                         f"unsupported image format {image.format}; send JPEG, PNG or WebP"
                     )
-                if image.width * image.height > max_pixels:
-                    raise PayloadTooLarge(
-                        f"image too large: {image.width}x{image.height} pixels (limit {max_pixels})"
-                    )
+                limits.check(image)
+                if image.format == "JPEG":
+                    image.draft("RGB", (max_side, max_side))  # decode at the scale kept
                 image.load()
-                upright = ImageOps.exif_transpose(image).convert("RGB")
+                upright = _to_rgb(ImageOps.exif_transpose(image))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise PayloadTooLarge("image too large (decompression bomb)") from None
         except UnidentifiedImageError:
@@ -62,10 +90,27 @@ def sanitize_image(raw: bytes, *, max_pixels: int, max_side: int, quality: int) 
         except (OSError, SyntaxError, ValueError) as exc:
             raise BadRequest(f"the image does not decode: {exc}") from None
     upright.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    # Only the pixels go on: a new image has no EXIF, XMP, ICC profile, comment or text.
+    bare = Image.frombytes("RGB", upright.size, upright.tobytes())
     out = io.BytesIO()
-    upright.save(out, "JPEG", quality=quality, optimize=True)  # no exif=...: metadata dropped
+    bare.save(out, "JPEG", quality=quality, optimize=True)
     data = out.getvalue()
-    return CleanImage(data, hashlib.sha256(data).hexdigest(), upright.width, upright.height)
+    return CleanImage(data, hashlib.sha256(data).hexdigest(), bare.width, bare.height)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB: transparency flattened onto white, 16-bit scaled down, CMYK converted."""
+    if image.mode.startswith("I"):
+        # 16-bit (or 32-bit) grey: scale the full range to 0..255 rather than clip at 255.
+        high = 65535 if image.mode.startswith("I;16") else max(image.getextrema()[1], 1)
+        image = image.convert("I").point(lambda v: v * (255 / high)).convert("L")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa"):
+        background = Image.new("RGB", image.size, WHITE)
+        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        return background
+    return image.convert("RGB")
 
 
 def photo_path(relative: str) -> Path:

@@ -21,12 +21,14 @@ function cell(text) {
   return td;
 }
 
-/** "· 42 s per epoch, at most 3 min left", from the job's progress data. */
-function timeLeft({ seconds_per_epoch: perEpoch, eta_seconds: eta, step }) {
+const duration = (seconds) => (seconds >= 90 ? `${(seconds / 60).toFixed(1)} min` : `${Math.round(seconds)} s`);
+
+/** "· 42 s per epoch, at most 3.5 min of training left", from the job's progress data. */
+function timeLeft({ seconds_per_epoch: perEpoch, eta_seconds: eta, step, step_eta_seconds: stepEta }) {
   const parts = [];
   if (perEpoch) parts.push(`${Math.round(perEpoch)} s per epoch`);
-  if (eta) parts.push(`at most ${eta >= 90 ? `${Math.round(eta / 60)} min` : `${Math.round(eta)} s`} of training left`);
-  if (step && !eta) parts.push(step);
+  if (eta) parts.push(`at most ${duration(eta)} of training left`);
+  if (step && !eta) parts.push(stepEta ? `${step}, ${duration(stepEta)} left` : step);
   return parts.length ? `· ${parts.join(', ')}` : '';
 }
 

@@ -1,0 +1,101 @@
+"""Keeping `binbot serve`'s processes running: gunicorn (and nginx) must live, retraining
+workers may die and are started again.
+
+A retraining worker that dies (killed, out of memory, a crash in a native library) does not
+take the web service with it: its running job is marked failed with the reason at once, the
+crash is recorded (the console shows crash loops), and the worker is started again after a
+pause that doubles with each crash in a row (1 s up to 60 s), back to 1 s once a worker has
+run a minute.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from flask import Flask
+
+Log = Callable[[str], None]
+FIRST_PAUSE_S, LONGEST_PAUSE_S, STABLE_AFTER_S = 1.0, 60.0, 60.0
+
+
+@dataclass
+class Child:
+    name: str
+    command: list[str]
+    critical: bool  # when it ends, the service ends (gunicorn, nginx)
+    env: dict[str, str] | None = None
+    process: subprocess.Popen | None = None
+    started: float = 0.0
+    pause: float = FIRST_PAUSE_S
+    restart_at: float | None = None
+    crashes: list[float] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, env=self.env)
+        self.started = time.monotonic()
+        self.restart_at = None
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+class Supervisor:
+    def __init__(self, app: Flask, children: list[Child], log: Log) -> None:
+        self.app, self.children, self.log = app, children, log
+
+    def run(self, poll_s: float = 0.5) -> None:
+        """Until a critical child ends (or KeyboardInterrupt): restart the others."""
+        for child in self.children:
+            child.start()
+        while True:
+            for child in self.children:
+                if child.process is not None and (code := child.process.poll()) is not None:
+                    if child.critical:
+                        self.log(f"{child.name} {describe_exit(code)}; stopping the others")
+                        return
+                    self._crashed(child, code)
+                if child.restart_at is not None and time.monotonic() >= child.restart_at:
+                    self.log(f"starting {child.name} again")
+                    child.start()
+            time.sleep(poll_s)
+
+    def _crashed(self, child: Child, code: int) -> None:
+        from server.jobs.queue import worker_crashed
+        from server.jobs.worker import worker_name
+
+        reason = f"the retraining worker {describe_exit(code)}"
+        with self.app.app_context():
+            jobs = worker_crashed(worker_name(pid=child.process.pid), reason)
+        if time.monotonic() - child.started >= STABLE_AFTER_S:
+            child.pause = FIRST_PAUSE_S
+        self.log(
+            f"{child.name} {describe_exit(code)}"
+            + (f" during job {', '.join(map(str, jobs))} (marked failed)" if jobs else "")
+            + f"; starting it again in {child.pause:.0f} s"
+        )
+        child.process = None
+        child.restart_at = time.monotonic() + child.pause
+        child.pause = min(child.pause * 2, LONGEST_PAUSE_S)
+
+    def stop(self, deadline_s: float) -> None:
+        """SIGTERM to every child (gunicorn, nginx and the workers stop cleanly on it)."""
+        running = [c.process for c in self.children if c.process and c.process.poll() is None]
+        for process in running:
+            process.terminate()
+        deadline = time.monotonic() + deadline_s
+        for process in running:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -1,0 +1,138 @@
+"""The service as an attacker meets it: headers, limits, sessions, redirects, the CSP."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import requests
+from conftest import submit
+
+
+def limits(live, **changes) -> None:
+    """Set per-client limits on the running app (count, window in seconds)."""
+    live.app.config["BINBOT_LIMITS"] = {**live.app.config["BINBOT_LIMITS"], **changes}
+
+
+def test_every_answer_carries_the_security_headers(live):
+    for path in ("/", "/api/models/current", "/api/nothing-here", "/admin/login"):
+        headers = requests.get(live.url + path, timeout=30).headers
+        csp = headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in csp and "'wasm-unsafe-eval'" in csp, path
+        assert "unsafe-inline" not in csp and "'unsafe-eval'" not in csp, path
+        assert headers["Referrer-Policy"] == "no-referrer" and headers["X-Frame-Options"] == "DENY"
+        assert headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+
+
+def test_uploads_are_limited_per_client_with_retry_after(live, photo):
+    limits(live, **{"uploads per minute": (3, 60)})
+    answers = [submit(live, photo, key=f"r{i}").status_code for i in range(5)]
+    assert answers[:3] == [201, 200, 200] and answers[3:] == [429, 429]
+    refused = submit(live, photo, key="r9")
+    assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 60
+    assert "too many requests" in refused.json()["error"]
+    assert live.submissions() == 1
+
+
+def test_a_full_review_queue_asks_phones_to_come_back_later(live, photo, ewaste_zip):
+    import zipfile
+
+    live.app.config["BINBOT_MAX_PENDING"] = 1
+    assert submit(live, photo, key="first").status_code == 201
+    with zipfile.ZipFile(ewaste_zip) as archive:
+        other = archive.read("modified-dataset/test/Mouse/Mouse_106.jpg")
+    full = submit(live, other, key="second")
+    assert full.status_code == 503 and full.headers["Retry-After"] == "3600"
+    assert "review queue is full" in full.json()["error"]
+    assert submit(live, photo, key="first").json()["replayed"]  # a retry still gets its answer
+    live.app.config["BINBOT_MIN_FREE_BYTES"] = 10**18  # more than any disk has
+    live.app.config["BINBOT_MAX_PENDING"] = 100
+    no_space = submit(live, other, key="second")
+    assert no_space.status_code == 507 and "disk is nearly full" in no_space.json()["error"]
+    assert live.submissions() == 1
+
+
+def test_wrong_tokens_are_throttled_before_they_are_checked(live):
+    from server.admin.tokens import create_admin_token
+
+    with live.app.app_context():
+        token = create_admin_token()
+    limits(live, **{"failed admin tokens": (3, 900), "failed console logins": (2, 900)})
+    url = f"{live.url}/api/admin/models"
+    wrong = [requests.get(url, headers={"Authorization": "Bearer guess"}, timeout=30).status_code
+             for _ in range(4)]  # fmt: skip
+    assert wrong == [403, 403, 403, 429]
+    # Even the right token waits now: guessing must not learn anything from the answer.
+    right = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert right.status_code == 429 and int(right.headers["Retry-After"]) > 0
+    logins = [requests.post(f"{live.url}/admin/login", data={"token": "guess"}, timeout=30)
+              for _ in range(3)]  # fmt: skip
+    assert [r.status_code for r in logins] == [403, 403, 429]
+
+
+def logged_in_cookie(live, token: str) -> dict[str, str]:
+    answer = requests.post(f"{live.url}/admin/login", data={"token": token}, timeout=30,
+                           allow_redirects=False)  # fmt: skip
+    assert answer.status_code == 302
+    return {"binbot_admin": answer.cookies["binbot_admin"]}
+
+
+def csrf_of(live, cookie) -> str:
+    page = requests.get(f"{live.url}/admin/training", cookies=cookie, timeout=30).text
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def test_logging_out_or_revoking_the_token_ends_the_session_on_the_server(live):
+    from server.admin.tokens import create_admin_token, list_tokens, revoke_token
+
+    with live.app.app_context():
+        token = create_admin_token()
+    cookie = logged_in_cookie(live, token)
+    stolen_copy = dict(cookie)
+    page = requests.get(f"{live.url}/admin/models", cookies=cookie, timeout=30)
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    out = requests.post(f"{live.url}/admin/logout", cookies=cookie, timeout=30,
+                        data={"csrf_token": csrf_of(live, cookie)}, allow_redirects=False)  # fmt: skip
+    assert out.status_code == 302
+    after = requests.get(f"{live.url}/admin/models", cookies=stolen_copy, timeout=30,
+                         allow_redirects=False)  # fmt: skip
+    assert after.status_code == 302 and "/admin/login" in after.headers["Location"]
+
+    cookie = logged_in_cookie(live, token)
+    with live.app.app_context():
+        (row,) = list_tokens()
+        assert revoke_token(row.id)
+    revoked = requests.get(f"{live.url}/admin/models", cookies=cookie, timeout=30,
+                           allow_redirects=False)  # fmt: skip
+    assert revoked.status_code == 302
+    api = requests.get(f"{live.url}/api/admin/models", timeout=30,
+                       headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    assert api.status_code == 403
+
+
+@pytest.mark.parametrize("target", ["/admin/models\x00", "/admin/\r\nSet-Cookie: x=1", "/admin\\x"])
+def test_control_characters_in_return_addresses_are_a_400(live, target):
+    from server.admin.tokens import create_admin_token
+
+    with live.app.app_context():
+        token = create_admin_token()
+    login = requests.post(f"{live.url}/admin/login", params={"next": target},
+                          data={"token": token}, timeout=30, allow_redirects=False)  # fmt: skip
+    assert login.status_code == 400 and "not allowed" in login.text
+    cookie = logged_in_cookie(live, token)
+    review = requests.post(f"{live.url}/admin/submissions/review", cookies=cookie, timeout=30,
+                           data={"csrf_token": csrf_of(live, cookie), "back": target,
+                                 "action": "accept"}, allow_redirects=False)  # fmt: skip
+    assert review.status_code == 400
+
+
+def test_a_submitted_photo_is_served_to_the_admin_as_private(live, photo):
+    from server.admin.tokens import create_admin_token
+
+    assert submit(live, photo, key="private").status_code == 201
+    with live.app.app_context():
+        cookie = logged_in_cookie(live, create_admin_token())
+    answer = requests.get(f"{live.url}/admin/submissions/1/photo", cookies=cookie, timeout=30)
+    assert answer.status_code == 200
+    assert "private" in answer.headers["Cache-Control"]
+    assert "public" not in answer.headers["Cache-Control"]

@@ -1,0 +1,135 @@
+"""What happens to an uploaded photo: nothing of its metadata is kept, extreme shapes are
+refused before decoding, transparency and 16-bit photos come out as ordinary photos."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from conftest import submit
+from PIL import Image, PngImagePlugin
+
+SECRET = "GPS 52.3670N 4.8900E home of Jane Doe"
+
+
+def icc_profile_with(text: str) -> bytes:
+    """A syntactically valid ICC profile whose description tag carries ``text``."""
+    description = b"desc" + b"\0" * 4 + struct.pack(">I", len(text) + 1) + text.encode() + b"\0"
+    description += b"\0" * (-len(description) % 4)
+    tags = struct.pack(">I", 1) + struct.pack(">4sII", b"desc", 128 + 4 + 12, len(description))
+    body = tags + description
+    header = struct.pack(">I", 128 + len(body)) + b"\0" * 124
+    return header + body
+
+
+def jpeg_with_every_kind_of_metadata() -> bytes:
+    image = Image.new("RGB", (320, 240), (40, 120, 200))
+    exif = image.getexif()
+    exif[0x010E] = SECRET  # ImageDescription
+    exif[0x8825] = {1: "N", 2: (52.0, 22.0, 1.0)}  # GPS
+    xmp = f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description>{SECRET}</rdf:Description></x:xmpmeta>'
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif.tobytes(), comment=SECRET, xmp=xmp.encode(),
+               icc_profile=icc_profile_with(SECRET))  # fmt: skip
+    data = buffer.getvalue()
+    assert data.count(SECRET.encode()) >= 4, "every kind of metadata must carry the secret"
+    return data
+
+
+def png_with_text() -> bytes:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", SECRET)
+    info.add_itxt("Description", SECRET)
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 200), (10, 200, 30)).save(buffer, "PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("make", [jpeg_with_every_kind_of_metadata, png_with_text])
+def test_a_stored_photo_carries_no_metadata_at_all(live, make):
+    response = submit(live, make(), key=make.__name__)
+    assert response.status_code == 201, response.text
+    (path,) = live.stored_files()
+    stored = path.read_bytes()
+    assert SECRET.encode() not in stored and b"Jane" not in stored
+    with Image.open(path) as image:
+        assert not image.getexif() and "icc_profile" not in image.info
+        assert "comment" not in image.info and "xmp" not in image.info
+
+
+def png_bytes(array: np.ndarray, mode: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_transparent_pixels_become_white_and_16_bit_photos_keep_their_tones(live):
+    rgba = np.zeros((100, 100, 4), np.uint8)
+    rgba[:, :50] = (200, 0, 0, 255)  # opaque red left half, fully transparent right half
+    assert submit(live, png_bytes(rgba, "RGBA"), key="alpha").status_code == 201
+    deep = np.full((100, 100), 32768, np.uint16)  # mid grey in 16 bits
+    assert submit(live, png_bytes(deep), key="deep").status_code == 201
+    stored = {}
+    for path in live.stored_files():
+        with Image.open(path) as image:
+            stored[image.getpixel((5, 5))[0] > 150] = np.asarray(image.convert("RGB"))
+    red, grey = stored[True], stored[False]
+    assert tuple(red[50, 10]) == pytest.approx((200, 0, 0), abs=12)
+    assert tuple(red[50, 90]) == pytest.approx((255, 255, 255), abs=3)  # was transparent
+    assert tuple(grey[50, 50]) == pytest.approx((128, 128, 128), abs=3)  # not clipped to 255
+
+
+def huge_png(width: int, height: int) -> bytes:
+    """A valid PNG header for a vast image, with a tiny compressed body (a decode bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = zlib.compress(b"\0" * (width + 1), 9)  # the first row only: enough to start decoding
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "status", "message"),
+    [
+        (1, 40_000_000, 422, "too narrow"),
+        (40_000, 3, 422, "too narrow"),
+        (5_000, 4_000, 413, "too large"),  # 20 Mpx: over the limit for a fully decoded PNG
+    ],
+)
+def test_extreme_shapes_are_refused_before_decoding(live, width, height, status, message):
+    response = submit(live, huge_png(width, height), key=f"bomb-{width}", name="x.png")
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+    assert live.submissions() == 0 and live.stored_files() == []
+
+
+def test_a_used_idempotency_key_with_another_request_is_refused_not_lost(live, photo):
+    other = jpeg_with_every_kind_of_metadata()
+    assert submit(live, photo, key="k-1").status_code == 201
+    another_photo = submit(live, other, key="k-1")
+    assert another_photo.status_code == 422
+    assert "already used with another photo" in another_photo.json()["error"]
+    another_label = submit(live, photo, key="k-1", label="Printer")
+    assert another_label.status_code == 422 and "label 'Battery'" in another_label.json()["error"]
+    assert submit(live, photo, key="k-1").json()["replayed"] is True  # the true retry
+    assert submit(live, other, key="k-2").status_code == 201  # the other photo, its own key
+    assert live.submissions() == 2
+
+
+@pytest.mark.parametrize(
+    "version", ["x" * 10_000, "starter-1\x00", "starter\n1", "../../etc", "ünïcode"]
+)
+def test_model_version_must_be_a_version_name(live, photo, version):
+    response = submit(live, photo, key="v", model_version=version)
+    assert response.status_code == 422 and "model_version" in response.json()["error"]
+    assert len(response.text) < 500  # the answer does not echo 10 KB back
+    assert live.submissions() == 0
