@@ -29,9 +29,9 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": int(os.environ.get("BINBOT_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)),
         # Upload limits checked before decoding: pixels of a JPEG (decoded at a reduced scale),
         # of a PNG or WebP (decoded whole), and how much longer one side may be.
-        "BINBOT_MAX_IMAGE_PIXELS": int(os.environ.get("BINBOT_MAX_IMAGE_PIXELS", 50_000_000)),
+        "BINBOT_MAX_IMAGE_PIXELS": int(os.environ.get("BINBOT_MAX_IMAGE_PIXELS", 24_000_000)),
         "BINBOT_MAX_FULL_DECODE_PIXELS": int(
-            os.environ.get("BINBOT_MAX_FULL_DECODE_PIXELS", 12_000_000)
+            os.environ.get("BINBOT_MAX_FULL_DECODE_PIXELS", 8_000_000)
         ),
         "BINBOT_MAX_ASPECT_RATIO": float(os.environ.get("BINBOT_MAX_ASPECT_RATIO", 10)),
         # Stored photos are re-encoded to at most this side, as JPEG of this quality.

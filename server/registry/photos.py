@@ -89,7 +89,7 @@ def sanitize_image(raw: bytes, *, limits: DecodeLimits, max_side: int, quality: 
             raise UnsupportedMediaType("the file is not an image") from None
         except (OSError, SyntaxError, ValueError) as exc:
             raise BadRequest(f"the image does not decode: {exc}") from None
-    upright.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    upright.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
     # Only the pixels go on: a new image has no EXIF, XMP, ICC profile, comment or text.
     bare = Image.frombytes("RGB", upright.size, upright.tobytes())
     out = io.BytesIO()
