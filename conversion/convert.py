@@ -26,6 +26,7 @@ from conversion.config import QUANTIZATIONS
 from conversion.manifest import (
     FORMAT,
     MANIFEST_VERSION,
+    OPENSET_FILE,
     WARM_START_DIR,
     bundle_files,
     write_manifest,
@@ -221,11 +222,17 @@ def measure_candidates(
     signature = json.loads((work / "float32" / "model.json").read_text()).get("signature")
     if not signature or "image" not in signature.get("inputs", {}):
         raise BinbotError("the converted model has no 'image' input in its signature")
+    openset = run.path / OPENSET_FILE if (run.path / OPENSET_FILE).is_file() else None
     candidates = build_candidates(work / "float32", work, wanted)
+    for candidate in candidates if openset else []:
+        shutil.copyfile(openset, candidate.folder / OPENSET_FILE)
+        candidate.bytes += openset.stat().st_size
     for measured, candidate in enumerate(candidates, 1):
         log(f"Verifying {candidate.quantization} in TF.js (Node, wasm) ...")
         try:
-            candidate.verification = verify(candidate.folder, reference, run.labels, signature)
+            candidate.verification = verify(
+                candidate.folder, reference, run.labels, signature, openset=openset
+            )
         except BinbotError as exc:
             raise BinbotError(
                 f"conversion failed verification ({candidate.quantization}): {exc}"
@@ -296,11 +303,27 @@ def build_manifest(
             "measured_with": f"converted model in TF.js ({v.backend}, Node)",
         },
         "verification": v.as_dict(),
+        **open_set_section(chosen.folder),
         "training": {
             "run_id": run.path.resolve().name,
             "dataset_fingerprint": dataset.fingerprint,
             "backbone": config.get("backbone"),
         },
+    }
+
+
+def open_set_section(folder: Path) -> dict[str, Any]:
+    """The manifest's description of the open-set score the bundle carries (if it does)."""
+    if not (folder / OPENSET_FILE).is_file():
+        return {}
+    scorer = json.loads((folder / OPENSET_FILE).read_text())
+    return {
+        "openset": {
+            "file": OPENSET_FILE,
+            "method": scorer["method"],
+            "threshold": scorer["threshold"],
+            "accepts": "95% of the known kinds' validation photos",
+        }
     }
 
 

@@ -23,6 +23,7 @@ from binbot.errors import BinbotError
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 2
+OPENSET_FILE = "openset.json"
 # Beside a bundle: the Keras model it was converted from, for warm starts (not listed, never
 # served).
 WARM_START_DIR = "keras"
@@ -54,10 +55,12 @@ def file_entry(folder: Path, name: str) -> dict[str, Any]:
 
 
 def bundle_files(folder: Path) -> list[dict[str, Any]]:
-    """model.json first, then the weight shards in the order model.json lists them."""
+    """model.json first, then the weight shards in the order model.json lists them, then the
+    open-set score's arrays when the bundle has them."""
     model = json.loads((folder / "model.json").read_text())
     shards = [p for group in model["weightsManifest"] for p in group["paths"]]
-    return [file_entry(folder, name) for name in ["model.json", *shards]]
+    extra = [OPENSET_FILE] if (folder / OPENSET_FILE).is_file() else []
+    return [file_entry(folder, name) for name in ["model.json", *shards, *extra]]
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:

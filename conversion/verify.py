@@ -38,6 +38,8 @@ PREPROCESS_MODULE = PROJECT_ROOT / "webclient" / "src" / "preprocess.js"
 # differs from training gives far lower agreement.
 MIN_TOP1_AGREEMENT = 0.98
 MAX_PROBABILITY_DIFFERENCE = 0.25
+# Relative: the two compute the same score from the same numbers, in float32 and float64.
+MAX_OPENSET_DIFFERENCE = 1e-3
 # The default quantization is kept unless it loses accuracy beyond noise: an exact McNemar
 # test on the paired test predictions (images only Keras gets right vs. images only TF.js gets
 # right), one-sided, at this level. 3 lost images and none gained (p = 0.125) is noise; 5 lost
@@ -62,6 +64,8 @@ class Verification:
     backend: str
     lost_images: int = 0  # Keras right, TF.js wrong
     gained_images: int = 0  # TF.js right, Keras wrong
+    # The open-set score computed in JavaScript against Python's, on TF.js's own embeddings.
+    openset_max_difference: float | None = None
 
     @property
     def loss_p_value(self) -> float:
@@ -76,6 +80,11 @@ class Verification:
         if self.top1_agreement < MIN_TOP1_AGREEMENT:
             problems.append(
                 f"top-1 agreement with Keras {self.top1_agreement:.2%} < {MIN_TOP1_AGREEMENT:.0%}"
+            )
+        if (self.openset_max_difference or 0) > MAX_OPENSET_DIFFERENCE:
+            problems.append(
+                f"open-set score in JavaScript differs from Python's by "
+                f"{self.openset_max_difference:.2e} > {MAX_OPENSET_DIFFERENCE}"
             )
         if self.max_probability_difference > MAX_PROBABILITY_DIFFERENCE:
             problems.append(
@@ -134,6 +143,7 @@ def run_tfjs(
     signature: dict[str, Any],
     warmup: int = 3,
     preprocess_module: Path = PREPROCESS_MODULE,
+    openset: Path | None = None,
 ) -> dict[str, Any]:
     """Run the graph model in Node (wasm) on ``records``; outputs and timings as a dict.
 
@@ -148,6 +158,7 @@ def run_tfjs(
             "images": [_decoded(r, Path(tmp) / f"{i}.rgb") for i, r in enumerate(records)],
             "warmup": warmup,
             "preprocess_module": str(preprocess_module.resolve()),
+            "openset": str(openset) if openset else None,
         }
         job_file, result_file = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job_file.write_text(json.dumps(job))
@@ -177,6 +188,21 @@ def _decoded(record: ImageRecord, target: Path) -> dict[str, Any]:
             "height": rgb.height,
             "orientation": record.orientation,
         }
+
+
+def openset_difference(openset: Path | None, tfjs: dict[str, Any]) -> float | None:
+    """Largest relative difference between the JavaScript and the Python open-set score."""
+    if openset is None:
+        return None
+    from training.openset import OpenSet
+
+    scorer = OpenSet.from_json(json.loads(openset.read_text()))
+    python = scorer.scores(
+        np.asarray(tfjs["embeddings"], dtype=np.float64),
+        np.asarray(tfjs["probabilities"], dtype=np.float64),
+    )
+    javascript = np.asarray(tfjs["openset_scores"], dtype=np.float64)
+    return float(np.max(np.abs(python - javascript) / (np.abs(python) + 1e-6)))
 
 
 def compare(reference: KerasReference, tfjs: dict[str, Any], labels: list[str]) -> Verification:
@@ -218,6 +244,12 @@ def verify(
     labels: list[str],
     signature: dict[str, Any],
     preprocess_module: Path = PREPROCESS_MODULE,
+    openset: Path | None = None,
 ) -> Verification:
-    tfjs = run_tfjs(model_dir, reference.records, signature, preprocess_module=preprocess_module)
-    return compare(reference, tfjs, labels)
+    tfjs = run_tfjs(
+        model_dir, reference.records, signature, preprocess_module=preprocess_module,
+        openset=openset,
+    )  # fmt: skip
+    verification = compare(reference, tfjs, labels)
+    verification.openset_max_difference = openset_difference(openset, tfjs)
+    return verification

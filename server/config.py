@@ -49,6 +49,7 @@ def load_config(instance_path: str) -> dict[str, Any]:
             "uploads per day": (_int("BINBOT_UPLOADS_PER_DAY", 500), 86400),
             "failed console logins": (_int("BINBOT_LOGIN_FAILURES", 5), 900),
             "failed admin tokens": (_int("BINBOT_TOKEN_FAILURES", 20), 900),
+            "proposals per day": (_int("BINBOT_PROPOSALS_PER_DAY", 30), 86400),
         },
         # New submissions wait while this many are pending review, or while the data folder's
         # disk has less than this free.

@@ -40,7 +40,10 @@ class Submission(db.Model):
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
     # The sha256 of the bytes as uploaded: a retry with the same key must send the same photo.
     upload_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    label: Mapped[str] = mapped_column(String(200))
+    label: Mapped[str | None] = mapped_column(String(200), nullable=True)  # None: a proposal
+    # "Something else": the name the person gave, and its key for grouping (server.public.names).
+    proposed_name: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    proposed_key: Mapped[str | None] = mapped_column(String(60), nullable=True, index=True)
     predicted_label: Mapped[str | None] = mapped_column(String(200), nullable=True)
     confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
     model_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
@@ -54,6 +57,7 @@ class Submission(db.Model):
         return {
             "id": self.id,
             "label": self.label,
+            "proposed_name": self.proposed_name,
             "predicted_label": self.predicted_label,
             "confidence": self.confidence,
             "model_version": self.model_version,

@@ -133,3 +133,59 @@ def test_model_version_must_be_a_version_name(live, photo, version):
     assert response.status_code == 422 and "model_version" in response.json()["error"]
     assert len(response.text) < 500  # the answer does not echo 10 KB back
     assert live.submissions() == 0
+
+
+def test_something_else_is_stored_as_a_proposal_and_grouped_by_name(live, photo, ewaste_zip):
+    import zipfile
+
+    import requests
+
+    from server.admin.tokens import create_admin_token
+
+    with zipfile.ZipFile(ewaste_zip) as archive:
+        others = [archive.read(f"modified-dataset/test/Mouse/Mouse_{n}.jpg") for n in (106, 128)]
+    sent = [
+        submit(live, photo, key="p1", label="", proposed_name="  Phone   charger "),
+        submit(live, others[0], key="p2", label="", proposed_name="PHONE CHARGER"),
+        submit(live, others[1], key="p3", label="", proposed_name="cable"),
+    ]
+    assert [r.status_code for r in sent] == [201, 201, 201], [r.text for r in sent]
+    assert sent[0].json()["submission"]["proposed_name"] == "Phone charger"
+    assert sent[0].json()["submission"]["label"] is None
+    with live.app.app_context():
+        auth = {"Authorization": f"Bearer {create_admin_token()}"}
+    groups = requests.get(f"{live.url}/api/admin/proposals", headers=auth, timeout=30).json()
+    assert [(p["key"], p["count"]) for p in groups["proposals"]] == [
+        ("phone charger", 2), ("cable", 1),
+    ]  # fmt: skip
+    mapped = requests.post(f"{live.url}/api/admin/proposals/settle", headers=auth, timeout=30,
+                           json={"key": "phone charger", "action": "map", "label": "Mobile"})  # fmt: skip
+    assert mapped.json() == {"updated": 2}
+    rows = requests.get(f"{live.url}/api/admin/submissions", headers=auth, timeout=30).json()
+    assert sorted((r["label"] or "", r["status"]) for r in rows["submissions"]) == [
+        ("", "pending"), ("Mobile", "accepted"), ("Mobile", "accepted"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("", "empty"),
+        ("x" * 61, "longer than 60"),
+        ("cable\x00", "control or invisible"),
+        ("1234 !!!", "no letters"),
+        ("B\u0430ttery", "mixes alphabets"),  # a Cyrillic а posing as a Latin a
+    ],
+)
+def test_odd_proposed_names_are_refused_and_nothing_is_stored(live, photo, name, why):
+    response = submit(live, photo, key="odd", label="", proposed_name=name)
+    assert response.status_code == 422 and why in response.json()["error"]
+    assert live.submissions() == 0 and live.stored_files() == []
+
+
+def test_a_flood_of_proposals_is_limited(live, photo, ewaste_zip):
+    live.app.config["BINBOT_LIMITS"] = {**live.app.config["BINBOT_LIMITS"],
+                                        "proposals per day": (2, 86400)}  # fmt: skip
+    answers = [submit(live, photo, key=f"f{i}", label="", proposed_name=f"thing {i}").status_code
+               for i in range(3)]  # fmt: skip
+    assert answers[2] == 429

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from training.openset import METHODS
 from training.settings import Setting, declared, setting
 
 BACKBONES = ("mobilenet_v2", "efficientnet_v2_b0")
@@ -57,6 +58,10 @@ class TrainConfig:
     cache_features: bool = setting(
         True, "keep the frozen backbone's features on disk ($BINBOT_CACHE_DIR) for later runs"
     )
+    openset_method: str = setting(
+        "knn", "how the model tells its kinds from anything else (an open-set score)",
+        choices=METHODS,
+    )  # fmt: skip
     warm_start: str | None = setting(
         None, "a run folder (or a bundle's keras/ folder) to start from instead of ImageNet "
         "alone; its classes are matched by name, new ones start from scratch",

@@ -23,6 +23,8 @@ from training.config import TrainConfig
 from training.dataset import ImageRecord
 from training.features import FeatureSpace, FeatureStore, weights_id
 from training.model import ModelParts, set_top_trainable
+from training.openset import OpenSet
+from training.openset import fit as fit_open_set
 from training.views import VIEWS_VERSION
 
 Log = Callable[[str], None]
@@ -104,6 +106,15 @@ class FeatureTrainer:
             if epoch >= epochs - average.last:
                 average.add()
         average.apply(self.log)
+
+    def open_set(self, train_labels: np.ndarray) -> OpenSet:
+        """The trained model's open-set score: fitted on the training photos (their exact
+        view), its threshold calibrated on the validation photos."""
+        train = self._pooled(self.train_x[:, :1])[:, 0]
+        val = self._pooled(self.val_x[:, None])[:, 0]
+        scorer = fit_open_set(self.config.openset_method, train, train_labels, self.config.seed)
+        scorer.calibrate(val, self.parts.head.predict(val, batch_size=256, verbose=0))
+        return scorer
 
     def _pooled(self, features: np.ndarray) -> np.ndarray:
         """Pooled features [n, views, 1280] of cut features [n, views, ...], frozen top."""

@@ -18,6 +18,7 @@ DATASET_FILE = "dataset.json"
 HISTORY_FILE = "history.json"
 CURVES_FILE = "training_curves.png"
 EVALUATION_DIR = "evaluation"
+OPENSET_FILE = "openset.json"
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from binbot.errors import BinbotError
 from training.config import TrainConfig
 from training.dataset import Dataset, ImageRecord, load_dataset, progress_logger
@@ -30,6 +32,7 @@ from training.run_dir import (
     HISTORY_FILE,
     LABELS_FILE,
     MODEL_FILE,
+    OPENSET_FILE,
     write_json,
 )
 
@@ -167,6 +170,12 @@ def _fit_phases(
             on_event({"event": "phase", "phase": phase, "epochs": epochs, "later_epochs": later})
         trainer.run_phase(phase, epochs, should_stop)
     model.save(out / MODEL_FILE)
+    if trainer.history:
+        scorer = trainer.open_set(np.array([r.label for r in train_records]))
+        write_json(out / OPENSET_FILE, scorer.to_json())
+        log(
+            f"Open-set score: {scorer.method}, threshold {scorer.threshold:.4f} (accepts 95% of val)"
+        )
     return trainer.history
 
 

@@ -9,10 +9,10 @@
 //   node conversion/js/run_tfjs.mjs JOB.json RESULT.json
 //
 // JOB.json: {"model_dir": "...", "input": "image:0", "outputs": {"probabilities": "...",
-//            "embedding": "..."}, "warmup": 3,
+//            "embedding": "..."}, "warmup": 3, "openset": "openset.json" (optional),
 //            "images": [{"rgb": "x.rgb", "width": 150, "height": 150, "orientation": 1}]}
 // RESULT.json: {"backend", "simd", "load_ms", "probabilities": [[...]],
-//               "embeddings": [[...]], "latency_ms": [...]}
+//               "embeddings": [[...]], "latency_ms": [...], "openset_scores": [...]}
 
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -49,6 +49,8 @@ async function main() {
   const { loadBundle, shardPaths } = await import(
     pathToFileURL(path.join(here, '../../webclient/src/graph-model.js')).href
   );
+  const { openSetScore } = await import(pathToFileURL(path.join(here, '../../webclient/src/openset.js')).href);
+  const openset = job.openset ? JSON.parse(await readFile(job.openset, 'utf8')) : null;
   const wasmDir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm'));
   setWasmPaths(wasmDir + path.sep);
   if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
@@ -82,6 +84,7 @@ async function main() {
     probabilities: [],
     embeddings: [],
     latency_ms: [],
+    openset_scores: [],
   };
   for (const input of inputs) {
     const start = performance.now();
@@ -89,6 +92,7 @@ async function main() {
     result.latency_ms.push(performance.now() - start);
     result.probabilities.push(Array.from(probabilities));
     result.embeddings.push(Array.from(embedding, (v) => Math.round(v * 1e5) / 1e5));
+    if (openset) result.openset_scores.push(openSetScore(openset, embedding, probabilities));
     input.dispose();
   }
   await writeFile(resultFile, JSON.stringify(result));

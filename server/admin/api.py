@@ -6,11 +6,19 @@ JSON; errors are raised by the services and answered by ``server.errors``.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, jsonify, request, send_file
 
-from server.admin.submissions import MAX_PAGE_SIZE, SubmissionFilter, review, whole_number
+from server.admin.submissions import (
+    MAX_PAGE_SIZE,
+    SubmissionFilter,
+    proposals,
+    review,
+    settle_proposal,
+    whole_number,
+)
 from server.admin.tokens import admin_required
 from server.admin.versions import version_rows
 from server.jobs.queue import cancel, enqueue, job_status, recent_jobs, validate_settings
@@ -48,6 +56,20 @@ def review_submissions():
     body: dict[str, Any] = request.get_json(silent=True) or {}
     rows = review(body.get("ids"), body.get("action"), body.get("label"))
     return jsonify({"updated": len(rows), "submissions": [r.as_dict() for r in rows]})
+
+
+@admin_api.get("/proposals")
+def list_proposals():
+    """Names people gave photos of things the model does not know, grouped, most first."""
+    return jsonify({"proposals": [asdict(p) for p in proposals()]})
+
+
+@admin_api.post("/proposals/settle")
+def settle():
+    """{"key": "phone charger", "action": "map" | "reject", "label": "..."}"""
+    body: dict[str, Any] = request.get_json(silent=True) or {}
+    count = settle_proposal(str(body.get("key", "")), body.get("action"), body.get("label"))
+    return jsonify({"updated": count})
 
 
 @admin_api.get("/models")

@@ -37,7 +37,9 @@ from server.admin.submissions import (
     counts_by_label,
     current_labels,
     find_submission,
+    proposals,
     review,
+    settle_proposal,
     whole_number,
 )
 from server.admin.tokens import checked_token
@@ -140,7 +142,19 @@ def submissions():
         labels=current_labels(),
         accepted=counts_by_label("accepted"),
         pending=counts_by_label("pending"),
+        proposals=proposals(),
     )
+
+
+@console.post("/proposals/settle")
+@login_required
+def settle():
+    key, action = request.form.get("key", ""), request.form.get("action", "")
+    attempt(
+        lambda: settle_proposal(key, action, request.form.get("label")),
+        lambda count: f"{action}: {count} photo{'s' * (count != 1)} proposed as {key!r}.",
+    )
+    return redirect(url_for("console.submissions"))
 
 
 @console.post("/submissions/review")

@@ -128,8 +128,59 @@ def counts_by_label(status: str) -> dict[str, int]:
     """Submissions with ``status`` per label (accepted ones are what retraining adds)."""
     rows = db.session.execute(
         select(Submission.label, func.count(Submission.id))
-        .where(Submission.status == status)
+        .where(Submission.status == status, Submission.label.is_not(None))
         .group_by(Submission.label)
     ).all()
     counts = Counter(dict(rows))
     return {label: counts.get(label, 0) for label in sorted(set(current_labels()) | set(counts))}
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """Photos sent as "something else" under one name (compared case- and space-blind)."""
+
+    key: str
+    name: str  # the most common spelling
+    count: int
+    ids: list[int]
+
+
+def proposals(limit: int = 50) -> list[Proposal]:
+    """Pending proposed names, most proposed first, with their photos' ids."""
+    rows = db.session.execute(
+        select(Submission.proposed_key, Submission.proposed_name, Submission.id)
+        .where(Submission.status == "pending", Submission.proposed_key.is_not(None))
+        .order_by(Submission.id)
+    ).all()
+    groups: dict[str, list] = {}
+    for key, name, row_id in rows:
+        groups.setdefault(key, []).append((name, row_id))
+    out = [
+        Proposal(key, Counter(n for n, _ in members).most_common(1)[0][0], len(members),
+                 [row_id for _, row_id in members])
+        for key, members in groups.items()
+    ]  # fmt: skip
+    return sorted(out, key=lambda p: (-p.count, p.key))[:limit]
+
+
+def settle_proposal(key: str, action: str, label: str | None = None) -> int:
+    """Map a proposed name's pending photos to a kind (they are then accepted), or reject
+    them; returns how many photos changed."""
+    rows = db.session.scalars(
+        select(Submission).where(Submission.proposed_key == key, Submission.status == "pending")
+    ).all()
+    if not rows:
+        raise NotFound(f"no pending photos proposed as {key!r}")
+    if action == "map":
+        labels = current_labels()
+        if label not in labels:
+            raise Unprocessable(f"label must be one of {labels}")
+        for row in rows:
+            row.label, row.status = label, "accepted"
+    elif action == "reject":
+        for row in rows:
+            row.status = "rejected"
+    else:
+        raise BadRequest("action must be map or reject")
+    db.session.commit()
+    return len(rows)

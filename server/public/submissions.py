@@ -24,6 +24,7 @@ from werkzeug.datastructures import FileStorage
 from server.errors import BadRequest, InsufficientStorage, Unavailable, Unprocessable
 from server.extensions import db
 from server.limits import configured
+from server.public.names import clean_name
 from server.registry.photos import CleanImage, DecodeLimits, sanitize_image, store_photo
 from server.tables import Submission
 
@@ -117,14 +118,30 @@ def parse_confidence(text: str | None) -> float | None:
     return value
 
 
-def check_labels(form, labels: list[str]) -> tuple[str, str | None]:
-    label = form.get("label", "")
-    if label not in labels:
-        raise Unprocessable(f"unknown label {label!r}; expected one of {labels}")
+@dataclass(frozen=True)
+class Said:
+    """What the person says it is: one of the kinds, or a name of their own."""
+
+    label: str | None
+    proposed_name: str | None = None
+    proposed_key: str | None = None
+    predicted: str | None = None
+
+
+def check_labels(form, labels: list[str]) -> Said:
     predicted = form.get("predicted_label") or None
     if predicted is not None and predicted not in labels:
         raise Unprocessable(f"unknown predicted_label {predicted!r}")
-    return label, predicted
+    if "proposed_name" in form and not form.get("label"):
+        configured("proposals per day").hit()
+        name, key = clean_name(form.get("proposed_name"))
+        return Said(None, name, key, predicted)
+    label = form.get("label", "")
+    if label not in labels:
+        raise Unprocessable(
+            f"unknown label {label!r}; expected one of {labels}, or a proposed_name"
+        )
+    return Said(label, predicted=predicted)
 
 
 def clean_upload(raw: bytes) -> CleanImage:
@@ -157,7 +174,7 @@ def store_submission(
     if key is not None and (found := find_by(Submission.idempotency_key, key)) is not None:
         check_replay(found, raw, form.get("label"))
         return Stored(found, replayed=True)
-    label, predicted = check_labels(form, labels)
+    said = check_labels(form, labels)
     confidence = parse_confidence(form.get("confidence"))
     model_version = check_model_version(form.get("model_version"))
     check_capacity()
@@ -169,8 +186,10 @@ def store_submission(
     submission = Submission(
         sha256=clean.sha256,
         idempotency_key=key,
-        label=label,
-        predicted_label=predicted,
+        label=said.label,
+        proposed_name=said.proposed_name,
+        proposed_key=said.proposed_key,
+        predicted_label=said.predicted,
         confidence=confidence,
         model_version=model_version,
         upload_sha256=hashlib.sha256(raw).hexdigest(),

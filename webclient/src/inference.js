@@ -17,7 +17,7 @@ import { loadGraphModel } from '@tensorflow/tfjs-converter';
 import { loadBundle } from './graph-model.js';
 import { modelInputFromPixels } from './preprocess.js';
 
-let current = null; // { model, version, labels, inputNode, outputNode }
+let current = null; // { model, version, labels, inputNode, outputNodes, size }
 
 /**
  * TF.js's wasm backend sizes its thread pool at half of what navigator.hardwareConcurrency says
@@ -64,12 +64,12 @@ export async function loadModel({ version, manifest, modelJson, shards }) {
   const started = performance.now();
   const { model, folded } = await loadBundle(tf, loadGraphModel, modelJson, shards);
   const inputNode = manifest.input.node;
-  const outputNode = manifest.outputs.probabilities.node;
+  const outputNodes = [manifest.outputs.probabilities.node, manifest.outputs.embedding.node];
   const [size] = manifest.input.resize.size; // the page checked the recipe (model-contract.js)
   // The first run compiles kernels; do it now rather than on the user's first photo.
-  tf.tidy(() => model.execute({ [inputNode]: tf.zeros([1, size, size, 3]) }, outputNode).dataSync());
+  tf.tidy(() => model.execute({ [inputNode]: tf.zeros([1, size, size, 3]) }, outputNodes)[0].dataSync());
   const previous = current;
-  current = { model, version, labels: manifest.labels, inputNode, outputNode, size };
+  current = { model, version, labels: manifest.labels, inputNode, outputNodes, size };
   previous?.model.dispose();
   return { version, folded, loadMs: performance.now() - started };
 }
@@ -94,7 +94,7 @@ async function decode(blob) {
 /** Classify a photo: every class's probability, best first, with timings. */
 export async function classify(blob) {
   if (!current) throw new Error('no model is loaded yet');
-  const { model, inputNode, outputNode, labels, version, size } = current;
+  const { model, inputNode, outputNodes, labels, version, size } = current;
   const t0 = performance.now();
   let pixels;
   try {
@@ -105,10 +105,10 @@ export async function classify(blob) {
   const t1 = performance.now();
   const input = modelInputFromPixels(tf, pixels, 1, size);
   const t2 = performance.now();
-  const output = model.execute({ [inputNode]: input }, outputNode);
-  const probabilities = Array.from(await output.data());
+  const outputs = model.execute({ [inputNode]: input }, outputNodes);
+  const [probabilities, embedding] = (await Promise.all(outputs.map((o) => o.data()))).map((d) => Array.from(d));
   const t3 = performance.now();
-  tf.dispose([input, output]);
+  tf.dispose([input, ...outputs]);
   const ranked = probabilities
     .map((p, i) => ({ label: labels[i], probability: p }))
     .sort((a, b) => b.probability - a.probability);
@@ -116,6 +116,7 @@ export async function classify(blob) {
     version,
     ranked,
     probabilities,
+    embedding,
     width: pixels.width,
     height: pixels.height,
     timings: { decodeMs: t1 - t0, preprocessMs: t2 - t1, inferMs: t3 - t2 },

@@ -9,6 +9,7 @@
 import { captureFrame, liveCameraAvailable, startLiveCamera, watchFileInputs } from './camera.js';
 import { createClassifier } from './classifier.js';
 import { UnusableModel, checkManifest } from './model-contract.js';
+import { verdict } from './openset.js';
 import { activeModel, cachedVersions, checkForUpdate, readModelFiles } from './model-store.js';
 import { SYNC_TAG, dismiss, enqueue, flush, listCorrections, onQueueChange, pausedUntil } from './queue.js';
 import * as ui from './ui.js';
@@ -24,6 +25,7 @@ const state = {
   info: null,
   classifier: null,
   last: null, // { blob, result }
+  openset: null, // the active model's open-set score (openset.js), when its bundle has one
   checking: null,
 };
 let markModelReady;
@@ -31,9 +33,10 @@ const modelReady = new Promise((resolve) => { markModelReady = resolve; });
 
 async function loadIntoClassifier(entry) {
   checkManifest(entry.manifest);
-  const { modelJson, shards } = await readModelFiles(entry);
+  const { modelJson, shards, openset } = await readModelFiles(entry);
   await state.classifier.load({ version: entry.version, manifest: entry.manifest, modelJson, shards });
   state.entry = entry;
+  state.openset = openset;
   ui.fillLabelPicker(entry.labels);
   ui.showModel(entry, state.info, navigator.onLine);
   markModelReady();
@@ -101,8 +104,9 @@ async function classifyPhoto(blob) {
   ui.setStatus('Looking at your photo…', { busy: true });
   try {
     const result = await state.classifier.classify(blob);
+    result.verdict = verdict(state.openset, result.embedding, result.probabilities, NOT_SURE_BELOW);
     state.last = { blob, result };
-    ui.showResult(result, state.entry.labels, NOT_SURE_BELOW);
+    ui.showResult(result, state.entry.labels);
     ui.setStatus('');
     if (!performance.getEntriesByName('binbot:first-prediction').length) performance.mark('binbot:first-prediction');
     window.binbot.lastResult = result;
@@ -111,15 +115,17 @@ async function classifyPhoto(blob) {
   }
 }
 
-async function saveCorrection(label) {
+/** Queue what the user says it is: one of the kinds (`label`), or a name of their own. */
+async function saveCorrection(label, proposedName = null) {
   const { blob, result } = state.last;
   const [best] = result.ranked;
   ui.elements.sendButton.disabled = true;
   try {
     const photo = await state.classifier.downscale(blob, UPLOAD_MAX_SIDE);
-    await enqueue({ photo, label, predictedLabel: best.label, confidence: best.probability, modelVersion: result.version });
-    ui.feedbackDone(`Thank you! "${label}" is saved and will be sent when you are online.`);
-    if (label !== best.label) ui.showGuidanceFor(state.entry.labels, label);
+    await enqueue({ photo, label, proposedName, predictedLabel: best.label, confidence: best.probability,
+      modelVersion: result.version });
+    ui.feedbackDone(`Thank you! "${label ?? proposedName}" is saved and will be sent when you are online.`);
+    if (label && label !== best.label) ui.showGuidanceFor(state.entry.labels, label);
     await refreshQueue();
     requestBackgroundSync();
     sendQueue();
@@ -135,9 +141,11 @@ function wireControls() {
   watchFileInputs([elements.cameraInput, elements.galleryInput], classifyPhoto);
   elements.rightButton.addEventListener('click', () => saveCorrection(state.last.result.ranked[0].label));
   elements.wrongButton.addEventListener('click', () => ui.openLabelPicker(state.last.result.ranked[0].label));
+  elements.labelSelect.addEventListener('change', ui.syncOtherName);
   elements.labelPicker.addEventListener('submit', (event) => {
     event.preventDefault();
-    saveCorrection(elements.labelSelect.value);
+    if (elements.labelSelect.value === ui.OTHER) saveCorrection(null, elements.otherNameInput.value.trim());
+    else saveCorrection(elements.labelSelect.value);
   });
   elements.updateButton.addEventListener('click', () => checkForNewModel({ quiet: false }));
 
@@ -207,7 +215,10 @@ async function start() {
   window.binbot = {
     state,
     modelReady,
-    classify: (blob) => modelReady.then(() => state.classifier.classify(blob)),
+    classify: (blob) => modelReady.then(async () => {
+      const result = await state.classifier.classify(blob);
+      return { ...result, verdict: verdict(state.openset, result.embedding, result.probabilities, NOT_SURE_BELOW) };
+    }),
     checkForNewModel: () => checkForNewModel({ quiet: false }),
     sendQueue,
     cachedVersions,

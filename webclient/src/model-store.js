@@ -29,7 +29,8 @@ export async function activeModel() {
 }
 
 /**
- * The active version's model.json and shards, read from its cache and checked by hash.
+ * The active version's model.json, shards and open-set arrays, read from its cache and
+ * checked by hash.
  * Throws when a file is missing or damaged (the caller then downloads the version again).
  */
 export async function readModelFiles(entry) {
@@ -49,7 +50,9 @@ export async function readModelFiles(entry) {
     return file;
   });
   const shards = await Promise.all(shardFiles.map(read));
-  return { modelJson, shards };
+  const { openset } = entry.manifest;
+  const scorer = openset ? JSON.parse(new TextDecoder().decode(await read(byPath.get(openset.file)))) : null;
+  return { modelJson, shards, openset: scorer };
 }
 
 async function fetchJson(url) {

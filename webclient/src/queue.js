@@ -34,13 +34,14 @@ export function onQueueChange(listener) {
   new BroadcastChannel(CHANNEL).onmessage = listener;
 }
 
-export async function enqueue({ photo, label, predictedLabel, confidence, modelVersion }) {
+export async function enqueue({ photo, label, proposedName, predictedLabel, confidence, modelVersion }) {
   const item = {
     id: crypto.randomUUID(),
     createdAt: new Date().toISOString(),
     status: 'waiting',
     photo,
-    label,
+    label: label ?? null,
+    proposedName: proposedName ?? null,
     predictedLabel: predictedLabel ?? null,
     confidence: confidence ?? null,
     modelVersion: modelVersion ?? null,
@@ -65,7 +66,8 @@ export async function dismiss(id) {
 function formFor(item) {
   const form = new FormData();
   form.append('image', item.photo, 'photo.jpg');
-  form.append('label', item.label);
+  if (item.label) form.append('label', item.label);
+  if (item.proposedName) form.append('proposed_name', item.proposedName);
   if (item.predictedLabel) form.append('predicted_label', item.predictedLabel);
   if (item.confidence !== null) form.append('confidence', String(item.confidence));
   if (item.modelVersion) form.append('model_version', item.modelVersion);

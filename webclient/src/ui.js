@@ -20,6 +20,9 @@ export const elements = {
   feedbackMessage: $('feedback-message'),
   labelPicker: $('label-picker'),
   labelSelect: $('label-select'),
+  otherName: $('other-name'),
+  otherNameInput: $('other-name-input'),
+  hint: $('hint'),
   cameraInput: $('camera-input'),
   galleryInput: $('gallery-input'),
   liveButton: $('live-button'),
@@ -70,18 +73,18 @@ function renderGuidance(entry) {
   box.hidden = false;
 }
 
-/** Show the top 3, or "not sure" when the best is below `threshold`; focus the heading. */
-export function showResult(result, labels, threshold) {
-  const [best] = result.ranked;
-  const sure = best.probability >= threshold;
-  elements.result.hidden = false;
-  elements.result.dataset.top = best.label;
-  elements.result.dataset.sure = String(sure);
-  elements.resultHeading.textContent = sure
-    ? `${best.label} (${percent(best.probability)})`
-    : `Not sure. Is it one of these? Please choose below.`;
+const HEADINGS = {
+  known: (best) => `${best.label} (${percent(best.probability)})`,
+  unsure: () => 'Not sure. Is it one of these? Please choose below.',
+  unknown: () => "BinBot doesn't recognise this",
+};
+const GENERAL_HINT = 'This does not look like anything BinBot knows. If it runs on electricity or '
+  + 'batteries, it belongs at an e-waste collection point, never in household waste; otherwise, '
+  + 'check your municipality\'s sorting guide.';
+
+function renderTopList(ranked) {
   elements.topList.replaceChildren();
-  for (const { label, probability } of result.ranked.slice(0, 3)) {
+  for (const { label, probability } of ranked.slice(0, 3)) {
     const item = document.createElement('li');
     const name = Object.assign(document.createElement('span'), { className: 'label', textContent: label });
     const meter = Object.assign(document.createElement('meter'), { min: 0, max: 1, value: probability });
@@ -90,16 +93,35 @@ export function showResult(result, labels, threshold) {
     item.append(name, meter, value);
     elements.topList.append(item);
   }
+}
+
+/**
+ * The verdict (result.verdict): "known" shows the kind and its advice; "unsure" the top 3 and
+ * the picker; "unknown" no advice that pretends to know, a general hint, and the picker with
+ * "Something else…". Focus moves to the heading.
+ */
+export function showResult(result, labels) {
+  const [best] = result.ranked;
+  const { verdict } = result;
+  const known = verdict === 'known';
+  elements.result.hidden = false;
+  Object.assign(elements.result.dataset, { top: best.label, sure: String(known), verdict, label: known ? best.label : '' });
+  elements.resultHeading.textContent = HEADINGS[verdict](best);
+  elements.topList.hidden = verdict === 'unknown';
+  renderTopList(result.ranked);
+  elements.hint.hidden = verdict !== 'unknown';
+  elements.hint.textContent = GENERAL_HINT;
   const entry = labels.find((l) => l.name === best.label);
-  if (sure && entry) renderGuidance(entry);
+  if (known && entry) renderGuidance(entry);
   else elements.guidance.hidden = true;
   elements.feedback.hidden = false;
-  elements.feedbackHeading.textContent = sure ? 'Did BinBot get it right?' : 'Tell BinBot what it is';
+  elements.feedbackHeading.textContent = known ? 'Did BinBot get it right?' : 'Tell BinBot what it is';
   elements.feedbackMessage.textContent = '';
-  elements.labelPicker.hidden = sure;
-  if (!sure) elements.labelSelect.value = best.label;
-  elements.rightButton.hidden = !sure;
-  elements.wrongButton.hidden = !sure;
+  elements.labelPicker.hidden = known;
+  elements.labelSelect.value = verdict === 'unsure' ? best.label : OTHER;
+  syncOtherName();
+  elements.rightButton.hidden = !known;
+  elements.wrongButton.hidden = !known;
   elements.resultHeading.focus();
 }
 
@@ -108,16 +130,27 @@ export function showGuidanceFor(labels, name) {
   if (entry) renderGuidance(entry);
 }
 
+/** The picker's value for "Something else…" (never a kind's name: it has a symbol no name has). */
+export const OTHER = '\u2026other';
+
 export function fillLabelPicker(labels) {
   const select = elements.labelSelect;
   const chosen = select.value;
-  select.replaceChildren(...labels.map(({ name }) => new Option(name, name)));
-  if (labels.some((l) => l.name === chosen)) select.value = chosen;
+  select.replaceChildren(...labels.map(({ name }) => new Option(name, name)), new Option('Something else…', OTHER));
+  if (labels.some((l) => l.name === chosen) || chosen === OTHER) select.value = chosen;
+}
+
+/** The free-text name field shows only for "Something else…". */
+export function syncOtherName() {
+  const other = elements.labelSelect.value === OTHER;
+  elements.otherName.hidden = !other;
+  elements.otherNameInput.required = other;
 }
 
 export function openLabelPicker(current) {
   elements.labelPicker.hidden = false;
   elements.labelSelect.value = current;
+  syncOtherName();
   elements.labelSelect.focus();
 }
 
@@ -143,7 +176,7 @@ export function showQueue(items, pausedUntil, onDismiss) {
   elements.queueList.replaceChildren();
   for (const item of rejected) {
     const li = document.createElement('li');
-    li.textContent = `Not accepted by the server (${item.label}): ${item.error} `;
+    li.textContent = `Not accepted by the server (${item.label ?? item.proposedName}): ${item.error} `;
     const button = Object.assign(document.createElement('button'), { type: 'button', textContent: 'Dismiss' });
     button.addEventListener('click', () => onDismiss(item.id));
     li.append(button);

@@ -1,0 +1,124 @@
+"""Is this photo one of the model's kinds at all? A score from the model's pooled features.
+
+A classifier always names one of its kinds, however far a photo is from all of them. The
+score here says how much a photo looks like the training photos: high for the kinds the model
+knows, low for anything else. Methods (all from the 1280-value embedding the bundle exports):
+
+- ``max_softmax``: the top class probability (Hendrycks & Gimpel 2017), the baseline;
+- ``prototype``: the highest cosine similarity to a class's mean direction;
+- ``knn``: the cosine similarity to the k-th nearest of a sample of training photos
+  (Sun et al. 2022), on normalised embeddings;
+- ``mahalanobis``: minus the smallest Mahalanobis distance to a class mean, with one shared
+  covariance, in the embedding's top principal components (Lee et al. 2018).
+
+The threshold is calibrated on validation photos of the known kinds: the score that accepts
+``ACCEPT`` of them. Everything the browser needs is in ``OpenSet.to_json`` (the method, its
+arrays, the threshold); ``webclient/src/openset.js`` computes the same score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+METHODS = ("max_softmax", "prototype", "knn", "mahalanobis")
+ACCEPT = 0.95
+KNN_K = 5
+KNN_SAMPLE_PER_CLASS = 40
+MAHALANOBIS_DIMS = 64
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    return x / (np.linalg.norm(x, axis=-1, keepdims=True) + 1e-12)
+
+
+@dataclass
+class OpenSet:
+    method: str
+    threshold: float = 0.0
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    k: int = KNN_K
+
+    def scores(self, embeddings: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+        """Higher: more like the known kinds."""
+        if self.method == "max_softmax":
+            return probabilities.max(axis=1)
+        if self.method == "prototype":
+            return (normalise(embeddings) @ self.arrays["prototypes"].T).max(axis=1)
+        if self.method == "knn":
+            similarity = normalise(embeddings) @ self.arrays["reference"].T
+            return -np.sort(-similarity, axis=1)[:, self.k - 1]
+        centred = (embeddings - self.arrays["mean"]) @ self.arrays["components"].T
+        deltas = centred[:, None, :] - self.arrays["class_means"][None]
+        distances = np.einsum("nkd,de,nke->nk", deltas, self.arrays["precision"], deltas)
+        return -distances.min(axis=1)
+
+    def calibrate(self, embeddings: np.ndarray, probabilities: np.ndarray) -> None:
+        """The threshold that accepts ``ACCEPT`` of these (known-kind, validation) photos."""
+        self.threshold = float(np.quantile(self.scores(embeddings, probabilities), 1 - ACCEPT))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "threshold": self.threshold,
+            "k": self.k,
+            "arrays": {
+                name: a.astype(np.float32).round(6).tolist() for name, a in self.arrays.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OpenSet:
+        arrays = {name: np.asarray(a, dtype=np.float32) for name, a in data["arrays"].items()}
+        return cls(data["method"], data["threshold"], arrays, data.get("k", KNN_K))
+
+
+def fit(method: str, embeddings: np.ndarray, labels: np.ndarray, seed: int = 42) -> OpenSet:
+    """The method's arrays from training embeddings [n, 1280] and their labels."""
+    if method == "max_softmax":
+        return OpenSet(method)
+    classes = sorted(set(labels.tolist()))
+    if method == "prototype":
+        means = np.stack([normalise(embeddings[labels == c]).mean(axis=0) for c in classes])
+        return OpenSet(method, arrays={"prototypes": normalise(means)})
+    if method == "knn":
+        rng = np.random.default_rng(seed)
+        picked = np.concatenate([
+            rng.permutation(np.flatnonzero(labels == c))[:KNN_SAMPLE_PER_CLASS] for c in classes
+        ])  # fmt: skip
+        return OpenSet(method, arrays={"reference": normalise(embeddings[picked])})
+    if method == "mahalanobis":
+        return _fit_mahalanobis(embeddings, labels, classes)
+    raise ValueError(f"unknown open-set method {method!r}; choose from {', '.join(METHODS)}")
+
+
+def _fit_mahalanobis(embeddings: np.ndarray, labels: np.ndarray, classes: list[int]) -> OpenSet:
+    mean = embeddings.mean(axis=0)
+    _, _, vt = np.linalg.svd(embeddings - mean, full_matrices=False)
+    components = vt[:MAHALANOBIS_DIMS]
+    projected = (embeddings - mean) @ components.T
+    class_means = np.stack([projected[labels == c].mean(axis=0) for c in classes])
+    within = projected - class_means[np.searchsorted(classes, labels)]
+    covariance = within.T @ within / len(within) + 1e-3 * np.eye(len(components))
+    arrays = {"mean": mean, "components": components, "class_means": class_means,
+              "precision": np.linalg.inv(covariance)}  # fmt: skip
+    return OpenSet("mahalanobis", arrays=arrays)
+
+
+def auroc(known: np.ndarray, unknown: np.ndarray) -> float:
+    """Probability that a known photo scores above an unknown one (ties count half)."""
+    both = np.concatenate([known, unknown])
+    ranks = np.argsort(np.argsort(both, kind="mergesort"), kind="mergesort") + 1.0
+    for value in np.unique(both):  # average ranks of ties
+        tied = both == value
+        ranks[tied] = ranks[tied].mean()
+    return float((ranks[: len(known)].sum() - len(known) * (len(known) + 1) / 2)
+                 / (len(known) * len(unknown)))  # fmt: skip
+
+
+def false_accepts_at(known: np.ndarray, unknown: np.ndarray, accept: float = ACCEPT) -> float:
+    """Share of unknown photos accepted at the threshold that accepts ``accept`` of known ones."""
+    threshold = np.quantile(known, 1 - accept)
+    return float((unknown >= threshold).mean())
