@@ -168,3 +168,26 @@ class WorkerCrash(db.Model):
     reason: Mapped[str] = mapped_column(Text)
     job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class Kind(db.Model):
+    """A kind of item BinBot knows or is learning, with its disposal advice (``Advice``)."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(60), unique=True)
+    key: Mapped[str] = mapped_column(String(60), unique=True)  # server.public.names
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Advice(db.Model):
+    """One revision of a kind's disposal advice; the newest is the one phones get. Every edit
+    is a new row, so the advice's history is kept and its version is this table's largest id."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind_id: Mapped[int] = mapped_column(ForeignKey("kind.id", ondelete="CASCADE"), index=True)
+    advice_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    @property
+    def advice(self) -> dict[str, Any]:
+        return json.loads(self.advice_json)

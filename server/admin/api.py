@@ -30,6 +30,14 @@ from server.registry.bundles import (
     rollback,
     version_summary,
 )
+from server.registry.kinds import (
+    advice_version,
+    all_kinds,
+    create_kind,
+    delete_kind,
+    edit_advice,
+    guidance_for,
+)
 
 admin_api = Blueprint("admin", __name__, url_prefix="/api/admin")
 
@@ -70,6 +78,40 @@ def settle():
     body: dict[str, Any] = request.get_json(silent=True) or {}
     count = settle_proposal(str(body.get("key", "")), body.get("action"), body.get("label"))
     return jsonify({"updated": count})
+
+
+@admin_api.get("/kinds")
+def list_kinds():
+    """Every kind with its current advice."""
+    return jsonify({"kinds": [{"name": k.name, "guidance": guidance_for(k.name)} for k in all_kinds()],
+                    "advice_version": advice_version()})  # fmt: skip
+
+
+@admin_api.put("/kinds/<name>/advice")
+def put_advice(name: str):
+    """A new revision of a kind's advice: {"category", "bin", "steps": [...], "hazards": [...],
+    "link"}; phones get it at their next check, with no new model."""
+    edit_advice(name, request.get_json(silent=True) or {})
+    return jsonify(
+        {"name": name, "guidance": guidance_for(name), "advice_version": advice_version()}
+    )
+
+
+@admin_api.post("/kinds")
+def new_kind():
+    """{"name", "advice": {...}, "from_proposal": "<proposal key>"}: a kind learned from photos
+    people sent as "something else"; refused with the reason unless there are enough."""
+    body: dict[str, Any] = request.get_json(silent=True) or {}
+    kind = create_kind(
+        str(body.get("name", "")), body.get("advice") or {}, str(body.get("from_proposal", ""))
+    )
+    return jsonify({"name": kind.name, "guidance": guidance_for(kind.name)}), 201
+
+
+@admin_api.delete("/kinds/<name>")
+def remove_kind(name: str):
+    delete_kind(name)
+    return jsonify({"deleted": name})
 
 
 @admin_api.get("/models")

@@ -65,6 +65,13 @@ from server.registry.bundles import (
     rollback,
 )
 from server.registry.dataset_images import base_test_image
+from server.registry.kinds import (
+    MIN_NEW_KIND_PHOTOS,
+    all_kinds,
+    create_kind,
+    edit_advice,
+    guidance_for,
+)
 from server.registry.photos import photo_path
 from server.tables import utcnow
 
@@ -231,6 +238,46 @@ def job_json(job_id: int):
 def cancel_job(job_id: int):
     attempt(lambda: cancel(job_id).status, lambda status: f"Job {job_id}: {status}.")
     return redirect(url_for("console.job", job_id=job_id))
+
+
+# Kinds and their advice ----------------------------------------------------------------
+
+
+@console.get("/kinds")
+@login_required
+def kinds():
+    live = published_version()
+    return render_template(
+        "console/kinds.html",
+        kinds=[(k, guidance_for(k.name)) for k in all_kinds()],
+        live_labels=live.manifest["labels"] if live else [],
+        proposals=proposals(),
+        proposal=request.args.get("proposal", ""),
+        min_photos=MIN_NEW_KIND_PHOTOS,
+    )
+
+
+def _advice_form() -> dict[str, str]:
+    return {k: request.form.get(k, "") for k in ("category", "bin", "steps", "hazards", "link")}
+
+
+@console.post("/kinds/<name>/advice")
+@login_required
+def save_advice(name: str):
+    attempt(lambda: edit_advice(name, _advice_form()),
+            lambda _: f"Advice for {name} saved; phones get it at their next check.")  # fmt: skip
+    return redirect(url_for("console.kinds") + f"#kind-{name}")
+
+
+@console.post("/kinds")
+@login_required
+def add_kind():
+    name, proposal = request.form.get("name", ""), request.form.get("proposal", "")
+    attempt(
+        lambda: create_kind(name, _advice_form(), proposal).name,
+        lambda created: f"{created} is a new kind; the next retraining learns it.",
+    )
+    return redirect(url_for("console.kinds"))
 
 
 # Models --------------------------------------------------------------------------------

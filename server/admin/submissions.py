@@ -16,7 +16,6 @@ from sqlalchemy import Select, func, select
 
 from server.errors import BadRequest, NotFound, Unprocessable
 from server.extensions import db
-from server.registry.bundles import published_version
 from server.tables import Submission
 
 STATUSES = ("pending", "accepted", "rejected")
@@ -120,8 +119,10 @@ def find_submission(submission_id: int) -> Submission:
 
 
 def current_labels() -> list[str]:
-    current = published_version()
-    return current.manifest["labels"] if current else []
+    """The kinds a photo may be labelled with: the live model's, and new ones it will learn."""
+    from server.registry.kinds import kind_names
+
+    return kind_names()
 
 
 def counts_by_label(status: str) -> dict[str, int]:

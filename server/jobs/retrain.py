@@ -56,8 +56,28 @@ class Reporter(Protocol):
     def event(self, event: dict[str, Any]) -> None: ...
 
 
+# A kind the base dataset does not have is learned from its accepted photos alone: these
+# shares of them (by content hash, so the split is stable) are held out to validate and test it.
+NEW_KIND_SPLIT = (("test", 0.2), ("val", 0.1))
+
+
+def new_kind_split(sha256: str) -> str:
+    """train, val or test for a photo of a new kind, from its hash: the same every time."""
+    position = int(sha256[:8], 16) / 0xFFFFFFFF
+    for split, share in NEW_KIND_SPLIT:
+        if position < share:
+            return split
+        position -= share
+    return "train"
+
+
 def build_training_folder(base, submissions: list[Submission], out: Path) -> dict[str, int]:
-    """Split layout under ``out`` with links to the base images and the accepted photos."""
+    """Split layout under ``out`` with links to the base images and the accepted photos.
+
+    Corrections of the base dataset's kinds join its train split; the photos of a kind it
+    does not have (a new kind) are split across train, val and test, so the new kind is also
+    measured on photos it was not trained on.
+    """
     counts: dict[str, int] = {}
     for record in base.records:
         label = base.classes[record.label]
@@ -66,9 +86,11 @@ def build_training_folder(base, submissions: list[Submission], out: Path) -> dic
         if not target.exists():
             target.symlink_to(record.path.resolve())
     for submission in submissions:
-        if submission.label not in base.classes:
-            continue  # a label the base dataset does not have cannot be learned here
-        target = out / "train" / submission.label / f"submission-{submission.id}.jpg"
+        if not submission.label:
+            continue  # a proposal nobody has mapped to a kind yet
+        known = submission.label in base.classes
+        split = "train" if known else new_kind_split(submission.sha256)
+        target = out / split / submission.label / f"submission-{submission.id}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(photo_path(submission.image_path).resolve())
         counts[submission.label] = counts.get(submission.label, 0) + 1
@@ -76,15 +98,18 @@ def build_training_folder(base, submissions: list[Submission], out: Path) -> dic
 
 
 def score_published(dataset, report: Reporter) -> dict[str, Any] | None:
-    """The published bundle's accuracy on ``dataset``'s test split, measured in TF.js."""
+    """The published bundle's figures on ``dataset``'s test photos of the kinds it knows,
+    measured in TF.js: comparable with the candidate's on those kinds."""
     from conversion.verify import run_tfjs
 
     current = published_version()
     if current is None:
         return None
-    if current.manifest["labels"] != dataset.classes:
+    labels = current.manifest["labels"]
+    shared = [c for c in dataset.classes if c in labels]
+    if not shared:
         return {"version": current.version, "comparable": False}
-    test = dataset.split("test")
+    test = [r for r in dataset.split("test") if dataset.classes[r.label] in labels]
     folder = bundle_dir(current.version)
     signature = json.loads((folder / "model.json").read_text())["signature"]
     report.event({"event": "step", "step": "scoring the published model"})
@@ -92,12 +117,15 @@ def score_published(dataset, report: Reporter) -> dict[str, Any] | None:
         f"Scoring the published model {current.version} on the same {len(test)} test images ..."
     )
     predicted = np.asarray(run_tfjs(folder, test, signature)["probabilities"]).argmax(axis=1)
-    truth = np.array([r.label for r in test])
+    truth = np.array([labels.index(dataset.classes[r.label]) for r in test])
     return {
         "version": current.version,
         "comparable": True,
+        "kinds": shared,
         "test_accuracy": float((predicted == truth).mean()),
-        "per_class_recall": per_class_recall(truth, predicted, dataset.classes),
+        "per_class_recall": {
+            k: v for k, v in per_class_recall(truth, predicted, labels).items() if k in shared
+        },
     }
 
 

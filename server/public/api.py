@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 
 from server.errors import NotFound, Unavailable
-from server.public.guidance import guidance_for
 from server.public.submissions import store_submission
 from server.registry.bundles import bundle_dir, find_version, published_version
+from server.registry.kinds import advice_version, all_kinds, guidance_for, kind_names
 from server.tables import ModelVersion
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -27,9 +27,26 @@ def labels():
     return jsonify(
         {
             "model_version": manifest["version"],
+            "advice_version": advice_version(),
             "labels": [{"name": n, "guidance": guidance_for(n)} for n in manifest["labels"]],
         }
     )
+
+
+@api.get("/advice")
+def advice():
+    """Every kind's disposal advice; phones revalidate it at each check (ETag = its version)."""
+    version = advice_version()
+    if request.if_none_match and str(version) in request.if_none_match:
+        response = current_app.response_class(status=304)
+    else:
+        response = jsonify(
+            {"advice_version": version,
+             "kinds": {k.name: guidance_for(k.name) for k in all_kinds()}}
+        )  # fmt: skip
+    response.headers["ETag"] = f'"{version}"'
+    response.cache_control.no_cache = True
+    return response
 
 
 @api.get("/models/current")
@@ -79,7 +96,8 @@ def model_file(version: str, name: str):
 @api.post("/submissions")
 def create_submission():
     """Store a labelled photo: 201 when new, 200 for a retry or a photo already stored."""
-    labels = published_or_503().manifest["labels"]
+    published_or_503()
+    labels = kind_names()
     stored = store_submission(
         request.form, request.files.get("image"), request.headers.get("Idempotency-Key"), labels
     )

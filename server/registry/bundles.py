@@ -125,23 +125,35 @@ def register_bundle(source: Path) -> ModelVersion:
 def gate(candidate: ModelVersion, current: ModelVersion | None, margin: float) -> str | None:
     """Why ``candidate`` may not replace ``current`` (None when it may).
 
-    Compares test accuracy measured with the converted models, and only when both were
-    measured on the same test images (same test-set fingerprint); otherwise the figures say
-    nothing about which model is better.
+    Figures measured with the converted models are compared only where they say something:
+    test accuracy when both were measured on the same test images (same fingerprint); the
+    mean recall over the kinds both know when the candidate's test set only added kinds (a new
+    kind's held-out photos), since those kinds' test photos are the same. Otherwise nothing.
     """
     if current is None or current.version == candidate.version:
         return None
     new, old = candidate.manifest.get("metrics", {}), current.manifest.get("metrics", {})
     fingerprint = new.get("test_set_fingerprint")
-    same_data = fingerprint is not None and fingerprint == old.get("test_set_fingerprint")
-    new_accuracy, old_accuracy = new.get("test_accuracy"), old.get("test_accuracy")
-    if not same_data or new_accuracy is None or old_accuracy is None:
-        return None
-    if new_accuracy >= old_accuracy - margin:
+    if fingerprint is not None and fingerprint == old.get("test_set_fingerprint"):
+        figure, new_value, old_value = (
+            "test accuracy",
+            new.get("test_accuracy"),
+            old.get("test_accuracy"),
+        )
+    else:
+        shared = sorted(
+            set(new.get("per_class_recall") or {}) & set(old.get("per_class_recall") or {})
+        )
+        if not shared or not set(current.manifest["labels"]) <= set(candidate.manifest["labels"]):
+            return None
+        figure = f"mean recall on the {len(shared)} kinds both know"
+        new_value = sum(new["per_class_recall"][k] for k in shared) / len(shared)
+        old_value = sum(old["per_class_recall"][k] for k in shared) / len(shared)
+    if new_value is None or old_value is None or new_value >= old_value - margin:
         return None
     return (
-        f"{candidate.version} has test accuracy {new_accuracy:.2%}, more than {margin:.1%} "
-        f"below the published {current.version} ({old_accuracy:.2%})"
+        f"{candidate.version} has {figure} {new_value:.2%}, more than {margin:.1%} "
+        f"below the published {current.version} ({old_value:.2%})"
     )
 
 
@@ -158,6 +170,9 @@ def publish(
         raise PublishRefused(refusal + "; pass force with a reason to publish anyway")
     if force and not (reason or "").strip():
         raise BadRequest("a forced publish needs a reason")
+    from server.registry.kinds import ensure_kinds  # kinds import this module
+
+    ensure_kinds(row.manifest["labels"])
     db.session.execute(update(ModelVersion).values(published=False))
     row.published = True
     row.published_at = utcnow()

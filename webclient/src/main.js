@@ -62,6 +62,12 @@ function checkForNewModel({ quiet = true, force = false } = {}) {
       if (outcome.status === 'updated') {
         await loadIntoClassifier(outcome.entry);
         ui.setStatus(`Model ${outcome.entry.version} is ready.`);
+      } else if (outcome.status === 'advice') {
+        state.entry = outcome.entry;
+        ui.fillLabelPicker(outcome.entry.labels);
+        const shown = state.last?.result;
+        if (shown?.verdict === 'known') ui.showGuidanceFor(outcome.entry.labels, shown.ranked[0].label);
+        ui.setStatus('The disposal advice was updated.');
       } else if (!quiet) {
         ui.setStatus(`Model ${outcome.entry.version} is the latest.`);
       }

@@ -131,12 +131,16 @@ async function dropOtherVersions(keep) {
 
 /**
  * Ask the server which version is published; download and activate it when it is new.
- * Resolves to {status: 'current' | 'updated', entry}. Rejects when offline.
+ * Resolves to {status: 'current' | 'advice' | 'updated', entry} ('advice': same model, newer
+ * disposal advice). Rejects when offline.
  */
 export async function checkForUpdate(apiBase, { onProgress, force = false } = {}) {
   const active = await activeModel();
   const current = await fetchJson(new URL('api/models/current', apiBase));
-  if (!force && active && active.version === current.version) return { status: 'current', entry: active };
+  if (!force && active && active.version === current.version) {
+    const refreshed = await refreshAdvice(active, apiBase);
+    return { status: refreshed ? 'advice' : 'current', entry: refreshed ?? active };
+  }
   checkManifest(current.manifest); // throws UnusableModel: keep the active model, say why
   const labels = await fetchJson(new URL('api/labels', apiBase));
   if (labels.model_version !== current.version) {
@@ -148,12 +152,31 @@ export async function checkForUpdate(apiBase, { onProgress, force = false } = {}
     publishedAt: current.published_at,
     manifest: current.manifest,
     labels: labels.labels,
+    adviceVersion: labels.advice_version,
     files: current.files.map((f) => ({ ...f, url: new URL(f.url, apiBase).href })),
     activatedAt: new Date().toISOString(),
   };
   await put(STATE, entry, ACTIVE_KEY);
   await dropOtherVersions(entry.version);
   return { status: 'updated', entry };
+}
+
+/**
+ * Newer disposal advice for the active model's kinds, kept with it (so offline shows the last
+ * advice seen); null when the server has nothing newer (304) or cannot be asked.
+ */
+async function refreshAdvice(active, apiBase) {
+  const response = await fetch(new URL('api/advice', apiBase), {
+    cache: 'no-store',
+    headers: active.adviceVersion === undefined ? {} : { 'If-None-Match': `"${active.adviceVersion}"` },
+  });
+  if (response.status === 304 || !response.ok) return null;
+  const { advice_version: version, kinds } = await response.json();
+  if (version === active.adviceVersion) return null;
+  const labels = active.labels.map((l) => ({ ...l, guidance: kinds[l.name] ?? l.guidance }));
+  const entry = { ...active, labels, adviceVersion: version };
+  await put(STATE, entry, ACTIVE_KEY);
+  return entry;
 }
 
 /** The model versions this device holds in Cache Storage (for the status panel and tests). */

@@ -70,6 +70,11 @@ function renderGuidance(entry) {
     box.append(Object.assign(document.createElement('p'), { className: 'hazards', textContent: `Hazards: ${guidance.hazards.join(', ')}` }));
   }
   box.append(Object.assign(document.createElement('p'), { className: 'note', textContent: guidance.note }));
+  if (guidance.link?.startsWith('https://')) {
+    const paragraph = Object.assign(document.createElement('p'), { className: 'link' });
+    paragraph.append(Object.assign(document.createElement('a'), { href: guidance.link, textContent: 'Rules where you live', rel: 'noopener noreferrer' }));
+    box.append(paragraph);
+  }
   box.hidden = false;
 }
 

@@ -1,0 +1,157 @@
+"""Benchmark: can the shipped bundles tell their kinds from anything else?
+
+    python benchmarks/openset.py --dataset ../shared/datasets/e-waste-image-dataset.zip \
+        --far ../shared/datasets/grocery-store-dataset.zip
+
+For each of --pairs seeded pairs of e-waste kinds: train the default recipe on the other
+kinds, convert it (default quantization), and run the bundle in TF.js (Node, wasm) on
+- known: the test photos of the kinds it learned (and their validation photos, which set each
+  method's threshold at 95% accepted);
+- near: every photo of the two held-out kinds (e-waste it was never taught);
+- far: grocery photos (not e-waste at all).
+Each open-set method is fitted on the training photos' embeddings and scored on the bundle's
+own outputs: AUROC and the false-accept rate at 95% known acceptance (FPR@95TPR), near and
+far, with max-softmax (the baseline) in the same run. Writes benchmarks/results/openset.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from training.keras_cache import seed_keras_cache
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def binbot(*args: str) -> None:
+    if subprocess.run([sys.executable, "-m", "binbot", *args]).returncode != 0:
+        raise SystemExit(f"binbot {args[0]} failed")
+
+
+def without(dataset, held: list[str], out: Path) -> None:
+    """Split-layout links to ``dataset`` with the ``held`` kinds left out."""
+    for record in dataset.records:
+        label = dataset.classes[record.label]
+        if label in held:
+            continue
+        target = out / record.split / label / record.path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            target.symlink_to(record.path.resolve())
+
+
+def bundle_outputs(bundle: Path, records) -> tuple[np.ndarray, np.ndarray]:
+    from conversion.verify import run_tfjs
+
+    signature = json.loads((bundle / "model.json").read_text())["signature"]
+    result = run_tfjs(bundle, records, signature, warmup=1)
+    return np.asarray(result["embeddings"]), np.asarray(result["probabilities"])
+
+
+def keras_embeddings(run_dir: Path, records) -> np.ndarray:
+    import keras
+
+    from training.pipeline import make_dataset
+    from training.run_dir import load_run
+
+    model = load_run(run_dir).model
+    embed = keras.Model(model.input, model.get_layer("embedding").output)
+    return embed.predict(make_dataset(records, batch_size=32).map(lambda x, y: x), verbose=0)
+
+
+def evaluate_pair(work: Path, dataset, far_records, held: list[str]) -> dict:
+    from training.dataset import load_dataset
+    from training.openset import METHODS, auroc, false_accepts_at, fit
+
+    data = work / "dataset"
+    without(dataset, held, data)
+    binbot("train", str(data), "--out", str(work / "run"), "--overwrite")
+    binbot("convert", str(work / "run"), "--out", str(work / "bundle"), "--overwrite",
+           "--dataset", str(data))  # fmt: skip
+    learned = load_dataset(data)
+    train = learned.split("train")
+    near = [r for r in dataset.records if dataset.classes[r.label] in held]
+    outputs = {
+        name: bundle_outputs(work / "bundle", records)
+        for name, records in (("val", learned.split("val")), ("test", learned.split("test")),
+                              ("near", near), ("far", far_records))
+    }  # fmt: skip
+    truth = np.array([r.label for r in learned.split("test")])
+    row = {"held_out": held, "known_test_top1": float((outputs["test"][1].argmax(1) == truth).mean()),
+           "methods": {}}  # fmt: skip
+    train_embeddings = keras_embeddings(work / "run", train)
+    for method in METHODS:
+        scorer = fit(method, train_embeddings, np.array([r.label for r in train]))
+        scores = {name: scorer.scores(*out) for name, out in outputs.items()}
+        row["methods"][method] = {
+            **{f"{kind}_auroc": auroc(scores["test"], scores[kind]) for kind in ("near", "far")},
+            **{f"{kind}_fpr_at_95tpr": false_accepts_at(scores["val"], scores[kind])
+               for kind in ("near", "far")},
+            "known_test_accepted": float(
+                (scores["test"] >= np.quantile(scores["val"], 0.05)).mean()
+            ),
+        }  # fmt: skip
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default=os.environ.get("BINBOT_DATASET"))
+    parser.add_argument("--far", required=True, help="a dataset of everyday photos")
+    parser.add_argument("--far-photos", type=int, default=600)
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--weights-dir", default=os.environ.get("BINBOT_WEIGHTS_DIR"))
+    parser.add_argument("--keras-home", default=os.environ.get("KERAS_HOME", ".cache/keras"))
+    args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)
+    seed_keras_cache(args.weights_dir, args.keras_home)
+
+    from training.dataset import load_dataset
+
+    dataset = load_dataset(args.dataset)
+    far = load_dataset(args.far).split("test")
+    far = [
+        far[i] for i in np.random.default_rng(args.seed).permutation(len(far))[: args.far_photos]
+    ]
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    for pair in range(args.pairs):
+        held = sorted(rng.choice(dataset.classes, 2, replace=False).tolist())
+        print(f"pair {pair + 1}: holding out {held}")
+        with tempfile.TemporaryDirectory(prefix="binbot-openset-") as tmp:
+            rows.append(evaluate_pair(Path(tmp), dataset, far, held))
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "openset.json").write_text(json.dumps({"pairs": rows}, indent=2) + "\n")
+    summary = summarise(rows)
+    (RESULTS / "openset.json").write_text(
+        json.dumps({"pairs": rows, "mean": summary}, indent=2) + "\n"
+    )
+    return 0
+
+
+def summarise(rows: list[dict]) -> dict:
+    methods = rows[0]["methods"]
+    mean = {m: {k: float(np.mean([r["methods"][m][k] for r in rows])) for k in methods[m]}
+            for m in methods}  # fmt: skip
+    top1 = float(np.mean([r["known_test_top1"] for r in rows]))
+    print(f"\n{len(rows)} pairs held out; known-kind top-1 in TF.js {top1:.2%} (mean)")
+    print(f"{'method':12s} {'near AUROC':>10s} {'near FPR@95':>11s} {'far AUROC':>10s} "
+          f"{'far FPR@95':>10s} {'known kept':>10s}")  # fmt: skip
+    for method, m in mean.items():
+        print(f"{method:12s} {m['near_auroc']:10.3f} {m['near_fpr_at_95tpr']:11.1%} "
+              f"{m['far_auroc']:10.3f} {m['far_fpr_at_95tpr']:10.1%} "
+              f"{m['known_test_accepted']:10.1%}")  # fmt: skip
+    return {"known_test_top1": top1, "methods": mean}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""The kinds of item BinBot knows or is learning, and their disposal advice.
+
+Advice is data: every edit is a new revision (the history is kept), and the largest revision
+id is the advice's version, which phones compare at each check to refresh their copy without a
+new model. A model's labels always have kinds (publishing adds any that are missing, with the
+general advice until an admin writes theirs). A new kind comes from the photos people sent as
+"something else": it needs a name unlike every other, its advice, and enough photos to learn
+it from. A kind the live model uses cannot be deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from sqlalchemy import func, select
+
+from server.errors import Conflict, NotFound, Unprocessable
+from server.extensions import db
+from server.public.names import clean_name
+from server.registry.bundles import published_version
+from server.tables import Advice, Kind, Submission
+
+NOTE = "Rules differ by place: check your municipality's guidance."
+# What a kind says until an admin writes its own advice.
+GENERAL = {
+    "category": "Electronic waste",
+    "bin": "E-waste collection point",
+    "steps": [
+        "Do not put it in household waste or recycling bins.",
+        "Take it to an e-waste collection point or a retailer take-back scheme.",
+    ],
+    "hazards": [],
+}
+MIN_NEW_KIND_PHOTOS = 20
+MAX_FIELD = 200
+MAX_ITEMS = 10
+
+
+def _current(kind: Kind) -> Advice | None:
+    return db.session.scalars(
+        select(Advice).where(Advice.kind_id == kind.id).order_by(Advice.id.desc()).limit(1)
+    ).first()
+
+
+def find_kind(name: str) -> Kind:
+    kind = db.session.scalars(select(Kind).where(Kind.name == name)).first()
+    if kind is None:
+        raise NotFound(f"no kind {name!r}")
+    return kind
+
+
+def all_kinds() -> list[Kind]:
+    return list(db.session.scalars(select(Kind).order_by(Kind.name)))
+
+
+def guidance_for(name: str) -> dict[str, Any]:
+    """What a phone shows for ``name``: its advice, or the general e-waste advice."""
+    kind = db.session.scalars(select(Kind).where(Kind.name == name)).first()
+    current = _current(kind) if kind else None
+    return {**(current.advice if current else {**GENERAL, "link": None}), "note": NOTE}
+
+
+def advice_version() -> int:
+    return db.session.scalar(select(func.max(Advice.id))) or 0
+
+
+def ensure_kinds(labels: list[str]) -> None:
+    """Every label of a model has a kind (with the general advice until someone edits it)."""
+    known = {k.name for k in all_kinds()}
+    for label in labels:
+        if label not in known:
+            kind = Kind(name=label, key=label.casefold())
+            db.session.add(kind)
+            db.session.flush()
+            db.session.add(
+                Advice(kind_id=kind.id, advice_json=json.dumps({**GENERAL, "link": None}))
+            )
+
+
+def clean_advice(fields: dict[str, Any]) -> dict[str, Any]:
+    """Advice from a form or JSON: category, bin, steps, hazards (lists) and a link."""
+
+    def text(name: str, required: bool = True) -> str:
+        value = " ".join(str(fields.get(name) or "").split())
+        if required and not value:
+            raise Unprocessable(f"advice needs a {name}")
+        if len(value) > MAX_FIELD or not value.isprintable():
+            raise Unprocessable(f"the advice's {name} is too long or has odd characters")
+        return value
+
+    def lines(name: str) -> list[str]:
+        raw = fields.get(name) or []
+        items = raw.splitlines() if isinstance(raw, str) else list(raw)
+        items = [" ".join(str(i).split()) for i in items if str(i).strip()]
+        if len(items) > MAX_ITEMS or any(len(i) > MAX_FIELD or not i.isprintable() for i in items):
+            raise Unprocessable(f"the advice's {name}: at most {MAX_ITEMS} lines of {MAX_FIELD}")
+        return items
+
+    link = text("link", required=False) or None
+    if link and not re.fullmatch(r"https://[^\s<>\"']+", link):
+        raise Unprocessable("the link must be an https:// address")
+    steps = lines("steps")
+    if not steps:
+        raise Unprocessable("advice needs at least one step")
+    return {"category": text("category"), "bin": text("bin"), "steps": steps,
+            "hazards": lines("hazards"), "link": link}  # fmt: skip
+
+
+def edit_advice(name: str, fields: dict[str, Any]) -> Advice:
+    """A new revision of a kind's advice; phones get it at their next check."""
+    kind = find_kind(name)
+    advice = Advice(kind_id=kind.id, advice_json=json.dumps(clean_advice(fields)))
+    db.session.add(advice)
+    db.session.commit()
+    return advice
+
+
+def create_kind(name: str, fields: dict[str, Any], proposal_key: str) -> Kind:
+    """A new kind from the photos proposed under ``proposal_key``: all or nothing."""
+    name, key = clean_name(name)
+    if db.session.scalars(select(Kind).where(Kind.key == key)).first() is not None:
+        raise Conflict(f"there is a kind {name!r} already (names are compared without case)")
+    advice = clean_advice(fields)
+    photos = db.session.scalars(
+        select(Submission).where(
+            Submission.proposed_key == proposal_key, Submission.status != "rejected"
+        )
+    ).all()
+    if len(photos) < MIN_NEW_KIND_PHOTOS:
+        raise Unprocessable(
+            f"a new kind needs at least {MIN_NEW_KIND_PHOTOS} photos to learn it from; "
+            f"{len(photos)} were sent as {proposal_key!r}"
+        )
+    kind = Kind(name=name, key=key)
+    db.session.add(kind)
+    db.session.flush()
+    db.session.add(Advice(kind_id=kind.id, advice_json=json.dumps(advice)))
+    for photo in photos:
+        photo.label, photo.status = name, "accepted"
+    db.session.commit()
+    return kind
+
+
+def delete_kind(name: str) -> None:
+    current = published_version()
+    if current and name in current.manifest["labels"]:
+        raise Conflict(f"the live model {current.version} knows {name!r}: it cannot be deleted")
+    db.session.delete(find_kind(name))
+    db.session.commit()
+
+
+def kind_names() -> list[str]:
+    """Every kind a photo may be labelled with: the live model's and the ones it is learning."""
+    return [k.name for k in all_kinds()]

@@ -1,0 +1,144 @@
+"""Kinds and their disposal advice as data: edited by admins, versioned, new kinds from the
+photos people name "something else", and the advice reaching phones without a new model."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+import requests
+from browser import PHONE, AppServer, choose_photo, wait_until_ready
+from conftest import submit
+
+ADVICE = {
+    "category": "Batteries",
+    "bin": "Battery box at the supermarket",
+    "steps": ["Tape the terminals.", "Drop it in the box by the exit."],
+    "hazards": ["fire risk"],
+    "link": "https://example.org/batteries",
+}
+
+
+@pytest.fixture
+def auth(live):
+    from server.admin.tokens import create_admin_token
+
+    with live.app.app_context():
+        return {"Authorization": f"Bearer {create_admin_token()}"}
+
+
+def test_advice_is_edited_as_data_and_phones_see_the_new_version(live, auth):
+    before = requests.get(f"{live.url}/api/advice", timeout=30)
+    etag = before.headers["ETag"]
+    assert requests.get(f"{live.url}/api/advice", headers={"If-None-Match": etag},
+                        timeout=30).status_code == 304  # fmt: skip
+    saved = requests.put(f"{live.url}/api/admin/kinds/Battery/advice", json=ADVICE,
+                         headers=auth, timeout=30)  # fmt: skip
+    assert saved.status_code == 200
+    after = requests.get(f"{live.url}/api/advice", headers={"If-None-Match": etag}, timeout=30)
+    assert after.status_code == 200 and after.headers["ETag"] != etag
+    assert after.json()["kinds"]["Battery"]["bin"] == "Battery box at the supermarket"
+    labels = requests.get(f"{live.url}/api/labels", timeout=30).json()
+    battery = next(label for label in labels["labels"] if label["name"] == "Battery")
+    assert battery["guidance"]["steps"] == ADVICE["steps"]
+    assert labels["advice_version"] == after.json()["advice_version"]
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"steps": []}, "at least one step"),
+        ({"link": "http://example.org"}, "https://"),
+        ({"bin": ""}, "needs a bin"),
+        ({"steps": ["x" * 300]}, "at most 10 lines of 200"),
+    ],
+)
+def test_bad_advice_is_refused_and_nothing_changes(live, auth, change, why):
+    version = requests.get(f"{live.url}/api/advice", timeout=30).json()["advice_version"]
+    refused = requests.put(f"{live.url}/api/admin/kinds/Mouse/advice", json={**ADVICE, **change},
+                           headers=auth, timeout=30)  # fmt: skip
+    assert refused.status_code == 422 and why in refused.json()["error"]
+    assert requests.get(f"{live.url}/api/advice", timeout=30).json()["advice_version"] == version
+
+
+def proposals(live, archive_zip, name: str, start: int, count: int) -> None:
+    """Mouse photos sent as "something else" under ``name``."""
+    with zipfile.ZipFile(archive_zip) as archive:
+        photos = sorted(n for n in archive.namelist() if "/train/Mouse/" in n)[
+            start : start + count
+        ]
+        for i, photo in enumerate(photos):
+            answer = submit(live, archive.read(photo), key=f"{name}-{i}", label="",
+                            proposed_name=name)  # fmt: skip
+            assert answer.status_code == 201, answer.text
+
+
+def test_a_new_kind_needs_a_fresh_name_advice_and_enough_photos(live, auth, ewaste_zip):
+    live.app.config["BINBOT_LIMITS"] = {**live.app.config["BINBOT_LIMITS"],
+                                        "uploads per minute": (100, 60),
+                                        "proposals per day": (100, 86400)}  # fmt: skip
+    proposals(live, ewaste_zip, "computer mouse", 0, 12)
+    url = f"{live.url}/api/admin/kinds"
+    body = {"name": "Computer mouse", "advice": ADVICE, "from_proposal": "computer mouse"}
+    few = requests.post(url, json=body, headers=auth, timeout=30)
+    assert few.status_code == 422 and "at least 20 photos" in few.json()["error"]
+    for taken in ("battery", "  BATTERY ", "B\u0430ttery"):  # case, spaces, a look-alike letter
+        clash = requests.post(url, json={**body, "name": taken}, headers=auth, timeout=30)
+        assert clash.status_code in (409, 422), taken
+    kinds = requests.get(url, headers=auth, timeout=30).json()["kinds"]
+    assert "Computer mouse" not in [k["name"] for k in kinds]  # nothing half-made
+
+    proposals(live, ewaste_zip, "Computer  Mouse", 12, 20)  # the same name, spelled otherwise
+    made = requests.post(url, json=body, headers=auth, timeout=30)
+    assert made.status_code == 201, made.text
+    rows = requests.get(f"{live.url}/api/admin/submissions", params={"label": "Computer mouse"},
+                        headers=auth, timeout=30).json()["submissions"]  # fmt: skip
+    assert len(rows) == 32 and {r["status"] for r in rows} == {"accepted"}
+    live_kind = requests.delete(f"{url}/Battery", headers=auth, timeout=30)
+    assert live_kind.status_code == 409 and "live model" in live_kind.json()["error"]
+
+
+def test_edited_advice_reaches_a_phone_at_its_next_check_and_stays_offline(
+    browser, tmp_path, small_ewaste, webclient_dist
+):
+    from server import create_app
+    from server.admin.tokens import create_admin_token
+    from server.extensions import db
+
+    server = AppServer(tmp_path / "instance").start()
+    try:
+        context = browser.new_context(viewport=PHONE)
+        phone = context.new_page()
+        phone.goto(server.url)
+        wait_until_ready(phone)
+        photo = next((small_ewaste / "test" / "Washing Machine").iterdir())
+        choose_photo(phone, photo)
+        kind = phone.locator("#result").get_attribute("data-top")
+        app = create_app(server.config)
+        with app.app_context():
+            token = create_admin_token()
+            db.engine.dispose()
+        new_step = f"Brand-new advice for {kind}: ask the shop that sells its replacement."
+        answer = requests.put(f"{server.url}api/admin/kinds/{kind}/advice",
+                              json={**ADVICE, "steps": [new_step]},
+                              headers={"Authorization": f"Bearer {token}"}, timeout=30)  # fmt: skip
+        assert answer.status_code == 200
+        phone.get_by_role("button", name="Check for a new model").click()
+        phone.wait_for_function(
+            "document.getElementById('status').textContent.includes('advice was updated')"
+        )
+        assert phone.locator("#model-status").get_attribute("data-version") == "starter-1"
+        server.stop()
+        context.set_offline(True)
+        phone.reload()
+        wait_until_ready(phone)
+        choose_photo(phone, photo)
+        if phone.locator("#result").get_attribute("data-verdict") == "known":
+            assert new_step in phone.locator("#guidance").inner_text()
+        else:  # not sure of this photo: the picker's guidance shows for the chosen kind
+            assert phone.evaluate(
+                f"window.binbot.state.entry.labels.find((l) => l.name === {kind!r}).guidance.steps[0]"
+            ) == new_step  # fmt: skip
+        context.close()
+    finally:
+        server.stop()
