@@ -4,8 +4,8 @@ Advice is data: every edit is a new revision (the history is kept), and the larg
 id is the advice's version, which phones compare at each check to refresh their copy without a
 new model. A model's labels always have kinds (publishing adds any that are missing, with the
 general advice until an admin writes theirs). A new kind comes from the photos people sent as
-"something else": it needs a name unlike every other, its advice, and enough photos to learn
-it from. A kind the live model uses cannot be deleted.
+"something else": it needs a name unlike every kind a model has learned (a seeded kind no model
+knows yet is taken up), its advice, and enough photos to learn it from. A kind the live model uses cannot be deleted.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from server.errors import Conflict, NotFound, Unprocessable
 from server.extensions import db
 from server.public.names import clean_name
 from server.registry.bundles import published_version
-from server.tables import Advice, Kind, Submission
+from server.tables import Advice, Kind, ModelVersion, Submission
 
 NOTE = "Rules differ by place: check your municipality's guidance."
 # What a kind says until an admin writes its own advice.
@@ -120,8 +120,11 @@ def edit_advice(name: str, fields: dict[str, Any]) -> Advice:
 def create_kind(name: str, fields: dict[str, Any], proposal_key: str) -> Kind:
     """A new kind from the photos proposed under ``proposal_key``: all or nothing."""
     name, key = clean_name(name)
-    if db.session.scalars(select(Kind).where(Kind.key == key)).first() is not None:
-        raise Conflict(f"there is a kind {name!r} already (names are compared without case)")
+    existing = db.session.scalars(select(Kind).where(Kind.key == key)).first()
+    if existing is not None and existing.name in learned_kinds():
+        raise Conflict(
+            f"there is a kind {existing.name!r} already (names are compared without case)"
+        )
     advice = clean_advice(fields)
     photos = db.session.scalars(
         select(Submission).where(
@@ -133,7 +136,7 @@ def create_kind(name: str, fields: dict[str, Any], proposal_key: str) -> Kind:
             f"a new kind needs at least {MIN_NEW_KIND_PHOTOS} photos to learn it from; "
             f"{len(photos)} were sent as {proposal_key!r}"
         )
-    kind = Kind(name=name, key=key)
+    kind = existing or Kind(name=name, key=key)  # a seeded kind no model knows yet is taken up
     db.session.add(kind)
     db.session.flush()
     db.session.add(Advice(kind_id=kind.id, advice_json=json.dumps(advice)))
@@ -141,6 +144,15 @@ def create_kind(name: str, fields: dict[str, Any], proposal_key: str) -> Kind:
         photo.label, photo.status = name, "accepted"
     db.session.commit()
     return kind
+
+
+def learned_kinds() -> set[str]:
+    """The kinds some model version has learned (their names are taken)."""
+    return {
+        label
+        for row in db.session.scalars(select(ModelVersion))
+        for label in row.manifest["labels"]
+    }
 
 
 def delete_kind(name: str) -> None:
