@@ -7,16 +7,21 @@ SHARED ?= $(abspath ../shared)
 
 # Where the outside inputs are (DEVELOPERS.md): override on the command line or environment.
 export BINBOT_DATASET ?= $(SHARED)/datasets/e-waste-image-dataset.zip
+# The second dataset: recipes are chosen on both; everyday photos an e-waste model must refuse.
+GROCERY ?= $(SHARED)/datasets/grocery-store-dataset.zip
 export BINBOT_WEIGHTS_DIR ?= $(SHARED)/weights
 export KERAS_HOME ?= $(CURDIR)/.cache/keras
 export BINBOT_CACHE_DIR ?= $(CURDIR)/.cache/binbot
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install keras-cache webclient chromium nginx run-front test lint format run bench-train bench-convert bench-load bench-browser bench-loop starter-model clean
+.PHONY: install keras-cache webclient chromium nginx run-front test lint format run bench-train bench-recipes bench-convert bench-load bench-browser bench-loop bench-openset bench-new-kind starter-model clean
 
 # A run trained with the default settings on the shared dataset: the training benchmark writes
 # it, the conversion benchmark and the shipped starter model are made from it.
-STARTER_RUN ?= runs/starter
+BENCH_TRAIN ?= runs/bench-datasets
+STARTER_RUN ?= $(BENCH_TRAIN)/ewaste/default/run
+# The recipe the training benchmark compares with: the commit before this engine.
+PREVIOUS_RECIPE ?= 98ef4eb
 STARTER_MODEL ?= models/starter
 
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -77,9 +82,19 @@ run: install webclient
 run-front: install webclient nginx
 	$(BIN)/binbot serve --front --host 0.0.0.0
 
+# The default recipe on both datasets (cold feature cache), against the previous recipe on the
+# grocery photos; writes the starter run.
 bench-train: keras-cache
-	$(BIN)/python benchmarks/train_ewaste.py --dataset "$(BINBOT_DATASET)" \
-		--weights-dir "$(BINBOT_WEIGHTS_DIR)" --keras-home "$(KERAS_HOME)" --out $(STARTER_RUN)
+	rm -rf .cache/previous-recipe && mkdir -p .cache/previous-recipe
+	git archive $(PREVIOUS_RECIPE) | tar -x -C .cache/previous-recipe
+	$(BIN)/python benchmarks/train_datasets.py --dataset ewaste="$(BINBOT_DATASET)" \
+		--dataset grocery="$(GROCERY)" --previous grocery --previous-tree .cache/previous-recipe \
+		--out $(BENCH_TRAIN)
+
+# Candidate recipes compared on both datasets' validation photos.
+bench-recipes: keras-cache
+	$(BIN)/python benchmarks/train_recipes.py --dataset ewaste="$(BINBOT_DATASET)" \
+		--dataset grocery="$(GROCERY)"
 
 $(STARTER_RUN)/model.keras:
 	$(MAKE) bench-train
@@ -87,8 +102,8 @@ $(STARTER_RUN)/model.keras:
 bench-convert: keras-cache $(STARTER_RUN)/model.keras
 	$(BIN)/python benchmarks/convert_ewaste.py --run $(STARTER_RUN) --dataset "$(BINBOT_DATASET)"
 
-bench-load: install
-	scripts/with-postgres $(BIN)/python benchmarks/load_server.py --dataset "$(BINBOT_DATASET)"
+bench-load: install nginx
+	scripts/with-postgres $(BIN)/python benchmarks/load_server.py --dataset "$(GROCERY)"
 
 # The web app in Chromium: in-browser latency against Keras, cold and warm start.
 bench-browser: keras-cache webclient chromium $(STARTER_RUN)/model.keras
@@ -99,11 +114,19 @@ bench-loop: keras-cache webclient
 	rm -rf runs/loop
 	$(BIN)/python benchmarks/retrain_loop.py --dataset "$(BINBOT_DATASET)" --work runs/loop
 
+# Open-set scores: held-out e-waste kinds (near) and grocery photos (far), in TF.js.
+bench-openset: keras-cache
+	$(BIN)/python benchmarks/openset.py --dataset "$(BINBOT_DATASET)" --far "$(GROCERY)"
+
+# A kind the model lacks, named by users, made by the admin, learned, on the phone.
+bench-new-kind: keras-cache webclient chromium
+	$(BIN)/python benchmarks/new_kind_loop.py --dataset "$(BINBOT_DATASET)"
+
 # The model shipped in git: the default-settings run, converted with the default quantization,
 # with its evaluation report beside it.
 starter-model: keras-cache $(STARTER_RUN)/model.keras
 	$(BIN)/binbot convert $(STARTER_RUN) --out $(STARTER_MODEL) --dataset "$(BINBOT_DATASET)" \
-		--version starter-1 --overwrite
+		--version starter-2 --overwrite
 	mkdir -p $(STARTER_MODEL)/evaluation
 	cp $(STARTER_RUN)/evaluation/report.md $(STARTER_RUN)/evaluation/metrics.json \
 		$(STARTER_RUN)/evaluation/confusion_matrix.png $(STARTER_RUN)/evaluation/misclassified.png \

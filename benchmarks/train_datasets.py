@@ -96,7 +96,8 @@ def main() -> int:
     sys.stdout.reconfigure(line_buffering=True)
     seed_keras_cache(args.weights_dir, args.keras_home)
 
-    results: dict = {}
+    saved = RESULTS / "train_datasets.json"
+    results: dict = json.loads(saved.read_text()) if saved.exists() else {}  # other datasets kept
     for spec in args.dataset:
         name, path = spec.split("=", 1)
         with tempfile.TemporaryDirectory(prefix="binbot-cold-cache-") as cache:

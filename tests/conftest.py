@@ -8,6 +8,7 @@ missing rather than skip, so CI cannot go green without exercising the real pipe
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ from training.keras_cache import seed_keras_cache
 
 WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 STARTER = Path(__file__).resolve().parent.parent / "models" / "starter"
+STARTER_VERSION = json.loads((STARTER / "manifest.json").read_text())["version"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -8,7 +8,7 @@ import zipfile
 import pytest
 import requests
 from browser import PHONE, AppServer, choose_photo, wait_until_ready
-from conftest import submit
+from conftest import STARTER_VERSION, submit
 
 ADVICE = {
     "category": "Batteries",
@@ -127,7 +127,7 @@ def test_edited_advice_reaches_a_phone_at_its_next_check_and_stays_offline(
         phone.wait_for_function(
             "document.getElementById('status').textContent.includes('advice was updated')"
         )
-        assert phone.locator("#model-status").get_attribute("data-version") == "starter-1"
+        assert phone.locator("#model-status").get_attribute("data-version") == STARTER_VERSION
         server.stop()
         context.set_offline(True)
         phone.reload()

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 import requests
-from conftest import STARTER
+from conftest import STARTER, STARTER_VERSION
 
 from binbot.errors import BinbotError
 from conversion.manifest import read_manifest, schema_problems, write_manifest
@@ -73,4 +73,4 @@ def test_the_server_refuses_to_register_a_bundle_whose_manifest_breaks_the_schem
     assert "does not match its manifest" in str(refused.value) and complaint in str(refused.value)
     assert not (live.data / "models" / "broken-1").exists()
     versions = requests.get(f"{live.url}/api/models/current", timeout=30).json()["version"]
-    assert versions == "starter-1"
+    assert versions == STARTER_VERSION

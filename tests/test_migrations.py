@@ -30,6 +30,7 @@ LEGACY_RESIZE = {  # input.resize as conversion wrote it before manifest version
 
 def legacy_manifest() -> dict:
     manifest = json.loads((STARTER / "manifest.json").read_text())
+    manifest["version"] = "starter-1"
     del manifest["manifest_version"]
     manifest["input"]["resize"] = LEGACY_RESIZE
     return manifest

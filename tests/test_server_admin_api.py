@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 import requests
-from conftest import STARTER, starter_variant, submit
+from conftest import STARTER, STARTER_VERSION, starter_variant, submit
 
 from server.admin.tokens import create_admin_token
 from server.registry.bundles import register_bundle
@@ -106,11 +106,11 @@ def test_publish_is_gated_and_rollback_restores_the_previous_version(live, token
 
     models = get(live, "/api/admin/models", token).json()["models"]
     assert [(m["version"], m["published"]) for m in models] == [
-        ("starter-1", True), ("worse-1", False), ("better-1", False),
+        (STARTER_VERSION, True), ("worse-1", False), ("better-1", False),
     ]  # fmt: skip
     refused = post(live, "/api/admin/models/worse-1/publish", token)
     assert refused.status_code == 409 and "below the published" in refused.json()["error"]
-    assert current_version(live) == "starter-1"
+    assert current_version(live) == STARTER_VERSION
     no_reason = post(live, "/api/admin/models/worse-1/publish", token, {"force": True})
     assert no_reason.status_code == 400
     forced = post(live, "/api/admin/models/worse-1/publish", token,
@@ -125,6 +125,6 @@ def test_publish_is_gated_and_rollback_restores_the_previous_version(live, token
     assert post(live, "/api/admin/models/nope/publish", token).status_code == 404
     history = get(live, "/api/admin/models", token).json()["history"]
     assert [(h["version"], h["action"]) for h in history] == [
-        ("starter-1", "publish"), ("worse-1", "publish"), ("better-1", "publish"),
+        (STARTER_VERSION, "publish"), ("worse-1", "publish"), ("better-1", "publish"),
         ("worse-1", "rollback"),
     ]  # fmt: skip

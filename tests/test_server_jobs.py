@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 import requests
-from conftest import submit
+from conftest import STARTER_VERSION, submit
 
 from server.admin.tokens import create_admin_token
 from server.extensions import db
@@ -141,7 +141,7 @@ def test_accepted_corrections_are_retrained_into_a_publishable_candidate(
     result = job["result"]
     assert result["corrections_used"] == {"Printer": 2}
     assert result["train_images"] == 80 + 2
-    assert result["published"]["version"] == "starter-1" and result["published"]["comparable"]
+    assert result["published"]["version"] == STARTER_VERSION and result["published"]["comparable"]
     assert 0 <= result["published"]["test_accuracy"] <= 1
     assert set(result["candidate"]["per_class_recall"]) == set(
         result["published"]["per_class_recall"]
@@ -155,7 +155,7 @@ def test_accepted_corrections_are_retrained_into_a_publishable_candidate(
 
     candidate = result["candidate_version"]
     models = requests.get(f"{live.url}/api/admin/models", headers=auth, timeout=30).json()["models"]
-    assert [m["version"] for m in models] == ["starter-1", candidate]
+    assert [m["version"] for m in models] == [STARTER_VERSION, candidate]
     assert "confusion_matrix.png" in models[1]["report"] and "report.md" in models[0]["report"]
     picture = requests.get(f"{live.url}/api/admin/models/{candidate}/report/confusion_matrix.png",
                            headers=auth, timeout=30)  # fmt: skip
@@ -169,5 +169,6 @@ def test_accepted_corrections_are_retrained_into_a_publishable_candidate(
         assert requests.get(live.url + entry["url"], timeout=30).status_code == 200
     requests.post(f"{live.url}/api/admin/models/rollback", headers=auth, timeout=30)
     assert (
-        requests.get(f"{live.url}/api/models/current", timeout=30).json()["version"] == "starter-1"
+        requests.get(f"{live.url}/api/models/current", timeout=30).json()["version"]
+        == STARTER_VERSION
     )

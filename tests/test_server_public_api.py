@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import submit
+from conftest import STARTER_VERSION, submit
 from PIL import Image
 
 
@@ -16,9 +16,9 @@ def test_fresh_server_publishes_the_starter_model(live):
     response = requests.get(f"{live.url}/api/models/current", timeout=30)
     assert response.status_code == 200
     body = response.json()
-    assert body["version"] == "starter-1"
+    assert body["version"] == STARTER_VERSION
     assert body["manifest"]["format"] == "tfjs-graph-model"
-    assert body["model_url"] == "/api/models/starter-1/model.json"
+    assert body["model_url"] == f"/api/models/{STARTER_VERSION}/model.json"
     assert body["files"][0]["path"] == "model.json"
     assert response.headers["Cache-Control"] == "no-cache"
     again = requests.get(
@@ -46,8 +46,8 @@ def test_model_files_are_immutable_and_match_the_manifest(live):
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/models/starter-1/manifest.json/../../../binbot.sqlite3", "/api/models/nope/model.json",
-     "/api/models/starter-1/..%2F..%2Fbinbot.sqlite3", "/api/nothing-here"],
+    [f"/api/models/{STARTER_VERSION}/manifest.json/../../../binbot.sqlite3", "/api/models/nope/model.json",
+     f"/api/models/{STARTER_VERSION}/..%2F..%2Fbinbot.sqlite3", "/api/nothing-here"],
 )  # fmt: skip
 def test_unknown_paths_get_json_404(live, path):
     response = requests.get(live.url + path, timeout=30)
@@ -66,7 +66,7 @@ def test_labels_come_with_disposal_guidance(live):
 
 def test_retried_upload_is_stored_exactly_once(live, photo):
     first = submit(live, photo, key="k-123", predicted_label="Television", confidence="0.41",
-                   model_version="starter-1")  # fmt: skip
+                   model_version=STARTER_VERSION)  # fmt: skip
     assert first.status_code == 201, first.text
     stored = first.json()["submission"]
     assert stored["label"] == "Battery" and stored["predicted_label"] == "Television"

@@ -12,6 +12,7 @@ import time
 
 import pytest
 import requests
+from conftest import STARTER_VERSION
 
 
 def free_port() -> int:
@@ -70,7 +71,7 @@ def test_serve_publishes_starter_prints_token_once_and_stops_on_ctrl_c(tmp_path)
         server.wait_for("Listening at")
         server.wait_for("waiting for retraining jobs")  # the worker runs beside gunicorn
         current = requests.get(f"{url}/api/models/current", timeout=10).json()
-        assert current["version"] == "starter-1"
+        assert current["version"] == STARTER_VERSION
         page = requests.get(f"{url}/", timeout=10)  # the web app, at the site root
         assert page.ok and "BinBot" in page.text and "app.js" in page.text
     finally:

@@ -25,7 +25,7 @@ from browser import (
     screenshot,
     wait_until_ready,
 )
-from conftest import binbot
+from conftest import STARTER_VERSION, binbot
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -174,7 +174,7 @@ def test_app_works_offline_and_after_a_browser_restart(playwright, server, small
     wait_until_ready(page)
     choose_photo(page, photo)
     assert page.locator("#result").get_attribute("data-top") == online_verdict
-    assert page.locator("#model-status").get_attribute("data-version") == "starter-1"
+    assert page.locator("#model-status").get_attribute("data-version") == STARTER_VERSION
     context.close()
 
 
@@ -230,7 +230,7 @@ def test_corrections_made_offline_arrive_exactly_once(browser, server, small_ewa
 
     rows = stored_submissions(server)
     assert [r["label"] for r in rows] == ["Keyboard", confirmed_label, "PCB"]
-    assert rows[0]["predicted_label"] and rows[0]["model_version"] == "starter-1"
+    assert rows[0]["predicted_label"] and rows[0]["model_version"] == STARTER_VERSION
     assert 0 <= rows[0]["confidence"] <= 1
     assert len({r["sha256"] for r in rows}) == 3
 
@@ -263,7 +263,7 @@ def test_a_newly_published_model_is_picked_up_and_the_old_one_dropped(
     page = browser.new_page(viewport=PHONE)
     page.goto(server.url)
     wait_until_ready(page)
-    assert page.evaluate("window.binbot.cachedVersions()") == ["starter-1"]
+    assert page.evaluate("window.binbot.cachedVersions()") == [STARTER_VERSION]
 
     version = publish_bundle(server, small_bundle)  # published while the app is open
     shard = next((Path(server.config["BINBOT_DATA_DIR"]) / "models" / version).glob("*.bin"))
@@ -273,10 +273,10 @@ def test_a_newly_published_model_is_picked_up_and_the_old_one_dropped(
     page.wait_for_function(
         "document.getElementById('status').textContent.includes('hash mismatch')"
     )
-    assert page.locator("#model-status").get_attribute("data-version") == "starter-1"
-    assert page.evaluate("window.binbot.cachedVersions()") == ["starter-1"]
+    assert page.locator("#model-status").get_attribute("data-version") == STARTER_VERSION
+    assert page.evaluate("window.binbot.cachedVersions()") == [STARTER_VERSION]
     [result] = classify_in_page(page, [split_photos(small_ewaste)[0].read_bytes()])
-    assert result["version"] == "starter-1"
+    assert result["version"] == STARTER_VERSION
 
     shard.write_bytes(good)
     page.get_by_role("button", name="Check for a new model").click()

@@ -12,7 +12,7 @@ import re
 
 import pytest
 from browser import PHONE, AppServer, classify_in_page, publish_bundle, wait_until_ready
-from conftest import STARTER, starter_variant
+from conftest import STARTER, STARTER_VERSION, starter_variant
 
 pytestmark = pytest.mark.slow
 
@@ -86,10 +86,10 @@ def test_a_model_whose_resize_recipe_the_app_does_not_know_is_refused(
     assert f'Model {version} prepares photos with "center-square-box-bilinear" version 2' in message
     assert "does not know" in message
     # The app keeps the model it has, and nothing of the refused one was downloaded.
-    assert page.locator("#model-status").get_attribute("data-version") == "starter-1"
-    assert page.evaluate("window.binbot.cachedVersions()") == ["starter-1"]
+    assert page.locator("#model-status").get_attribute("data-version") == STARTER_VERSION
+    assert page.evaluate("window.binbot.cachedVersions()") == [STARTER_VERSION]
     [result] = classify_in_page(page, [next((small_ewaste / "test").glob("*/*")).read_bytes()])
-    assert result["version"] == "starter-1"
+    assert result["version"] == STARTER_VERSION
     page.close()
 
     # Someone opening the app for the first time gets the message and no wrong answers.
@@ -149,5 +149,5 @@ def test_a_model_cached_by_an_older_app_still_loads_offline(browser, server, sma
     page.reload()
     wait_until_ready(page)
     [result] = classify_in_page(page, [next((small_ewaste / "test").glob("*/*")).read_bytes()])
-    assert result["version"] == "starter-1"
+    assert result["version"] == STARTER_VERSION
     context.close()

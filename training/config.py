@@ -36,7 +36,7 @@ class TrainConfig:
     head_learning_rate: float = setting(1e-3, "phase 1 peak learning rate", minimum=0,
                                         maximum=1, flag="--head-lr")  # fmt: skip
     fine_tune_epochs: int = setting(
-        12, "epochs of phase 2 (the top of the backbone and the head); 0 skips it", minimum=0,
+        8, "epochs of phase 2 (the top of the backbone and the head); 0 skips it", minimum=0,
         maximum=200, retraining=True,
     )  # fmt: skip
     fine_tune_learning_rate: float = setting(
