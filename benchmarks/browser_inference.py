@@ -21,7 +21,6 @@ Writes ``benchmarks/results/browser_inference.json``; exits 1 when a bar is miss
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -42,9 +41,8 @@ from browser import (  # noqa: E402
     classify_in_page,
     launch_options,
 )
+from common import bench_parser, start_benchmark  # noqa: E402
 from convert_ewaste import keras_latency_ms  # noqa: E402
-
-from training.keras_cache import seed_keras_cache  # noqa: E402
 
 RESULTS = HERE / "results"
 # Chrome DevTools' "Fast 4G" preset: 9 Mbit/s down, 1.5 Mbit/s up, 170 ms round trip.
@@ -262,16 +260,13 @@ def report(summary: dict) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--run", default="runs/starter", help="the Keras run (reference)")
     parser.add_argument("--bundle", default="models/starter", help="its converted bundle")
     parser.add_argument("--dataset", default=os.environ.get("BINBOT_DATASET"))
-    parser.add_argument("--weights-dir", default=os.environ.get("BINBOT_WEIGHTS_DIR"))
-    parser.add_argument("--keras-home", default=os.environ.get("KERAS_HOME", ".cache/keras"))
     parser.add_argument("--start-repeats", type=int, default=5)
     args = parser.parse_args()
-    sys.stdout.reconfigure(line_buffering=True)
-    seed_keras_cache(args.weights_dir, args.keras_home)
+    start_benchmark(args)
 
     from conversion.convert import reference_records
     from training.dataset import load_dataset

@@ -11,15 +11,13 @@ agreement >= 99.5%. Writes ``benchmarks/results/convert_ewaste.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from training.keras_cache import seed_keras_cache
+from common import bench_parser, start_benchmark
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -44,14 +42,11 @@ def keras_latency_ms(model, records) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--run", default="runs/starter")
     parser.add_argument("--dataset", default=os.environ.get("BINBOT_DATASET"))
-    parser.add_argument("--weights-dir", default=os.environ.get("BINBOT_WEIGHTS_DIR"))
-    parser.add_argument("--keras-home", default=os.environ.get("KERAS_HOME", ".cache/keras"))
     args = parser.parse_args()
-    sys.stdout.reconfigure(line_buffering=True)
-    seed_keras_cache(args.weights_dir, args.keras_home)
+    start_benchmark(args)
 
     from conversion.convert import BY_SIZE, choose, measure_candidates, reference_records
     from training.dataset import load_dataset

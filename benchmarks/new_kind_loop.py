@@ -14,7 +14,6 @@ Reports every step's figure and the loop's wall time; writes benchmarks/results/
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -30,8 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from browser import PHONE, Stack, TestBrowser, launch_options, wait_until_ready  # noqa: E402
-
-from training.keras_cache import seed_keras_cache  # noqa: E402
+from common import bench_parser, start_benchmark  # noqa: E402
 
 RESULTS = HERE / "results"
 ADVICE = {
@@ -109,15 +107,12 @@ def loop(args, stack: Stack, kind_photos, test_photos, browser) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--dataset", default=os.environ.get("BINBOT_DATASET"))
     parser.add_argument("--kind", default="Mouse")
     parser.add_argument("--name", default="computer mouse", help="what users call it")
-    parser.add_argument("--weights-dir", default=os.environ.get("BINBOT_WEIGHTS_DIR"))
-    parser.add_argument("--keras-home", default=os.environ.get("KERAS_HOME", ".cache/keras"))
     args = parser.parse_args()
-    sys.stdout.reconfigure(line_buffering=True)
-    seed_keras_cache(args.weights_dir, args.keras_home)
+    start_benchmark(args)
 
     from playwright.sync_api import sync_playwright
 

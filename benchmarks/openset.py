@@ -16,7 +16,6 @@ far, with max-softmax (the baseline) in the same run. Writes benchmarks/results/
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -25,8 +24,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
-from training.keras_cache import seed_keras_cache
+from common import bench_parser, start_benchmark
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -103,17 +101,14 @@ def evaluate_pair(work: Path, dataset, far_records, held: list[str]) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--dataset", default=os.environ.get("BINBOT_DATASET"))
     parser.add_argument("--far", required=True, help="a dataset of everyday photos")
     parser.add_argument("--far-photos", type=int, default=600)
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--weights-dir", default=os.environ.get("BINBOT_WEIGHTS_DIR"))
-    parser.add_argument("--keras-home", default=os.environ.get("KERAS_HOME", ".cache/keras"))
     args = parser.parse_args()
-    sys.stdout.reconfigure(line_buffering=True)
-    seed_keras_cache(args.weights_dir, args.keras_home)
+    start_benchmark(args)
 
     from training.dataset import load_dataset
 

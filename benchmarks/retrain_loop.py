@@ -20,7 +20,6 @@ most 4 MB. Writes ``benchmarks/results/retrain_loop.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -36,8 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from browser import Stack  # noqa: E402
-
-from training.keras_cache import seed_keras_cache  # noqa: E402
+from common import bench_parser, start_benchmark  # noqa: E402
 
 RESULTS = HERE / "results"
 
@@ -69,16 +67,13 @@ def cut_dataset(dataset, weak: str, keep: int, out: Path) -> list[Path]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--dataset", default=os.environ.get("BINBOT_DATASET"))
-    parser.add_argument("--weights-dir", default=os.environ.get("BINBOT_WEIGHTS_DIR"))
-    parser.add_argument("--keras-home", default=os.environ.get("KERAS_HOME", ".cache/keras"))
     parser.add_argument("--weak-class", default="Printer")
     parser.add_argument("--keep", type=int, default=10)
     parser.add_argument("--work", default="runs/loop", help="folder for the cut dataset and runs")
     args = parser.parse_args()
-    sys.stdout.reconfigure(line_buffering=True)
-    seed_keras_cache(args.weights_dir, args.keras_home)
+    start_benchmark(args)
 
     from training.dataset import load_dataset
 

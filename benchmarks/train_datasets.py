@@ -16,7 +16,6 @@ in top-1 and its paired standard error. Prints a table, writes
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -26,8 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from training.keras_cache import seed_keras_cache
+from common import bench_parser, start_benchmark
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -85,16 +83,13 @@ def paired_difference(new: list[dict], old: list[dict]) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--dataset", action="append", required=True, help="NAME=PATH")
     parser.add_argument("--previous", action="append", default=[], help="NAME: compare there")
     parser.add_argument("--previous-tree", type=Path, help="checkout of the previous recipe")
-    parser.add_argument("--weights-dir", default=os.environ.get("BINBOT_WEIGHTS_DIR"))
-    parser.add_argument("--keras-home", default=os.environ.get("KERAS_HOME", ".cache/keras"))
     parser.add_argument("--out", default="runs/bench-datasets")
     args = parser.parse_args()
-    sys.stdout.reconfigure(line_buffering=True)
-    seed_keras_cache(args.weights_dir, args.keras_home)
+    start_benchmark(args)
 
     saved = RESULTS / "train_datasets.json"
     results: dict = json.loads(saved.read_text()) if saved.exists() else {}  # other datasets kept

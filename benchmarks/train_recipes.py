@@ -12,15 +12,12 @@ its fine-tuning. Writes ``benchmarks/results/train_recipes.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-from training.keras_cache import seed_keras_cache
+from common import bench_parser, start_benchmark
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -35,15 +32,12 @@ CANDIDATES = {
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--dataset", action="append", required=True, help="NAME=PATH")
-    parser.add_argument("--weights-dir", default=os.environ.get("BINBOT_WEIGHTS_DIR"))
-    parser.add_argument("--keras-home", default=os.environ.get("KERAS_HOME", ".cache/keras"))
     parser.add_argument("--out", default="runs/recipes")
     parser.add_argument("--only", action="append", help="run only these candidates")
     args = parser.parse_args()
-    sys.stdout.reconfigure(line_buffering=True)
-    seed_keras_cache(args.weights_dir, args.keras_home)
+    start_benchmark(args)
 
     from training.config import TrainConfig
     from training.dataset import load_dataset

@@ -7,6 +7,7 @@ missing rather than skip, so CI cannot go green without exercising the real pipe
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -178,6 +179,17 @@ def database_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'binbot.sqlite3'}"
         return
+    with fresh_postgres_database("binbot_test") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def fresh_postgres_database(prefix: str):
+    """Create an empty database on the test PostgreSQL server, yield its URL, drop it after.
+
+    The server comes from scripts/with-postgres (run by `make test`), which sets
+    BINBOT_TEST_POSTGRES_URL; under CI its absence is a failure, not a skip.
+    """
     admin_url = os.environ.get("BINBOT_TEST_POSTGRES_URL")
     if not admin_url:
         if os.environ.get("CI"):
@@ -185,13 +197,15 @@ def database_url(request, tmp_path):
         pytest.skip("no PostgreSQL server; `make test` starts one")
     import psycopg
 
-    name = f"binbot_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin_dsn = admin_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(admin_dsn, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
-    yield admin_url.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(admin_dsn, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

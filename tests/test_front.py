@@ -14,12 +14,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import requests
 from browser import PHONE, TestBrowser, free_port, launch_options, wait_until_ready
+from conftest import fresh_postgres_database
 
 pytestmark = pytest.mark.slow
 
@@ -85,20 +85,8 @@ class FrontStack:
 @pytest.fixture
 def postgres_url():
     """A fresh PostgreSQL database (scripts/with-postgres runs the server)."""
-    import psycopg
-
-    admin_url = os.environ.get("BINBOT_TEST_POSTGRES_URL")
-    if not admin_url:
-        if os.environ.get("CI"):
-            pytest.fail("BINBOT_TEST_POSTGRES_URL is not set: run the tests with `make test`")
-        pytest.skip("no PostgreSQL server; `make test` starts one")
-    name = f"binbot_front_{uuid.uuid4().hex[:10]}"
-    admin_dsn = admin_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin_dsn, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    yield admin_url.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(admin_dsn, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database("binbot_front") as url:
+        yield url
 
 
 @pytest.fixture
@@ -237,6 +225,7 @@ def test_a_phone_classifies_and_sends_a_correction_over_https(playwright, stack,
             page.get_by_role("button", name="No, that's wrong").click()
         page.get_by_label("What is it?").select_option("Printer")
         page.get_by_role("button", name="Send correction").click()
+        page.wait_for_function("document.getElementById('feedback-message').textContent !== ''")
         page.wait_for_function("document.getElementById('queue-status').dataset.waiting === '0'")
         assert page.evaluate("location.protocol") == "https:"
         assert page.evaluate("window.isSecureContext && self.crossOriginIsolated")

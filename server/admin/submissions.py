@@ -99,9 +99,7 @@ def review(ids: Any, action: Any, label: Any = None) -> list[Submission]:
     if missing:
         raise NotFound(f"no submissions with ids {missing}")
     if action == "relabel":
-        labels = current_labels()
-        if label not in labels:
-            raise Unprocessable(f"label must be one of {labels}")
+        require_current_label(label)
     for row in rows:
         if action == "relabel":
             row.label = label
@@ -123,6 +121,13 @@ def current_labels() -> list[str]:
     from server.registry.kinds import kind_names
 
     return kind_names()
+
+
+def require_current_label(label: str | None) -> None:
+    """Photos may only be filed under a kind that the live model or an accepted kind knows."""
+    labels = current_labels()
+    if label not in labels:
+        raise Unprocessable(f"label must be one of {labels}")
 
 
 def counts_by_label(status: str) -> dict[str, int]:
@@ -173,9 +178,7 @@ def settle_proposal(key: str, action: str, label: str | None = None) -> int:
     if not rows:
         raise NotFound(f"no pending photos proposed as {key!r}")
     if action == "map":
-        labels = current_labels()
-        if label not in labels:
-            raise Unprocessable(f"label must be one of {labels}")
+        require_current_label(label)
         for row in rows:
             row.label, row.status = label, "accepted"
     elif action == "reject":

@@ -2,19 +2,13 @@
 
 A database from that time has exactly these tables and no ``alembic_version``; provisioning
 stamps it with this revision and upgrades from here, so its rows are kept.
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-22
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0001"
-down_revision = None
-branch_labels = None
-depends_on = None
+revision, down_revision = "0001", None
+branch_labels = depends_on = None
 
 
 def stamp(name: str) -> sa.Column:

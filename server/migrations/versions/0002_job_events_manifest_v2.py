@@ -3,10 +3,6 @@
 Version 2 of the manifest names the resize recipe and its version, which the web app checks
 before it loads a model. Every bundle made before had exactly recipe
 ``center-square-box-bilinear`` version 1, so the upgrade only restates it as fields.
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-22
 """
 
 import json
@@ -14,10 +10,8 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0002", "0001"
+branch_labels = depends_on = None
 
 # Frozen here on purpose: a migration must mean the same thing however the code moves on.
 RECIPE_V1 = {"recipe": "center-square-box-bilinear", "version": 1}

@@ -1,18 +1,12 @@
 """Submissions remember the hash of the bytes as uploaded, so that a retry with the same
 Idempotency-Key but another photo is refused instead of answered as a replay.
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-22
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0003", "0002"
+branch_labels = depends_on = None
 
 
 def upgrade() -> None:

@@ -1,18 +1,12 @@
 """Request counts for the per-client limits, and console sessions kept on the server (so that
 logging out, or revoking the admin token, ends them).
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-22
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0004", "0003"
+branch_labels = depends_on = None
 
 
 def upgrade() -> None:

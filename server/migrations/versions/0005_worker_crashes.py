@@ -1,17 +1,10 @@
-"""Retraining worker crashes, recorded by `binbot serve` when it starts a worker again.
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-11-22
-"""
+"""Retraining worker crashes, recorded by `binbot serve` when it starts a worker again."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0005", "0004"
+branch_labels = depends_on = None
 
 
 def upgrade() -> None:

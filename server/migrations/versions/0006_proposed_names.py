@@ -1,18 +1,12 @@
 """Submissions may name a kind the model does not know ("Something else"): the label becomes
 optional, and the proposed name and its grouping key are kept.
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-11-22
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0006", "0005"
+branch_labels = depends_on = None
 
 
 def upgrade() -> None:

@@ -2,123 +2,19 @@
 without a new model. The advice that used to be code (server/guidance.py) is the seed,
 for the ten kinds of the shared e-waste dataset; a model's other labels get kinds when it is
 published.
-
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-11-22
 """
 
 import json
+from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0007", "0006"
+branch_labels = depends_on = None
 
-# Frozen here on purpose: a migration must mean the same thing however the code moves on.
-SEED = {
-    "Battery": {
-        "category": "Batteries",
-        "bin": "Battery collection box",
-        "steps": [
-            "Tape the terminals of lithium and larger batteries to prevent short circuits.",
-            "Drop it in a battery collection box (supermarkets, electronics stores).",
-            "Swollen or damaged batteries: keep them apart and bring them to a collection point.",
-        ],
-        "hazards": ["fire risk (lithium)", "heavy metals"],
-        "link": None,
-    },
-    "Keyboard": {
-        "category": "Small IT equipment",
-        "bin": "E-waste collection point",
-        "steps": [
-            "Remove batteries if it is wireless.",
-            "Bring it to an e-waste collection point.",
-        ],
-        "hazards": [],
-        "link": None,
-    },
-    "Microwave": {
-        "category": "Small household appliance",
-        "bin": "E-waste collection point",
-        "steps": [
-            "Do not open it: the capacitor can hold a dangerous charge.",
-            "Bring it to an e-waste collection point or use a retailer take-back.",
-        ],
-        "hazards": ["high-voltage capacitor"],
-        "link": None,
-    },
-    "Mobile": {
-        "category": "Small IT and telecom equipment",
-        "bin": "E-waste collection point or phone take-back",
-        "steps": [
-            "Back up and erase your data, remove the SIM and memory cards.",
-            "Bring it to a take-back scheme or an e-waste collection point.",
-        ],
-        "hazards": ["lithium battery"],
-        "link": None,
-    },
-    "Mouse": {
-        "category": "Small IT equipment",
-        "bin": "E-waste collection point",
-        "steps": [
-            "Remove batteries if it is wireless.",
-            "Bring it to an e-waste collection point.",
-        ],
-        "hazards": [],
-        "link": None,
-    },
-    "PCB": {
-        "category": "Circuit boards",
-        "bin": "E-waste collection point",
-        "steps": [
-            "Keep boards dry and unbroken; do not burn or grind them.",
-            "Bring them to an e-waste collection point.",
-        ],
-        "hazards": ["lead solder", "brominated flame retardants"],
-        "link": None,
-    },
-    "Player": {
-        "category": "Consumer electronics",
-        "bin": "E-waste collection point",
-        "steps": ["Remove batteries and discs.", "Bring it to an e-waste collection point."],
-        "hazards": [],
-        "link": None,
-    },
-    "Printer": {
-        "category": "IT equipment",
-        "bin": "E-waste collection point",
-        "steps": [
-            "Remove ink or toner cartridges and return them to a cartridge recycling scheme.",
-            "Bring the printer to an e-waste collection point.",
-        ],
-        "hazards": ["toner dust"],
-        "link": None,
-    },
-    "Television": {
-        "category": "Screens and monitors",
-        "bin": "E-waste collection point (large items)",
-        "steps": [
-            "Keep the screen intact; old CRT sets contain lead glass.",
-            "Use the retailer take-back when buying a new one, or a collection point.",
-        ],
-        "hazards": ["lead glass (CRT)", "mercury (older LCD backlights)"],
-        "link": None,
-    },
-    "Washing Machine": {
-        "category": "Large household appliance",
-        "bin": "Bulky e-waste collection",
-        "steps": [
-            "Book a bulky-waste pickup or use the retailer take-back on delivery of a new one.",
-            "Do not dump it: metals and motors are recovered.",
-        ],
-        "hazards": [],
-        "link": None,
-    },
-}
+# Frozen beside this file on purpose: a migration must mean the same thing however the code moves on.
+SEED = json.loads((Path(__file__).with_name("0007_advice_seed.json")).read_text(encoding="utf-8"))
 
 
 def upgrade() -> None:
