@@ -49,8 +49,10 @@ async function main() {
   const { loadBundle, shardPaths } = await import(
     pathToFileURL(path.join(here, '../../webclient/src/graph-model.js')).href
   );
-  const { openSetScore } = await import(pathToFileURL(path.join(here, '../../webclient/src/openset.js')).href);
-  const openset = job.openset ? JSON.parse(await readFile(job.openset, 'utf8')) : null;
+  const { openSetScore, parseOpenSet } = await import(
+    pathToFileURL(path.join(here, '../../webclient/src/openset.js')).href
+  );
+  const openset = job.openset ? parseOpenSet(await readFile(job.openset, 'utf8')) : null;
   const wasmDir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm'));
   setWasmPaths(wasmDir + path.sep);
   if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');

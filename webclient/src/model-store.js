@@ -11,6 +11,7 @@
 
 import { STATE, get, put } from './db.js';
 import { checkManifest, upgradeStoredManifest } from './model-contract.js';
+import { parseOpenSet } from './openset.js';
 
 const CACHE_PREFIX = 'binbot-model-';
 const ACTIVE_KEY = 'active-model';
@@ -51,7 +52,7 @@ export async function readModelFiles(entry) {
   });
   const shards = await Promise.all(shardFiles.map(read));
   const { openset } = entry.manifest;
-  const scorer = openset ? JSON.parse(new TextDecoder().decode(await read(byPath.get(openset.file)))) : null;
+  const scorer = openset ? parseOpenSet(new TextDecoder().decode(await read(byPath.get(openset.file)))) : null;
   return { modelJson, shards, openset: scorer };
 }
 

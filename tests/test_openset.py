@@ -1,0 +1,59 @@
+"""The open-set score travels to every phone with the model: it must be small, and the browser
+must compute the same score as Python, for every method."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.openset import METHODS, OpenSet, fit
+
+OPENSET_JS = Path(__file__).resolve().parent.parent / "webclient" / "src" / "openset.js"
+SCORE_IN_NODE = f"""
+import {{ readFileSync }} from 'node:fs';
+import {{ openSetScore, parseOpenSet }} from '{OPENSET_JS.as_uri()}';
+const [scorerFile, photosFile] = process.argv.slice(1);
+const scorer = parseOpenSet(readFileSync(scorerFile, 'utf8'));
+const {{ embeddings, probabilities }} = JSON.parse(readFileSync(photosFile, 'utf8'));
+console.log(JSON.stringify(embeddings.map((e, i) => openSetScore(scorer, e, probabilities[i]))));
+"""
+
+
+def embeddings_like_mobilenet(rng, n: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Non-negative pooled features (ReLU6 before the pooling), one cluster per class."""
+    centres = rng.gamma(0.5, 0.6, size=(classes, 1280))
+    labels = rng.integers(0, classes, size=n)
+    noise = rng.gamma(0.5, 0.3, size=(n, 1280))
+    return (centres[labels] + noise).astype(np.float32), labels
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_browser_score_equals_python_and_the_file_stays_small(method, tmp_path):
+    rng = np.random.default_rng(7)
+    train, labels = embeddings_like_mobilenet(rng, 400, 10)
+    photos, _ = embeddings_like_mobilenet(rng, 30, 10)
+    probabilities = rng.dirichlet(np.ones(10), size=30)
+    scorer = fit(method, train, labels)
+    scorer.calibrate(train[:100], rng.dirichlet(np.ones(10), size=100))
+
+    shipped = tmp_path / "openset.json"
+    shipped.write_text(json.dumps(scorer.to_json()))
+    (tmp_path / "photos.json").write_text(
+        json.dumps({"embeddings": photos.tolist(), "probabilities": probabilities.tolist()})
+    )
+    done = subprocess.run(
+        ["node", "--input-type=module", "-e", SCORE_IN_NODE, str(shipped), str(tmp_path / "photos.json")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    in_browser = np.array(json.loads(done.stdout))
+    read_back = OpenSet.from_json(json.loads(shipped.read_text()))
+    in_python = read_back.scores(photos, probabilities)
+    np.testing.assert_allclose(in_browser, in_python, rtol=1e-4, atol=1e-5)
+    assert read_back.threshold == scorer.threshold
+    # float16 arrays: 2 bytes a value plus base64's third, and a little JSON around them.
+    values = sum(a.size for a in scorer.arrays.values())
+    assert shipped.stat().st_size <= values * 2 * 4 / 3 + 1024
