@@ -3,14 +3,19 @@
  * camera view (getUserMedia) where the browser allows it. Every path ends in a Blob.
  */
 
-/** Call `onPhoto(blob)` whenever one of the file inputs gets a file. */
+/**
+ * Call `onPhoto(blob)` whenever one of the file inputs gets a file, including a file chosen
+ * before this script ran (on a slow network the page is usable before its scripts arrive).
+ */
 export function watchFileInputs(inputs, onPhoto) {
   for (const input of inputs) {
-    input.addEventListener('change', () => {
+    const take = () => {
       const [file] = input.files ?? [];
       if (file) onPhoto(file);
       input.value = ''; // choosing the same file again must fire 'change' again
-    });
+    };
+    input.addEventListener('change', take);
+    if (input.files?.length) take();
   }
 }
 
