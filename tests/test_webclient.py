@@ -179,13 +179,17 @@ def test_app_works_offline_and_after_a_browser_restart(playwright, server, small
 
 
 def correct(page, photo: Path, label: str | None) -> None:
-    """Classify `photo`, then confirm it (label None) or correct it to `label`."""
+    """Classify `photo`, then confirm it (label None) or correct it to `label`. When the app is
+    not sure (or does not recognise the photo) it opens the picker itself, without yes/no."""
     choose_photo(page, photo)
-    if label is None:
+    sure = page.locator("#wrong-button").is_visible()
+    if label is None and sure:
         page.get_by_role("button", name="Yes, that's right").click()
     else:
-        page.get_by_role("button", name="No, that's wrong").click()
-        page.get_by_label("What is it?").select_option(label)
+        if sure:
+            page.get_by_role("button", name="No, that's wrong").click()
+        chosen = label or page.locator("#result").get_attribute("data-top")
+        page.get_by_label("What is it?").select_option(chosen)
         page.get_by_role("button", name="Send correction").click()
     page.wait_for_function("document.getElementById('feedback-message').textContent !== ''")
 
@@ -304,7 +308,16 @@ def test_layout_keyboard_and_screen_reader_basics(browser, server, small_ewaste,
     page = browser.new_page(viewport=viewport)
     page.goto(server.url)
     wait_until_ready(page)
-    choose_photo(page, split_photos(small_ewaste)[0])  # a battery: guidance with hazards
+    # A battery the model is sure of: the kind, its advice with hazards, and yes/no.
+    for photo in (p for p in split_photos(small_ewaste) if p.parent.name == "Battery"):
+        choose_photo(page, photo)
+        if page.locator("#result").get_attribute("data-verdict") == "known":
+            break
+    result = page.locator("#result")
+    assert (result.get_attribute("data-verdict"), result.get_attribute("data-label")) == (
+        "known",
+        "Battery",
+    )
     name = "phone" if viewport is PHONE else "desktop"
     screenshot(page, f"{name}-layout")
 
