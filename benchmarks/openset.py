@@ -119,9 +119,13 @@ def main() -> int:
     ]
     rng = np.random.default_rng(args.seed)
     rows = []
-    for pair in range(args.pairs):
+    pairs: list[list[str]] = []
+    while len(pairs) < args.pairs:  # distinct pairs: a repeat would only repeat its figures
         held = sorted(rng.choice(dataset.classes, 2, replace=False).tolist())
-        print(f"pair {pair + 1}: holding out {held}")
+        if held not in pairs:
+            pairs.append(held)
+    for number, held in enumerate(pairs, 1):
+        print(f"pair {number}: holding out {held}")
         with tempfile.TemporaryDirectory(prefix="binbot-openset-") as tmp:
             rows.append(evaluate_pair(Path(tmp), dataset, far, held))
         RESULTS.mkdir(exist_ok=True)
