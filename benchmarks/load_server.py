@@ -165,6 +165,7 @@ def run_clients(url: str, ca: Path, photos: list[bytes], clients: int, retry_sha
 
     def client(share) -> None:
         session = requests.Session()
+        session.trust_env = False  # else REQUESTS_CA_BUNDLE in the environment wins over verify
         session.verify = str(ca)
         current = session.get(f"{url}/api/models/current", timeout=30)
         files = current.json()["files"]
