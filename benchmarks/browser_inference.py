@@ -10,9 +10,10 @@ shipped models/starter converted from --run) and drives Debian's Chromium:
   median (a compiled tf.function, batch 1) in the same run, as a ratio; with the app's threads
   (one per core) and with TF.js's own cap (half the cores, ``?threads=capped``);
 * agreement: the browser's top-1 against Keras's on the same images, and its test accuracy;
-* first visit on a phone network: navigation to the first prediction on screen with Chromium's
-  network emulation (``FAST_4G``), and the bytes that crossed it, split into app, runtime and
-  model; then reload and browser restart, offline, from the warm cache;
+* first visit on a phone network: navigation to the first prediction on screen through a
+  proxy that behaves like Fast 4G (``FAST_4G``, slow_link.py: Chromium's own emulation misses
+  the worker's script), and the bytes that crossed it, split into app, runtime and model; then
+  reload and browser restart, offline, from the warm cache;
 * a cheap phone: the CPU throttled 4x (DevTools' CPU throttling), the classification latency
   and the longest main-thread task while classifying.
 
@@ -43,11 +44,11 @@ from browser import (  # noqa: E402
 )
 from common import bench_parser, start_benchmark  # noqa: E402
 from convert_ewaste import keras_latency_ms  # noqa: E402
+from slow_link import SlowLink  # noqa: E402
 
 RESULTS = HERE / "results"
-# Chrome DevTools' "Fast 4G" preset: 9 Mbit/s down, 1.5 Mbit/s up, 170 ms round trip.
-FAST_4G = {"offline": False, "latency": 170, "downloadThroughput": 9_000_000 / 8,
-           "uploadThroughput": 1_500_000 / 8}  # fmt: skip
+# Chrome DevTools' "Fast 4G" preset, as a real link (slow_link.py) in front of the server.
+FAST_4G = {"down_mbit_s": 9, "up_mbit_s": 1.5, "rtt_ms": 170}
 CPU_SLOWDOWN = 4
 BARS = {
     "latency_ratio_max": 1.0,
@@ -62,6 +63,18 @@ FIRST_PREDICTION = """() => new Promise((resolve) => {
     };
     look();
 })"""
+# Where a start's time went: the page's own milestones, ms from navigation.
+STARTUP_MARKS = """() => {
+    const at = { 'page parsed': performance.getEntriesByType('navigation')[0]?.domContentLoadedEventEnd };
+    for (const name of ['runtime-ready', 'model-files-read', 'model-ready', 'first-prediction']) {
+        const [mark] = performance.getEntriesByName(`binbot:${name}`);
+        at[name] = mark ? mark.startTime : null;
+    }
+    const timings = window.binbot.lastResult?.timings ?? {};
+    at['photo decoded'] = timings.decodeMs;
+    at['model ran'] = timings.inferMs;
+    return at;
+}"""
 LONG_TASKS = """() => { window.longTasks = [];
     new PerformanceObserver((list) => window.longTasks.push(...list.getEntries().map((e) => e.duration)))
       .observe({ type: 'longtask' }); }"""
@@ -84,35 +97,30 @@ def kind_of(url: str) -> str:
 
 def first_visit_on_fast_4g(playwright, url: str, photo: Path) -> dict:
     """A new phone on Fast 4G: time to the first prediction and bytes by kind."""
-    with tempfile.TemporaryDirectory(prefix="binbot-profile-") as profile:
-        context = playwright.chromium.launch_persistent_context(
-            profile, viewport=PHONE, **launch_options(), **CONTEXT_OPTIONS
-        )
-        page = context.new_page()
-        cdp = context.new_cdp_session(page)
-        cdp.send("Network.enable")
-        cdp.send("Network.emulateNetworkConditions", FAST_4G)
-        sizes: dict[str, int] = {"app": 0, "runtime": 0, "model": 0}
-        kinds: dict[str, str] = {}
-        cdp.on(
-            "Network.responseReceived",
-            lambda e: kinds.__setitem__(e["requestId"], e["response"]["url"]),
-        )
-        cdp.on(
-            "Network.loadingFinished",
-            lambda e: sizes.__setitem__(
-                kind_of(kinds.get(e["requestId"], "")),
-                sizes[kind_of(kinds.get(e["requestId"], ""))] + int(e["encodedDataLength"]),
-            ),
-        )
-        elapsed = first_prediction_ms(page, url, photo)
-        context.close()
-    return {"first_prediction_ms": elapsed, "bytes": sizes}
+    link = SlowLink(
+        url, FAST_4G["rtt_ms"], FAST_4G["down_mbit_s"] * 1e6, FAST_4G["up_mbit_s"] * 1e6
+    )
+    link.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="binbot-profile-") as profile:
+            context = playwright.chromium.launch_persistent_context(
+                profile, viewport=PHONE, **launch_options(), **CONTEXT_OPTIONS
+            )
+            elapsed = first_prediction_ms(context.new_page(), link.url, photo)
+            sent = dict(link.bytes_by_path)
+            context.close()
+    finally:
+        link.stop()
+    sizes = {"app": 0, "runtime": 0, "model": 0}
+    for path, size in sent.items():
+        sizes[kind_of(path)] += size
+    return {"first_prediction_ms": elapsed, "bytes": sizes, "bytes_by_path": sent}
 
 
 def warm_offline_starts(playwright, url: str, photo: Path, repeats: int) -> dict[str, list[float]]:
     """After one visit: reload and browser restart with the network off."""
     times: dict[str, list[float]] = {"reload, offline": [], "browser restart, offline": []}
+    marks: dict[str, list[dict]] = {name: [] for name in times}
     options = {**launch_options(), **CONTEXT_OPTIONS}
     for _ in range(repeats):
         with tempfile.TemporaryDirectory(prefix="binbot-profile-") as profile:
@@ -124,16 +132,17 @@ def warm_offline_starts(playwright, url: str, photo: Path, repeats: int) -> dict
             page.wait_for_function("navigator.serviceWorker.controller !== null")
             context.set_offline(True)
             times["reload, offline"].append(first_prediction_ms(page, url, photo))
+            marks["reload, offline"].append(page.evaluate(STARTUP_MARKS))
             context.close()
             context = playwright.chromium.launch_persistent_context(
                 profile, viewport=PHONE, **options
             )
             context.set_offline(True)
-            times["browser restart, offline"].append(
-                first_prediction_ms(context.new_page(), url, photo)
-            )
+            page = context.new_page()
+            times["browser restart, offline"].append(first_prediction_ms(page, url, photo))
+            marks["browser restart, offline"].append(page.evaluate(STARTUP_MARKS))
             context.close()
-    return times
+    return {"times": times, "marks": marks}
 
 
 def classify_all(browser, url: str, images: list[bytes]) -> tuple[list[dict], dict]:
@@ -216,9 +225,16 @@ def summarise(measured: dict, keras_probabilities, labels, keras_ms: float) -> d
         "fast_4g_profile": FAST_4G,
         "fast_4g_first_visit": measured["fast_4g"],
         "warm_offline_first_prediction_ms": {
-            k: statistics.median(v) for k, v in measured["warm"].items()
+            k: statistics.median(v) for k, v in measured["warm"]["times"].items()
         },
-        "warm_offline_runs_ms": measured["warm"],
+        "warm_offline_runs_ms": measured["warm"]["times"],
+        "warm_offline_milestones_median_ms": {
+            start: {
+                name: statistics.median(m[name] for m in runs if m[name] is not None)
+                for name in runs[0]
+            }
+            for start, runs in measured["warm"]["marks"].items()
+        },
         "throttled": measured["throttled"],
     }
 
@@ -247,11 +263,17 @@ def report(summary: dict) -> dict:
           f"agreement {summary['top1_agreement']:.2%}, max |dp| "
           f"{summary['max_probability_difference']:.3f}")  # fmt: skip
     sizes = fast["bytes"]
-    print(f"\nfirst visit on Fast 4G (9 Mbit/s, 170 ms): {fast['first_prediction_ms']:.0f} ms; "
+    link = summary["fast_4g_profile"]
+    print(f"\nfirst visit on Fast 4G ({link['down_mbit_s']} Mbit/s down, {link['up_mbit_s']} up, "
+          f"{link['rtt_ms']} ms): {fast['first_prediction_ms']:.0f} ms; "
           f"bytes: app {sizes['app'] / 1e3:.0f} kB, runtime {sizes['runtime'] / 1e3:.0f} kB, "
           f"model {sizes['model'] / 1e6:.2f} MB")  # fmt: skip
     for name, value in summary["warm_offline_first_prediction_ms"].items():
-        print(f"{name:40s} {value:9.0f} ms")
+        steps = ", ".join(
+            f"{step} {at:.0f}"
+            for step, at in summary["warm_offline_milestones_median_ms"][name].items()
+        )
+        print(f"{name:40s} {value:9.0f} ms  ({steps})")
     slow = summary["throttled"]
     print(f"CPU {slow['slowdown']}x slower: median {slow['median_inference_ms']:.0f} ms / photo, "
           f"longest main-thread task {slow['longest_main_thread_task_ms']:.0f} ms")  # fmt: skip

@@ -41,6 +41,26 @@ const manifestValidator = {
   },
 };
 
+/**
+ * The threaded wasm runtime's Emscripten glue starts a pool of 8 pthread workers up front,
+ * each evaluating the glue and instantiating the module: on a 2-core phone most of the
+ * runtime's start-up, for threads it never uses. The pool is sized at what the inference
+ * worker asks for (globalThis.BINBOT_PTHREAD_POOL_SIZE, set before the backend starts); the glue
+ * still adds a worker if a thread ever finds the pool empty.
+ */
+const POOL_SIZE_IN_GLUE = 'var pthreadPoolSize=8;';
+const pthreadPoolSize = {
+  name: 'pthread-pool-size',
+  setup(builder) {
+    builder.onLoad({ filter: /tfjs-backend-wasm-threaded-simd\.js$/ }, async ({ path: file }) => {
+      const glue = await readFile(file, 'utf8');
+      if (!glue.includes(POOL_SIZE_IN_GLUE)) throw new Error(`${file}: no '${POOL_SIZE_IN_GLUE}' (a new TF.js?)`);
+      const sized = glue.replace(POOL_SIZE_IN_GLUE, 'var pthreadPoolSize=globalThis.BINBOT_PTHREAD_POOL_SIZE||8;');
+      return { contents: sized, loader: 'js' };
+    });
+  },
+};
+
 const common = {
   bundle: true,
   minify: true,
@@ -50,7 +70,7 @@ const common = {
   // The wasm backend's Emscripten glue mentions Node modules it never loads in a browser.
   external: ['fs', 'path', 'worker_threads', 'perf_hooks', 'os', 'crypto'],
   define: { 'process.env.NODE_ENV': '"production"' },
-  plugins: [manifestValidator],
+  plugins: [manifestValidator, pthreadPoolSize],
 };
 
 async function listFiles(dir, prefix = '') {

@@ -37,6 +37,7 @@ export async function initBackend(wasmBase, preferred = 'wasm', threads = 0, cap
   setWasmPaths(wasmBase);
   if (threads > 0) setThreadsCount(threads); // only used when the page is cross-origin isolated
   const uncapped = !capped && uncapThreadPool(threads);
+  globalThis.BINBOT_PTHREAD_POOL_SIZE = Math.max(1, threads); // workers started up front (build.mjs)
   let backend = 'cpu';
   if (preferred === 'wasm' && typeof WebAssembly === 'object') {
     try {
@@ -66,8 +67,13 @@ export async function loadModel({ version, manifest, modelJson, shards }) {
   const inputNode = manifest.input.node;
   const outputNodes = [manifest.outputs.probabilities.node, manifest.outputs.embedding.node];
   const [size] = manifest.input.resize.size; // the page checked the recipe (model-contract.js)
-  // The first run compiles kernels; do it now rather than on the user's first photo.
-  tf.tidy(() => model.execute({ [inputNode]: tf.zeros([1, size, size, 3]) }, outputNodes)[0].dataSync());
+  // The first run sets up every kernel, the photo's resize and crop among them: do it now, on
+  // a blank little picture, rather than on the user's first photo.
+  const blank = { data: new Uint8ClampedArray(4 * 16 * 12), width: 16, height: 12 };
+  tf.tidy(() => {
+    const outputs = model.execute({ [inputNode]: modelInputFromPixels(tf, blank, 1, size) }, outputNodes);
+    outputs.forEach((output) => output.dataSync());
+  });
   const previous = current;
   current = { model, version, labels: manifest.labels, inputNode, outputNodes, size };
   previous?.model.dispose();
