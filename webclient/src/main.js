@@ -139,9 +139,9 @@ async function saveCorrection(label, proposedName = null) {
     const photo = await state.classifier.downscale(blob, UPLOAD_MAX_SIDE);
     await enqueue({ photo, label, proposedName, predictedLabel: best.label, confidence: best.probability,
       modelVersion: result.version });
+    await refreshQueue(); // the count and the thank-you appear together
     ui.feedbackDone(`Thank you! "${label ?? proposedName}" is saved and will be sent when you are online.`);
     if (label && label !== best.label) ui.showGuidanceFor(state.entry.labels, label);
-    await refreshQueue();
     requestBackgroundSync();
     sendQueue();
   } catch (error) {
