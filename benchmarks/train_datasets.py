@@ -60,7 +60,11 @@ def train_and_convert(path: str, out: Path, cache: Path) -> dict:
 
 
 def train_previous(path: str, out: Path, tree: Path) -> dict:
-    """The earlier commit's default training, run from its own checkout."""
+    """The earlier commit's default training, run from its own checkout.
+
+    It runs with its checkout as the working directory, so every path it gets is absolute.
+    """
+    out, path = out.resolve(), str(Path(path).resolve())
     train_s = binbot("train", path, "--out", str(out / "run"), "--overwrite", cwd=tree)
     metrics = json.loads((out / "run" / "evaluation" / "metrics.json").read_text())
     return {

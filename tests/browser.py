@@ -126,6 +126,8 @@ CONTEXT_OPTIONS = {"bypass_csp": True}
 class TestBrowser:
     """A launched Chromium whose new contexts and pages take CONTEXT_OPTIONS by default."""
 
+    __test__ = False  # a helper, not a test class (its name starts with "Test")
+
     def __init__(self, browser) -> None:
         self.browser = browser
 
