@@ -2,9 +2,10 @@
 
 The cookie is HttpOnly, SameSite=Strict and Secure (config), and holds only a random session
 id and CSRF token; the session itself is a row on the server, so logging out, or revoking the
-admin token it was opened with, ends it everywhere, even for a copy of the cookie. Every POST to the console must carry that token (form field
-``csrf_token`` or header ``X-CSRF-Token``), so another site cannot make an admin's browser
-change anything even if SameSite were not honoured.
+admin token it was opened with, ends it everywhere, even for a copy of the cookie. Every POST
+to the console must carry that token (form field ``csrf_token`` or header ``X-CSRF-Token``),
+so another site cannot make an admin's browser change anything even if SameSite were not
+honoured.
 """
 
 from __future__ import annotations
