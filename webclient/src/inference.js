@@ -60,8 +60,11 @@ export async function initBackend(wasmBase, preferred = 'wasm', threads = 0, cap
   return info;
 }
 
-/** Load a version's files; the previous model keeps answering until this one is ready. */
-export async function loadModel({ version, manifest, modelJson, shards }) {
+/**
+ * Load a version's files; the previous model keeps answering until this one is ready.
+ * `warmUp: false` skips the first run on a blank picture, for when a photo is already waiting.
+ */
+export async function loadModel({ version, manifest, modelJson, shards, warmUp = true }) {
   const started = performance.now();
   const { model, folded } = await loadBundle(tf, loadGraphModel, modelJson, shards);
   const inputNode = manifest.input.node;
@@ -69,11 +72,13 @@ export async function loadModel({ version, manifest, modelJson, shards }) {
   const [size] = manifest.input.resize.size; // the page checked the recipe (model-contract.js)
   // The first run sets up every kernel, the photo's resize and crop among them: do it now, on
   // a blank little picture, rather than on the user's first photo.
-  const blank = { data: new Uint8ClampedArray(4 * 16 * 12), width: 16, height: 12 };
-  tf.tidy(() => {
-    const outputs = model.execute({ [inputNode]: modelInputFromPixels(tf, blank, 1, size) }, outputNodes);
-    outputs.forEach((output) => output.dataSync());
-  });
+  if (warmUp) {
+    const blank = { data: new Uint8ClampedArray(4 * 16 * 12), width: 16, height: 12 };
+    tf.tidy(() => {
+      const outputs = model.execute({ [inputNode]: modelInputFromPixels(tf, blank, 1, size) }, outputNodes);
+      outputs.forEach((output) => output.dataSync());
+    });
+  }
   const previous = current;
   current = { model, version, labels: manifest.labels, inputNode, outputNodes, size };
   previous?.model.dispose();

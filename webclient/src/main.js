@@ -28,6 +28,7 @@ const state = {
   last: null, // { blob, result }
   openset: null, // the active model's open-set score (openset.js), when its bundle has one
   checking: null,
+  photoWaiting: false, // a photo was chosen before the first model was ready
 };
 let markModelReady;
 const modelReady = new Promise((resolve) => { markModelReady = resolve; });
@@ -42,7 +43,10 @@ async function loadIntoClassifier(entry) {
   const { modelJson, shards, openset } = await readModelFiles(entry);
   markOnce('binbot:model-files-read');
   await state.runtime;
-  await state.classifier.load({ version: entry.version, manifest: entry.manifest, modelJson, shards });
+  // With a photo already waiting, its own run sets the kernels up: a warm-up first would only
+  // make the user wait for two runs instead of one.
+  const warmUp = !state.photoWaiting;
+  await state.classifier.load({ version: entry.version, manifest: entry.manifest, modelJson, shards, warmUp });
   state.entry = entry;
   state.openset = openset;
   ui.fillLabelPicker(entry.labels);
@@ -114,8 +118,12 @@ async function requestBackgroundSync() {
 
 async function classifyPhoto(blob) {
   ui.showPreview(blob);
-  if (!state.entry) ui.setStatus('Getting the model ready…', { busy: true });
+  if (!state.entry) {
+    state.photoWaiting = true;
+    ui.setStatus('Getting the model ready…', { busy: true });
+  }
   await modelReady;
+  state.photoWaiting = false;
   ui.setStatus('Looking at your photo…', { busy: true });
   try {
     const result = await state.classifier.classify(blob);
