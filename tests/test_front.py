@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import re
 import signal
 import socket
 import ssl
@@ -190,7 +191,10 @@ def test_a_killed_worker_is_restarted_and_two_workers_share_the_queue(stack):
         assert stack.get("/api/models/current").status_code == 200  # the web keeps serving
         time.sleep(0.3)
     assert first["error"] == "the retraining worker killed by signal SIGKILL"
-    stack.wait_for("starting retraining worker 1 again")
+    stack.wait_for(f"during job {jobs[0]} (marked failed)")
+    [crash] = [line for line in stack.lines if f"during job {jobs[0]} (" in line]
+    killed = re.search(r"retraining worker \d+", crash)[0]  # whichever of the two took job 1
+    stack.wait_for(f"starting {killed} again")
     second = stack.get(f"/api/admin/jobs/{jobs[1]}", headers=auth).json()["job"]
     assert second["status"] == "running"  # the other worker goes on
     stack.post(f"/api/admin/jobs/{jobs[1]}/cancel", headers=auth)
