@@ -73,23 +73,26 @@ def sanitize_image(raw: bytes, *, limits: DecodeLimits, max_side: int, quality: 
         # Pillow warns between its limit and twice it, and raises above: refuse both.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(io.BytesIO(raw)) as image:
-                if image.format not in ALLOWED_FORMATS:
-                    raise UnsupportedMediaType(
-                        f"unsupported image format {image.format}; send JPEG, PNG or WebP"
-                    )
-                limits.check(image)
-                if image.format == "JPEG":
-                    image.draft("RGB", (max_side, max_side))  # decode at the scale kept
-                image.load()
-                upright = _to_rgb(ImageOps.exif_transpose(image))
+            image = Image.open(io.BytesIO(raw))  # in memory: no file to close
+            if image.format not in ALLOWED_FORMATS:
+                raise UnsupportedMediaType(
+                    f"unsupported image format {image.format}; send JPEG, PNG or WebP"
+                )
+            limits.check(image)
+            if image.format == "JPEG":
+                image.draft("RGB", (max_side, max_side))  # decode at the scale kept
+            image.load()
+            ImageOps.exif_transpose(image, in_place=True)  # no copy of an upright photo
+            upright = _to_rgb(image)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise PayloadTooLarge("image too large (decompression bomb)") from None
         except UnidentifiedImageError:
             raise UnsupportedMediaType("the file is not an image") from None
         except (OSError, SyntaxError, ValueError) as exc:
             raise BadRequest(f"the image does not decode: {exc}") from None
-    upright.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    # Bilinear: Pillow widens its kernel when it shrinks, so it does not alias, at half the CPU
+    # of Lanczos on the largest uploads; the model sees these photos at 224 px anyway.
+    upright.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
     # Only the pixels go on: a new image has no EXIF, XMP, ICC profile, comment or text.
     bare = Image.frombytes("RGB", upright.size, upright.tobytes())
     out = io.BytesIO()
@@ -110,7 +113,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGB", image.size, WHITE)
         background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
         return background
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def photo_path(relative: str) -> Path:
