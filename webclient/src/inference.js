@@ -71,7 +71,8 @@ export async function loadModel({ version, manifest, modelJson, shards, warmUp =
   const outputNodes = [manifest.outputs.probabilities.node, manifest.outputs.embedding.node];
   const [size] = manifest.input.resize.size; // the page checked the recipe (model-contract.js)
   // The first run sets up every kernel, the photo's resize and crop among them: do it now, on
-  // a blank little picture, rather than on the user's first photo.
+  // a blank little picture, rather than on the user's first photo (unless that photo is
+  // already waiting: then its own run is the first).
   if (warmUp) {
     const blank = { data: new Uint8ClampedArray(4 * 16 * 12), width: 16, height: 12 };
     tf.tidy(() => {
