@@ -121,10 +121,9 @@ class KerasReference:
 
 def keras_reference(model, records: Sequence[ImageRecord]) -> KerasReference:
     from conversion.export import serving_model
-    from training.pipeline import make_dataset
+    from training.evaluate import predict_records
 
-    serving = serving_model(model)
-    outputs = serving.predict(make_dataset(records).map(lambda x, y: x), verbose=0)
+    outputs = predict_records(serving_model(model), records)
     return KerasReference(list(records), outputs["probabilities"], outputs["embedding"])
 
 

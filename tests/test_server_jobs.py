@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import zipfile
 from datetime import timedelta
@@ -20,8 +21,10 @@ from server.jobs.queue import (
     reap_dead,
     record_event,
 )
+from server.jobs.retrain import figures_measured_on
 from server.jobs.worker import run_worker
 from server.tables import TrainingJob, utcnow
+from training.dataset import load_dataset
 
 
 def test_concurrent_workers_never_claim_the_same_job(live):
@@ -172,3 +175,27 @@ def test_accepted_corrections_are_retrained_into_a_publishable_candidate(
         requests.get(f"{live.url}/api/models/current", timeout=30).json()["version"]
         == STARTER_VERSION
     )
+
+
+def test_the_live_models_conversion_figures_stand_only_for_the_photos_it_was_measured_on(
+    small_ewaste, tmp_path
+):
+    """A retraining compares with the live model on the same test photos: the figures its
+    conversion measured are reused only when they cover exactly those photos."""
+    dataset = load_dataset(small_ewaste)
+    test = dataset.split("test")
+    metrics = {"test_set_fingerprint": dataset.split_fingerprint("test"), "test_images": len(test),
+               "test_accuracy": 0.9, "per_class_recall": {c: 0.9 for c in dataset.classes}}  # fmt: skip
+    reused = figures_measured_on({"metrics": metrics}, dataset, test)
+    assert reused["test_accuracy"] == 0.9 and set(reused["per_class_recall"]) == set(
+        dataset.classes
+    )
+    slice_only = {**metrics, "test_images": len(test) - 1}  # converted with --reference-images
+    assert figures_measured_on({"metrics": slice_only}, dataset, test) is None
+
+    other = tmp_path / "dataset"
+    shutil.copytree(small_ewaste, other)
+    next((other / "test").rglob("*.jpg")).unlink()  # one test photo fewer
+    changed = load_dataset(other)
+    assert figures_measured_on({"metrics": metrics}, changed, changed.split("test")) is None
+    assert figures_measured_on({}, dataset, test) is None  # an older manifest: score it again

@@ -22,6 +22,7 @@ from training.callbacks import EpochLog, StopWhenAsked
 from training.config import TrainConfig
 from training.dataset import ImageRecord
 from training.features import FeatureSpace, FeatureStore, weights_id
+from training.forward import predict_array
 from training.model import ModelParts, set_top_trainable
 from training.openset import OpenSet
 from training.openset import fit as fit_open_set
@@ -113,13 +114,13 @@ class FeatureTrainer:
         train = self._pooled(self.train_x[:, :1])[:, 0]
         val = self._pooled(self.val_x[:, None])[:, 0]
         scorer = fit_open_set(self.config.openset_method, train, train_labels, self.config.seed)
-        scorer.calibrate(val, self.parts.head.predict(val, batch_size=256, verbose=0))
+        scorer.calibrate(val, predict_array(self.parts.head, val, batch_size=256))
         return scorer
 
     def _pooled(self, features: np.ndarray) -> np.ndarray:
         """Pooled features [n, views, 1280] of cut features [n, views, ...], frozen top."""
         flat = features.reshape(-1, *features.shape[2:])
-        pooled = self.parts.embed.predict(flat, batch_size=256, verbose=0)
+        pooled = predict_array(self.parts.embed, flat)
         return pooled.reshape(features.shape[0], features.shape[1], -1).astype(np.float32)
 
 

@@ -18,12 +18,14 @@ Log = Callable[[str], None]
 MISCLASSIFIED_SHOWN = 36
 
 
-def predict_records(model, records: Sequence[ImageRecord], batch_size: int = 32) -> np.ndarray:
-    """Class probabilities for ``records``, in order, through the training pipeline's preprocessing."""
+def predict_records(model, records: Sequence[ImageRecord]) -> Any:
+    """``model``'s outputs for ``records``, in order, through the training pipeline's
+    preprocessing: an array, or a dict of arrays for a model with named outputs."""
+    from training.forward import IMAGE_BATCH, compiled, concatenate, run_batches
     from training.pipeline import make_dataset
 
-    images = make_dataset(records, batch_size=batch_size).map(lambda x, y: x)
-    return model.predict(images, verbose=0)
+    images = make_dataset(records, batch_size=IMAGE_BATCH).map(lambda x, y: x)
+    return concatenate(run_batches(compiled(model), images))
 
 
 def evaluate_run(

@@ -96,13 +96,13 @@ class FeatureStore:
         views: int,
         bottom,
         log: Log = print,
-        batch_size: int = 16,
         on_event: Callable[[dict], None] | None = None,
     ) -> np.ndarray:
         """[len(records), views, *cut_shape] float16: cached ones read, the rest computed.
 
         Long work reports its progress: a line every 20 s, and ``on_event`` step events.
         """
+        from training.forward import IMAGE_BATCH, compiled
         from training.views import views_dataset
 
         found = [self._load(r, views) for r in records]
@@ -114,8 +114,9 @@ class FeatureStore:
             )
             todo = [records[i] for i in missing]
             done, started, shown = 0, time.monotonic(), 0
-            for batch in views_dataset(todo, views, batch_size):
-                out = np.asarray(bottom(batch, training=False), dtype=np.float16)
+            call = compiled(bottom)
+            for batch in views_dataset(todo, views, max(1, IMAGE_BATCH // views)):
+                out = np.asarray(call(batch), dtype=np.float16)
                 out = out.reshape(-1, views, *out.shape[1:])
                 for features in out:
                     found[missing[done]] = features
