@@ -15,7 +15,9 @@ The "before" model and both retrainings use the default settings. The default re
 starts from the live model (warm start); a second retraining of the same data from ImageNet
 (`from_scratch`) is the reference its Printer recall is held to. Bars: Printer recall at least
 the from-scratch one, at most 3 minutes from job queued to candidate registered, a bundle of at
-most 4 MB. Writes ``benchmarks/results/retrain_loop.json``.
+most 4 MB. The run keeps its frozen-feature cache in --work, so the corrections' features are
+computed by the retraining, as they would be on a server. Writes
+``benchmarks/results/retrain_loop.json``.
 """
 
 from __future__ import annotations
@@ -85,6 +87,9 @@ def main() -> int:
         raise SystemExit(f"no class {args.weak_class!r}; classes: {dataset.classes}")
     cut = work / "dataset"
     held = cut_dataset(dataset, args.weak_class, args.keep, cut)
+    # A feature cache of this run's own, as on a server: it holds the base photos once the
+    # "before" model is trained, never the corrections users are about to send.
+    os.environ["BINBOT_CACHE_DIR"] = str(work / "cache")
     print(f"{args.weak_class}: {args.keep} train images kept, {len(held)} held back as corrections")
     started = time.monotonic()
     binbot("train", str(cut), "--out", str(work / "before"))
