@@ -14,6 +14,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from conversion.fold import fold_batch_norms
 from training import IMAGE_SIZE
 from training.model import EMBEDDING_LAYER
 
@@ -31,8 +32,10 @@ def serving_model(model: keras.Model) -> keras.Model:
 
 
 def export_saved_model(model: keras.Model, out: Path) -> Path:
-    """Write a SavedModel whose ``serving_default`` signature is image -> {probabilities, embedding}."""
-    serving = serving_model(model)
+    """Write a SavedModel whose ``serving_default`` signature is image -> {probabilities, embedding}.
+
+    The graph is the model with its batch normalisations folded (``conversion.fold``)."""
+    serving = serving_model(fold_batch_norms(model)[0])
     archive = keras.export.ExportArchive()
     archive.track(serving)
     spec = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32, name=INPUT_NAME)

@@ -171,3 +171,13 @@ def test_default_quantization_is_the_smallest_that_loses_nothing_beyond_noise():
     flipping = _candidate("uint8", 4_000_000)
     flipping.verification.top1_agreement = 0.90  # accurate overall, but disagrees with Keras
     assert choose([flipping, half, none]).quantization == "float16"
+
+
+def test_the_converted_graph_runs_each_convolution_as_one_fused_op(bundle):
+    """Batch norms folded before export: no depthwise convolution followed by a separate
+    multiply, add and Relu6 (three extra passes over the largest activations per block)."""
+    graph = json.loads((bundle / "model.json").read_text())["modelTopology"]["node"]
+    ops = [node["op"] for node in graph]
+    assert "FusedDepthwiseConv2dNative" in ops
+    assert "DepthwiseConv2dNative" not in ops and "Relu6" not in ops
+    assert ops.count("Mul") <= 1  # only the input's scaling to [-1, 1] is left
