@@ -12,6 +12,10 @@ kinds, convert it (default quantization), and run the bundle in TF.js (Node, was
 Each open-set method is fitted on the training photos' embeddings and scored on the bundle's
 own outputs: AUROC and the false-accept rate at 95% known acceptance (FPR@95TPR), near and
 far, with max-softmax (the baseline) in the same run. Writes benchmarks/results/openset.json.
+
+Each pair's outputs (the bundle's TF.js embeddings and probabilities, the training photos'
+embeddings) are kept in --keep; --rescore scores every method again on them without training,
+so a method added later is compared on exactly the same bundles' outputs.
 """
 
 from __future__ import annotations
@@ -65,9 +69,10 @@ def keras_embeddings(run_dir: Path, records) -> np.ndarray:
     return embed.predict(make_dataset(records, batch_size=32).map(lambda x, y: x), verbose=0)
 
 
-def evaluate_pair(work: Path, dataset, far_records, held: list[str]) -> dict:
+def collect_outputs(work: Path, dataset, far_records, held: list[str]) -> dict[str, np.ndarray]:
+    """Train and convert without ``held``; the bundle's TF.js outputs on every photo set, and
+    the training photos' embeddings the methods are fitted on."""
     from training.dataset import load_dataset
-    from training.openset import METHODS, auroc, false_accepts_at, fit
 
     data = work / "dataset"
     without(dataset, held, data)
@@ -77,17 +82,31 @@ def evaluate_pair(work: Path, dataset, far_records, held: list[str]) -> dict:
     learned = load_dataset(data)
     train = learned.split("train")
     near = [r for r in dataset.records if dataset.classes[r.label] in held]
+    kept: dict[str, np.ndarray] = {}
+    for name, records in (("val", learned.split("val")), ("test", learned.split("test")),
+                          ("near", near), ("far", far_records)):  # fmt: skip
+        kept[f"{name}_embeddings"], kept[f"{name}_probabilities"] = bundle_outputs(
+            work / "bundle", records
+        )
+    kept["test_labels"] = np.array([r.label for r in learned.split("test")])
+    kept["train_embeddings"] = keras_embeddings(work / "run", train)
+    kept["train_labels"] = np.array([r.label for r in train])
+    return kept
+
+
+def score_pair(held: list[str], kept: dict[str, np.ndarray]) -> dict:
+    """Every method fitted on the training embeddings, scored on the bundle's outputs."""
+    from training.openset import METHODS, auroc, false_accepts_at, fit
+
     outputs = {
-        name: bundle_outputs(work / "bundle", records)
-        for name, records in (("val", learned.split("val")), ("test", learned.split("test")),
-                              ("near", near), ("far", far_records))
-    }  # fmt: skip
-    truth = np.array([r.label for r in learned.split("test")])
+        name: (kept[f"{name}_embeddings"], kept[f"{name}_probabilities"])
+        for name in ("val", "test", "near", "far")
+    }
+    truth = kept["test_labels"]
     row = {"held_out": held, "known_test_top1": float((outputs["test"][1].argmax(1) == truth).mean()),
            "methods": {}}  # fmt: skip
-    train_embeddings = keras_embeddings(work / "run", train)
     for method in METHODS:
-        scorer = fit(method, train_embeddings, np.array([r.label for r in train]))
+        scorer = fit(method, kept["train_embeddings"], kept["train_labels"])
         scores = {name: scorer.scores(*out) for name, out in outputs.items()}
         row["methods"][method] = {
             **{f"{kind}_auroc": auroc(scores["test"], scores[kind]) for kind in ("near", "far")},
@@ -100,6 +119,10 @@ def evaluate_pair(work: Path, dataset, far_records, held: list[str]) -> dict:
     return row
 
 
+def kept_file(keep: Path, held: list[str]) -> Path:
+    return keep / ("held-" + "+".join(h.replace(" ", "_") for h in held) + ".npz")
+
+
 def main() -> int:
     parser = bench_parser(__doc__)
     parser.add_argument("--dataset", default=os.environ.get("BINBOT_DATASET"))
@@ -107,6 +130,14 @@ def main() -> int:
     parser.add_argument("--far-photos", type=int, default=600)
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--keep", type=Path, default=Path("runs/openset"),
+        help="where each pair's TF.js outputs are kept (.npz), to score methods again",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rescore", action="store_true",
+        help="no training: score every method again on the outputs kept by an earlier run",
+    )  # fmt: skip
     args = parser.parse_args()
     start_benchmark(args)
 
@@ -126,8 +157,17 @@ def main() -> int:
             pairs.append(held)
     for number, held in enumerate(pairs, 1):
         print(f"pair {number}: holding out {held}")
-        with tempfile.TemporaryDirectory(prefix="binbot-openset-") as tmp:
-            rows.append(evaluate_pair(Path(tmp), dataset, far, held))
+        kept_path = kept_file(args.keep, held)
+        if args.rescore:
+            if not kept_path.exists():
+                raise SystemExit(f"{kept_path} missing: run without --rescore first")
+            kept = dict(np.load(kept_path))
+        else:
+            with tempfile.TemporaryDirectory(prefix="binbot-openset-") as tmp:
+                kept = collect_outputs(Path(tmp), dataset, far, held)
+            args.keep.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(kept_path, **kept)
+        rows.append(score_pair(held, kept))
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "openset.json").write_text(json.dumps({"pairs": rows}, indent=2) + "\n")
     summary = summarise(rows)
