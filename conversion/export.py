@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from conversion.fold import fold_batch_norms
+from conversion.fold import folded_for_export
 from training import IMAGE_SIZE
 from training.model import EMBEDDING_LAYER
 
@@ -35,7 +35,7 @@ def export_saved_model(model: keras.Model, out: Path) -> Path:
     """Write a SavedModel whose ``serving_default`` signature is image -> {probabilities, embedding}.
 
     The graph is the model with its batch normalisations folded (``conversion.fold``)."""
-    serving = serving_model(fold_batch_norms(model)[0])
+    serving = serving_model(folded_for_export(model)[0])
     archive = keras.export.ExportArchive()
     archive.track(serving)
     spec = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32, name=INPUT_NAME)

@@ -1,4 +1,4 @@
-"""Batch normalisation folded into the convolution before it, for the exported graph.
+"""Batch normalisation and zero padding folded into convolutions, for the exported graph.
 
 At inference a BatchNormalization layer is a per-channel affine map, so it can be folded into
 the convolution that feeds it: kernel * scale and a bias. TensorFlow does this for Keras at
@@ -9,6 +9,11 @@ a time. Folded first, each convolution becomes a single fused op (convolution, b
 that XNNPACK runs in one pass, on every thread. On the starter model the graph falls from 171
 ops to 72 and one photo's inference in TF.js (Node, wasm) gets cheaper by about an eighth
 (measured in the README's browser benchmark).
+
+MobileNetV2 also pads the input of each stride-2 depthwise convolution with a separate
+ZeroPadding2D, a copy of the block's largest activation in TF.js. Where that padding is exactly
+what the convolution's own "same" padding would add (it is, for every even input size), the
+padding layer goes and the convolution pads itself.
 
 The folded model is used only for the export: the run keeps its own model, and conversion's
 verification compares the converted graph with that unfolded model, so a wrong fold fails the
@@ -54,26 +59,69 @@ def foldable_pairs(model: keras.Model) -> dict[str, keras.layers.BatchNormalizat
     return pairs
 
 
-def fold_batch_norms(model: keras.Model) -> tuple[keras.Model, int]:
+def same_padding_convolutions(model: keras.Model) -> dict[str, str]:
+    """ZeroPadding2D name -> the "valid" convolution that alone consumes it, where the
+    convolution's "same" padding of the unpadded input adds exactly the same zeros."""
+    found: dict[str, str] = {}
+    for layer in _all_layers(model):
+        if (
+            not isinstance(layer, keras.layers.ZeroPadding2D)
+            or layer.data_format != "channels_last"
+            or len(layer._inbound_nodes) != 1
+            or len(layer._outbound_nodes) != 1
+        ):
+            continue
+        consumer = layer._outbound_nodes[0].operation
+        if (
+            isinstance(consumer, CONVOLUTIONS)
+            and consumer.padding == "valid"
+            and consumer.get_config().get("data_format") == "channels_last"
+            and tuple(consumer.dilation_rate) == (1, 1)
+            and len(consumer._inbound_nodes) == 1
+            and _same_padding(layer.input.shape[1:3], consumer.kernel_size, consumer.strides)
+            == tuple(tuple(side) for side in layer.padding)
+        ):
+            found[layer.name] = consumer.name
+    return found
+
+
+def _same_padding(size, kernel, strides) -> tuple[tuple[int, int], ...] | None:
+    """TensorFlow's "same" padding (before, after) per spatial axis; None if a size is unknown."""
+    padding = []
+    for n, k, s in zip(size, kernel, strides, strict=True):
+        if n is None:
+            return None
+        total = max((-(-n // s) - 1) * s + k - n, 0)
+        padding.append((total // 2, total - total // 2))
+    return tuple(padding)
+
+
+def folded_for_export(model: keras.Model) -> tuple[keras.Model, int]:
     """A copy of ``model`` (nested models included) with every foldable BatchNormalization
-    folded into its convolution, and how many were folded. Inference only."""
+    and ZeroPadding2D folded into its convolution, and how many layers were folded away.
+    Inference only."""
     pairs = foldable_pairs(model)
     folded_norms = {norm.name for norm in pairs.values()}
+    paddings = same_padding_convolutions(model)
+    padding_themselves = set(paddings.values())
 
     def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
-        if layer.name in folded_norms:
+        if layer.name in folded_norms or layer.name in paddings:
             return FoldedAway(name=layer.name)
+        config = layer.get_config()
+        if layer.name in padding_themselves:
+            config["padding"] = "same"
         if layer.name in pairs:
-            return _folded_convolution(layer, pairs[layer.name])
-        return layer.__class__.from_config(layer.get_config())
+            return _folded_convolution(layer, pairs[layer.name], config)
+        return layer.__class__.from_config(config)
 
     folded = keras.models.clone_model(model, clone_function=clone, recursive=True)
     _copy_weights(model, folded, skip=set(pairs) | folded_norms)
-    return folded, len(pairs)
+    return folded, len(pairs) + len(paddings)
 
 
 def _folded_convolution(
-    convolution: keras.layers.Layer, norm: keras.layers.BatchNormalization
+    convolution: keras.layers.Layer, norm: keras.layers.BatchNormalization, config: dict
 ) -> keras.layers.Layer:
     scale = np.asarray(norm.moving_variance) + norm.epsilon
     scale = (np.asarray(norm.gamma) if norm.scale else 1.0) / np.sqrt(scale)
@@ -85,8 +133,7 @@ def _folded_convolution(
         kernel = (kernel.reshape(h, w, channels * multiplier) * scale).reshape(kernel.shape)
     else:  # [h, w, in, out]
         kernel = kernel * scale
-    config = {**convolution.get_config(), "use_bias": True}
-    replacement = convolution.__class__.from_config(config)
+    replacement = convolution.__class__.from_config({**config, "use_bias": True})
     replacement.build(convolution.input.shape)
     replacement.set_weights([kernel, (bias - np.asarray(norm.moving_mean)) * scale + shift])
     return replacement

@@ -174,10 +174,12 @@ def test_default_quantization_is_the_smallest_that_loses_nothing_beyond_noise():
 
 
 def test_the_converted_graph_runs_each_convolution_as_one_fused_op(bundle):
-    """Batch norms folded before export: no depthwise convolution followed by a separate
-    multiply, add and Relu6 (three extra passes over the largest activations per block)."""
+    """Batch norms and paddings folded before export: no depthwise convolution after a separate
+    Pad or followed by a separate multiply, add and Relu6 (extra passes over the largest
+    activations of a block)."""
     graph = json.loads((bundle / "model.json").read_text())["modelTopology"]["node"]
     ops = [node["op"] for node in graph]
     assert "FusedDepthwiseConv2dNative" in ops
     assert "DepthwiseConv2dNative" not in ops and "Relu6" not in ops
+    assert "Pad" not in ops  # the stride-2 convolutions pad themselves
     assert ops.count("Mul") <= 1  # only the input's scaling to [-1, 1] is left
