@@ -39,8 +39,10 @@ node_modules/.installed: package.json package-lock.json
 install: $(BIN)/.installed node_modules/.installed
 
 # The web app, bundled with esbuild into webclient/dist (served by the Flask server).
+# The manifest schema is compiled into the bundle (webclient/src/model-contract.js).
 WEBCLIENT_SOURCES := $(wildcard webclient/src/*.js webclient/icons/*) webclient/index.html \
-	webclient/styles.css webclient/app.webmanifest webclient/build.mjs
+	webclient/styles.css webclient/app.webmanifest webclient/build.mjs \
+	conversion/manifest.schema.json
 webclient/dist/build.json: node_modules/.installed $(WEBCLIENT_SOURCES)
 	npm run --silent build
 

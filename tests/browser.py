@@ -176,7 +176,7 @@ def classify_in_page(page, images: list[bytes]) -> list[dict]:
                 const bytes = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
                 const r = await window.binbot.classify(new Blob([bytes], { type: 'image/jpeg' }));
                 out.push({ version: r.version, top: r.ranked[0].label, probabilities: r.probabilities,
-                           timings: r.timings, width: r.width, height: r.height });
+                           verdict: r.verdict, timings: r.timings, width: r.width, height: r.height });
             }
             return out;
         }""",

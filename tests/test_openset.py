@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from training.config import TrainConfig
 from training.openset import METHODS, OpenSet, fit
 
 OPENSET_JS = Path(__file__).resolve().parent.parent / "webclient" / "src" / "openset.js"
@@ -57,3 +58,21 @@ def test_the_browser_score_equals_python_and_the_file_stays_small(method, tmp_pa
     # float16 arrays: 2 bytes a value plus base64's third, and a little JSON around them.
     values = sum(a.size for a in scorer.arrays.values())
     assert shipped.stat().st_size <= values * 2 * 4 / 3 + 1024
+
+
+def test_the_default_score_doubts_a_photo_the_head_hesitates_on_even_near_a_kind():
+    """prototype_confidence: the same embedding scores lower when the head cannot choose
+    between two kinds, which is how many photos of kinds never taught look."""
+    rng = np.random.default_rng(3)
+    train, labels = embeddings_like_mobilenet(rng, 400, 10)
+    photo = np.repeat(train[:1], 2, axis=0)
+    sure, torn = np.full(10, 0.002), np.full(10, 0.002)
+    sure[labels[0]] = 0.982
+    torn[labels[0]], torn[(labels[0] + 1) % 10] = 0.491, 0.491
+    probabilities = np.stack([sure, torn])
+
+    similarity_only = fit("prototype", train, labels).scores(photo, probabilities)
+    default = fit(TrainConfig().openset_method, train, labels).scores(photo, probabilities)
+
+    assert similarity_only[0] == similarity_only[1]
+    assert default[1] < default[0]

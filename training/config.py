@@ -59,8 +59,8 @@ class TrainConfig:
         True, "keep the frozen backbone's features on disk ($BINBOT_CACHE_DIR) for later runs"
     )
     openset_method: str = setting(
-        "prototype", "how the model tells its kinds from anything else (an open-set score)",
-        choices=METHODS,
+        "prototype_confidence",
+        "how the model tells its kinds from anything else (an open-set score)", choices=METHODS,
     )  # fmt: skip
     warm_start: str | None = setting(
         None, "a run folder (or a bundle's keras/ folder) to start from instead of ImageNet "

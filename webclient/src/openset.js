@@ -61,11 +61,15 @@ function mahalanobis(embedding, { mean, components, class_means: classMeans, pre
 
 /** The open-set score of one photo: higher means more like the kinds the model knows. */
 export function openSetScore(openset, embedding, probabilities) {
-  const { method, arrays, k } = openset;
+  const { method, arrays, k, weight } = openset;
   if (method === 'max_softmax') return Math.max(...probabilities);
   if (method === 'mahalanobis') return mahalanobis(Array.from(embedding), arrays);
   const unit = normalise(Array.from(embedding));
-  if (method === 'prototype') return Math.max(...arrays.prototypes.map((p) => dot(p, unit)));
+  if (method === 'prototype' || method === 'prototype_confidence') {
+    const similarity = Math.max(...arrays.prototypes.map((p) => dot(p, unit)));
+    if (method === 'prototype') return similarity;
+    return similarity + weight * Math.log(Math.max(Math.max(...probabilities), 1e-12));
+  }
   if (method === 'knn') {
     const similarities = arrays.reference.map((r) => dot(r, unit)).sort((a, b) => b - a);
     return similarities[k - 1];
