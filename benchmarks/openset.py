@@ -61,12 +61,11 @@ def bundle_outputs(bundle: Path, records) -> tuple[np.ndarray, np.ndarray]:
 def keras_embeddings(run_dir: Path, records) -> np.ndarray:
     import keras
 
-    from training.pipeline import make_dataset
+    from training.evaluate import predict_records
     from training.run_dir import load_run
 
     model = load_run(run_dir).model
-    embed = keras.Model(model.input, model.get_layer("embedding").output)
-    return embed.predict(make_dataset(records, batch_size=32).map(lambda x, y: x), verbose=0)
+    return predict_records(keras.Model(model.input, model.get_layer("embedding").output), records)
 
 
 def collect_outputs(work: Path, dataset, far_records, held: list[str]) -> dict[str, np.ndarray]:

@@ -22,7 +22,7 @@ from training.callbacks import EpochLog, StopWhenAsked
 from training.config import TrainConfig
 from training.dataset import ImageRecord
 from training.features import FeatureSpace, FeatureStore, weights_id
-from training.forward import predict_array
+from training.forward import call_on_rows, compiled, predict_array
 from training.model import ModelParts, set_top_trainable
 from training.openset import OpenSet
 from training.openset import fit as fit_open_set
@@ -48,6 +48,7 @@ class FeatureTrainer:
         self.class_weights, self.log, self.on_event = class_weights, log, on_event
         self.rng = np.random.default_rng(config.seed)
         self.history: list[dict[str, Any]] = []
+        self.embed = compiled(parts.embed)  # pooling runs four times: traced once
 
     def load_features(self, train: list[ImageRecord], val: list[ImageRecord]) -> None:
         """The cut's features for every training view and for the validation photos."""
@@ -120,7 +121,7 @@ class FeatureTrainer:
     def _pooled(self, features: np.ndarray) -> np.ndarray:
         """Pooled features [n, views, 1280] of cut features [n, views, ...], frozen top."""
         flat = features.reshape(-1, *features.shape[2:])
-        pooled = predict_array(self.parts.embed, flat)
+        pooled = call_on_rows(self.embed, flat)
         return pooled.reshape(features.shape[0], features.shape[1], -1).astype(np.float32)
 
 

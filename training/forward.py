@@ -45,7 +45,14 @@ def concatenate(results: list) -> np.ndarray | dict[str, np.ndarray]:
 
 def predict_array(model, x: np.ndarray, batch_size: int = 64, dtype=np.float32) -> np.ndarray:
     """``model`` on the rows of ``x`` (cast to ``dtype`` batch by batch), compiled."""
-    call = compiled(model)
+    return call_on_rows(compiled(model), x, batch_size, dtype)
+
+
+def call_on_rows(
+    call: Callable, x: np.ndarray, batch_size: int = 64, dtype=np.float32
+) -> np.ndarray:
+    """A compiled ``call`` on the rows of ``x``: for a model run several times, compile it once
+    (each ``compiled`` traces its graph again, a second or so for the top of a backbone)."""
     batches = (
         x[start : start + batch_size].astype(dtype) for start in range(0, len(x), batch_size)
     )
