@@ -36,7 +36,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from server.public.api import api
     from server.public.webclient import webclient
     from server.security import init_security
+    from server.untrusted import RowIdConverter
 
+    app.url_map.converters["id"] = RowIdConverter
     init_extensions(app)
     init_security(app)
     register_error_handlers(app)

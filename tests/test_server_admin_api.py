@@ -128,3 +128,41 @@ def test_publish_is_gated_and_rollback_restores_the_previous_version(live, token
         (STARTER_VERSION, "publish"), ("worse-1", "publish"), ("better-1", "publish"),
         ("worse-1", "rollback"),
     ]  # fmt: skip
+
+
+def send(live, method, path, token, data, content_type="application/json"):
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
+    return requests.request(method, f"{live.url}{path}", headers=headers, data=data, timeout=30)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_forged_admin_requests_get_a_clear_4xx_and_change_nothing(live, token):
+    """Ids past 64 bits, non-object or NaN bodies, misspelt fields, wrong types: each is
+    refused with a JSON error a script can read (they were 500s), and no job is queued."""
+    huge = "9" * 25
+    assert get(live, f"/api/admin/jobs/{huge}", token).status_code == 404
+    assert post(live, f"/api/admin/jobs/{huge}/cancel", token).status_code == 404
+    refusals = [
+        ("POST", f"/api/admin/models/{STARTER_VERSION}/publish", "1e999", "JSON object"),
+        ("POST", f"/api/admin/models/{STARTER_VERSION}/publish", "[true]", "JSON object"),
+        ("POST", f"/api/admin/models/{STARTER_VERSION}/publish", '{"force": "false"}', "force"),
+        ("POST", f"/api/admin/models/{STARTER_VERSION}/publish",
+         json.dumps({"force": True, "reason": {"why": 1}}), "reason"),
+        ("POST", "/api/admin/jobs", '{"head_epochs": 2}', "unknown field 'head_epochs'"),
+        ("POST", "/api/admin/jobs", '{"settings": {"head_epochs": NaN}}', "not valid JSON"),
+        ("POST", "/api/admin/jobs", "[" * 100_000, "not valid JSON"),
+        ("POST", "/api/admin/submissions/review",
+         json.dumps({"ids": [int(huge)], "action": "accept"}), "ids"),
+        ("POST", "/api/admin/submissions/review", '{"ids": [true], "action": "accept"}', "ids"),
+        ("POST", "/api/admin/kinds", '{"name": "Charger", "advice": "recycle it"}', "advice"),
+    ]  # fmt: skip
+    for method, path, body, says in refusals:
+        response = send(live, method, path, token, body)
+        assert 400 <= response.status_code < 500, (path, body[:40], response.status_code)
+        assert says in response.json()["error"], (body[:40], response.json())
+    for count in (huge, "²", "-1"):
+        listed = get(live, "/api/admin/submissions", token, offset=count)
+        assert listed.status_code == 400 and "offset" in listed.json()["error"]
+    assert get(live, "/api/admin/jobs", token).json()["jobs"] == []
+    history = get(live, "/api/admin/models", token).json()["history"]
+    assert [event["version"] for event in history] == [STARTER_VERSION]

@@ -17,7 +17,6 @@ from server.admin.submissions import (
     proposals,
     review,
     settle_proposal,
-    whole_number,
 )
 from server.admin.tokens import admin_required
 from server.admin.versions import version_rows
@@ -38,6 +37,7 @@ from server.registry.kinds import (
     edit_advice,
     guidance_for,
 )
+from server.untrusted import json_object, whole_number
 
 admin_api = Blueprint("admin", __name__, url_prefix="/api/admin")
 
@@ -61,7 +61,7 @@ def list_submissions():
 @admin_api.post("/submissions/review")
 def review_submissions():
     """Bulk accept, reject or relabel: {"ids": [...], "action": "...", "label": "..."}."""
-    body: dict[str, Any] = request.get_json(silent=True) or {}
+    body: dict[str, Any] = json_object("ids", "action", "label")
     rows = review(body.get("ids"), body.get("action"), body.get("label"))
     return jsonify({"updated": len(rows), "submissions": [r.as_dict() for r in rows]})
 
@@ -75,7 +75,7 @@ def list_proposals():
 @admin_api.post("/proposals/settle")
 def settle():
     """{"key": "phone charger", "action": "map" | "reject", "label": "..."}"""
-    body: dict[str, Any] = request.get_json(silent=True) or {}
+    body: dict[str, Any] = json_object("key", "action", "label")
     count = settle_proposal(str(body.get("key", "")), body.get("action"), body.get("label"))
     return jsonify({"updated": count})
 
@@ -91,7 +91,7 @@ def list_kinds():
 def put_advice(name: str):
     """A new revision of a kind's advice: {"category", "bin", "steps": [...], "hazards": [...],
     "link"}; phones get it at their next check, with no new model."""
-    edit_advice(name, request.get_json(silent=True) or {})
+    edit_advice(name, json_object())
     return jsonify(
         {"name": name, "guidance": guidance_for(name), "advice_version": advice_version()}
     )
@@ -101,7 +101,7 @@ def put_advice(name: str):
 def new_kind():
     """{"name", "advice": {...}, "from_proposal": "<proposal key>"}: a kind learned from photos
     people sent as "something else"; refused with the reason unless there are enough."""
-    body: dict[str, Any] = request.get_json(silent=True) or {}
+    body: dict[str, Any] = json_object("name", "advice", "from_proposal")
     kind = create_kind(
         str(body.get("name", "")), body.get("advice") or {}, str(body.get("from_proposal", ""))
     )
@@ -126,8 +126,8 @@ def list_models():
 
 @admin_api.post("/models/<version>/publish")
 def publish_version(version: str):
-    body = request.get_json(silent=True) or {}
-    row = publish(version, force=bool(body.get("force")), reason=body.get("reason"))
+    body = json_object("force", "reason")
+    row = publish(version, force=body.get("force", False), reason=body.get("reason"))
     return jsonify({"published": version_summary(row)})
 
 
@@ -145,7 +145,7 @@ def rollback_version():
 @admin_api.post("/jobs")
 def start_job():
     """Queue a retraining: {"settings": {"head_epochs": 5, ...}} (all optional)."""
-    body = request.get_json(silent=True) or {}
+    body = json_object("settings")
     settings = validate_settings(body.get("settings"))
     return jsonify({"job": enqueue(settings).as_dict()}), 202
 
@@ -155,11 +155,11 @@ def list_jobs():
     return jsonify({"jobs": [r.as_dict() for r in recent_jobs()]})
 
 
-@admin_api.get("/jobs/<int:job_id>")
+@admin_api.get("/jobs/<id:job_id>")
 def job_detail(job_id: int):
     return jsonify(job_status(job_id))
 
 
-@admin_api.post("/jobs/<int:job_id>/cancel")
+@admin_api.post("/jobs/<id:job_id>/cancel")
 def cancel_job(job_id: int):
     return jsonify({"job": cancel(job_id).as_dict()})

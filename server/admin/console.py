@@ -40,7 +40,6 @@ from server.admin.submissions import (
     proposals,
     review,
     settle_proposal,
-    whole_number,
 )
 from server.admin.tokens import checked_token
 from server.admin.versions import compare as compare_versions
@@ -74,6 +73,7 @@ from server.registry.kinds import (
 )
 from server.registry.photos import photo_path
 from server.tables import utcnow
+from server.untrusted import parse_row_id, whole_number
 
 console = Blueprint("console", __name__, url_prefix="/admin")
 PAGE_SIZE = 60
@@ -167,7 +167,7 @@ def settle():
 @console.post("/submissions/review")
 @login_required
 def review_submissions():
-    ids = [int(i) for i in request.form.getlist("ids") if i.isdigit()]
+    ids = [parse_row_id(i) for i in request.form.getlist("ids")]
     action = request.form.get("action")
     attempt(
         lambda: len(review(ids, action, request.form.get("label"))),
@@ -176,7 +176,7 @@ def review_submissions():
     return redirect(local_target(request.form.get("back"), url_for("console.submissions")))
 
 
-@console.get("/submissions/<int:submission_id>/photo")
+@console.get("/submissions/<id:submission_id>/photo")
 @login_required
 def submission_photo(submission_id: int):
     response = send_file(photo_path(find_submission(submission_id).image_path), max_age=3600)
@@ -220,20 +220,20 @@ def start_training():
     return redirect(url_for("console.job", job_id=job.id))
 
 
-@console.get("/training/<int:job_id>")
+@console.get("/training/<id:job_id>")
 @login_required
 def job(job_id: int):
     status = job_status(job_id)
     return render_template("console/job.html", job=status["job"], progress=status["training"])
 
 
-@console.get("/training/<int:job_id>.json")
+@console.get("/training/<id:job_id>.json")
 @login_required
 def job_json(job_id: int):
     return jsonify(job_status(job_id))
 
 
-@console.post("/training/<int:job_id>/cancel")
+@console.post("/training/<id:job_id>/cancel")
 @login_required
 def cancel_job(job_id: int):
     attempt(lambda: cancel(job_id).status, lambda status: f"Job {job_id}: {status}.")

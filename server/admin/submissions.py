@@ -17,6 +17,7 @@ from sqlalchemy import Select, func, select
 from server.errors import BadRequest, NotFound, Unprocessable
 from server.extensions import db
 from server.tables import Submission
+from server.untrusted import is_row_id
 
 STATUSES = ("pending", "accepted", "rejected")
 ACTIONS = ("accept", "reject", "relabel")
@@ -81,16 +82,9 @@ def _day(text: str, at: time) -> datetime:
     return datetime.combine(day.date(), at)
 
 
-def whole_number(args: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    text = args.get(name) or str(default)
-    if not text.isdigit():
-        raise BadRequest(f"{name} must be a whole number, got {text!r}")
-    return max(int(text), minimum)
-
-
 def review(ids: Any, action: Any, label: Any = None) -> list[Submission]:
     """Apply ``action`` to every submission in ``ids``, all or nothing."""
-    if not isinstance(ids, list) or not ids or not all(isinstance(i, int) for i in ids):
+    if not isinstance(ids, list) or not ids or not all(map(is_row_id, ids)):
         raise BadRequest("ids must be a non-empty list of submission ids")
     if action not in ACTIONS:
         raise BadRequest("action must be accept, reject or relabel")

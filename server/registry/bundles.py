@@ -157,10 +157,17 @@ def gate(candidate: ModelVersion, current: ModelVersion | None, margin: float) -
     )
 
 
+MAX_REASON = 500  # characters of a forced publish's reason, kept in the history
+
+
 def publish(
     version: str, *, force: bool = False, reason: str | None = None, action: str = "publish"
 ) -> ModelVersion:
     """Make ``version`` the published one, in one transaction, after the quality gate."""
+    if not isinstance(force, bool):
+        raise BadRequest("force must be true or false")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+        raise BadRequest(f"the reason must be text of at most {MAX_REASON} characters")
     row = find_version(version)
     if check_bundle(bundle_dir(version)):
         raise Conflict(f"files of model version {version!r} are missing or damaged")

@@ -81,6 +81,8 @@ def ensure_kinds(labels: list[str]) -> None:
 
 def clean_advice(fields: dict[str, Any]) -> dict[str, Any]:
     """Advice from a form or JSON: category, bin, steps, hazards (lists) and a link."""
+    if not isinstance(fields, dict):
+        raise Unprocessable("advice is an object with category, bin, steps, hazards and link")
 
     def text(name: str, required: bool = True) -> str:
         value = " ".join(str(fields.get(name) or "").split())
