@@ -14,6 +14,16 @@ const SHELL_CACHE = `binbot-shell-${BUILD_ID}`;
 const scope = new URL(self.registration.scope);
 
 self.addEventListener('install', (event) => {
+  // Static routes (Chromium's Service Worker Static Routing API): the browser reads the shell
+  // straight from its cache, without starting this worker first, which is most of a cold
+  // start after a browser restart. Browsers without the API use the fetch handler below.
+  if (typeof event.addRoutes === 'function' && typeof URLPattern === 'function') {
+    // The page itself only without a query: ?threads=... is not a cache key (the fetch handler
+    // maps every navigation to the shell).
+    const shell = SHELL_FILES.map((path) => new URL(path, scope))
+      .map((url) => ({ urlPattern: new URLPattern({ origin: url.origin, pathname: url.pathname, search: '' }) }));
+    event.addRoutes([{ condition: { or: shell }, source: { cacheName: SHELL_CACHE } }]).catch(() => {});
+  }
   event.waitUntil((async () => {
     const cache = await caches.open(SHELL_CACHE);
     await cache.addAll(SHELL_FILES.map((path) => new Request(new URL(path, scope), { cache: 'reload' })));
