@@ -64,3 +64,27 @@ def test_shared_dataset_cross_split_copies_include_known_pair(ewaste_zip, tmp_pa
         in cross
     )
     assert len(records_with_copy_in(pairs, "test", "train")) >= 8
+
+
+def test_the_same_photo_under_two_classes_is_reported_as_a_label_conflict(ewaste_zip, tmp_path):
+    from training.inspection import inspect_dataset
+
+    root = tmp_path / "ds"
+    with zipfile.ZipFile(ewaste_zip) as archive:
+        for kind in ("Printer", "Mouse"):
+            names = sorted(n for n in archive.namelist() if f"/train/{kind}/" in n)[:5]
+            (root / kind).mkdir(parents=True)
+            for i, name in enumerate(names):
+                (root / kind / f"{i}.jpg").write_bytes(archive.read(name))
+    (root / "Mouse" / "filed wrongly.jpg").write_bytes((root / "Printer" / "0.jpg").read_bytes())
+    (root / "Printer" / "again.jpg").write_bytes((root / "Printer" / "1.jpg").read_bytes())
+    lines: list[str] = []
+
+    report = inspect_dataset(root, tmp_path / "report", log=lines.append)
+
+    conflicts = report["duplicates"]["conflicting_label_pairs"]
+    assert {frozenset((p["a"], p["b"])) for p in conflicts} == {
+        frozenset(("Mouse/filed wrongly.jpg", "Printer/0.jpg"))
+    }  # the copy within Printer is a duplicate, not a conflict
+    assert report["duplicates"]["pairs"] == 2
+    assert any("1 duplicate pairs are filed under two different classes" in w for w in lines)

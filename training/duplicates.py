@@ -50,6 +50,11 @@ class DuplicatePair:
     def cross_split(self) -> bool:
         return self.a.split != self.b.split
 
+    @property
+    def conflicting(self) -> bool:
+        """The same picture filed under two classes: at least one of its labels is wrong."""
+        return self.a.label != self.b.label
+
 
 def _dct_matrix(n: int) -> np.ndarray:
     k = np.arange(n)[:, None]

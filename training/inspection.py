@@ -101,6 +101,12 @@ def inspect_dataset(
             f"classes are imbalanced in train: largest/smallest = {ratio_train:.2f} "
             "(training uses class weights)"
         )
+    conflicts = [p for p in pairs if p.conflicting]
+    if conflicts:
+        warnings.append(
+            f"{len(conflicts)} duplicate pairs are filed under two different classes: one label "
+            "of each is wrong; fix or remove them before training"
+        )
     leaking = records_with_copy_in(pairs, "test", "train")
     if leaking:
         warnings.append(
@@ -125,6 +131,7 @@ def inspect_dataset(
             "near_pairs": sum(p.kind == "near" for p in pairs),
             "pairs_by_splits": dict(sorted(by_splits.items())),
             "cross_split_pairs": [_pair_json(p) for p in cross],
+            "conflicting_label_pairs": [_pair_json(p) for p in conflicts],
             "within_split_pairs": [_pair_json(p) for p in pairs if not p.cross_split],
         },
         "warnings": warnings,
@@ -200,5 +207,9 @@ def print_report(report: dict[str, Any], log: Log) -> None:
     log(f"  cross-split duplicate pairs: {len(dup['cross_split_pairs'])}")
     for p in dup["cross_split_pairs"]:
         log(f"    [{p['splits']}] {p['kind']:9s} {p['a']}  ==  {p['b']}")
+    conflicts = dup.get("conflicting_label_pairs", [])
+    log(f"  duplicate pairs under two different classes: {len(conflicts)}")
+    for p in conflicts:
+        log(f"    {p['kind']:9s} {p['a']}  ==  {p['b']}")
     for w in report["warnings"]:
         log(f"  WARNING: {w}")
