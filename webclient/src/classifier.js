@@ -33,7 +33,7 @@ class WorkerClassifier {
   }
 
   init(options) { return this.call('init', options); }
-  load(model) { return this.call('load', model, model.shards); }
+  load(model) { return this.call('load', model, [model.prepared.weightData]); }
   classify(blob) { return this.call('classify', { blob }); }
   downscale(blob, maxSide) { return this.call('downscale', { blob, maxSide }); }
 }

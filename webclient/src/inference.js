@@ -14,7 +14,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { getThreadsCount, setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { loadGraphModel } from '@tensorflow/tfjs-converter';
 
-import { loadBundle } from './graph-model.js';
+import { loadPrepared } from './graph-model.js';
 import { modelInputFromPixels } from './preprocess.js';
 
 let current = null; // { model, version, labels, inputNode, outputNodes, size }
@@ -61,12 +61,14 @@ export async function initBackend(wasmBase, preferred = 'wasm', threads = 0, cap
 }
 
 /**
- * Load a version's files; the previous model keeps answering until this one is ready.
+ * Load a version, prepared by the page (graph-model.js prepareBundle: its weights decoded and
+ * folded in plain JavaScript while this worker started the runtime); the previous model keeps
+ * answering until this one is ready.
  * `warmUp: false` skips the first run on a blank picture, for when a photo is already waiting.
  */
-export async function loadModel({ version, manifest, modelJson, shards, warmUp = true }) {
+export async function loadModel({ version, manifest, prepared, warmUp = true }) {
   const started = performance.now();
-  const { model, folded } = await loadBundle(tf, loadGraphModel, modelJson, shards);
+  const { model, folded } = await loadPrepared(tf, loadGraphModel, prepared);
   const inputNode = manifest.input.node;
   const outputNodes = [manifest.outputs.probabilities.node, manifest.outputs.embedding.node];
   const [size] = manifest.input.resize.size; // the page checked the recipe (model-contract.js)

@@ -9,6 +9,7 @@
 import { captureFrame, liveCameraAvailable, startLiveCamera, watchFileInputs } from './camera.js';
 import { createClassifier } from './classifier.js';
 import { UnusableModel, checkManifest } from './model-contract.js';
+import { prepareBundle } from './graph-model.js';
 import { verdict } from './openset.js';
 import { activeModel, cachedVersions, checkForUpdate, readModelFiles } from './model-store.js';
 import { SYNC_TAG, dismiss, enqueue, flush, listCorrections, onQueueChange, pausedUntil } from './queue.js';
@@ -42,11 +43,13 @@ async function loadIntoClassifier(entry) {
   checkManifest(entry.manifest);
   const { modelJson, shards, openset } = await readModelFiles(entry);
   markOnce('binbot:model-files-read');
+  // Decoded and folded here, on the page, while the inference worker starts the runtime.
+  const prepared = prepareBundle(modelJson, shards);
   await state.runtime;
   // With a photo already waiting, its own run sets the kernels up: a warm-up first would only
   // make the user wait for two runs instead of one.
   const warmUp = !state.photoWaiting;
-  await state.classifier.load({ version: entry.version, manifest: entry.manifest, modelJson, shards, warmUp });
+  await state.classifier.load({ version: entry.version, manifest: entry.manifest, prepared, warmUp });
   state.entry = entry;
   state.openset = openset;
   ui.fillLabelPicker(entry.labels);
