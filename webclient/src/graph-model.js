@@ -12,7 +12,7 @@
  * The browser and the Node verification runner load models the same way.
  */
 
-import { decodeWeights, encodeWeights } from './weights.js';
+import { decodeWeights, encodeWeights, timeSlicer } from './weights.js';
 
 const nodeName = (input) => input.replace(/^\^/, '').split(':')[0];
 
@@ -94,8 +94,9 @@ function elementwise(op, a, b) {
  * constant, in plain JavaScript. Returns new {modelTopology, weightSpecs, weightData, folded};
  * the input is left untouched.
  */
-export function foldConstants({ modelTopology, weightSpecs, weightData }) {
-  const tensors = decodeWeights(weightData, weightSpecs);
+export async function foldConstants({ modelTopology, weightSpecs, weightData }) {
+  const pause = timeSlicer();
+  const tensors = await decodeWeights(weightData, weightSpecs, pause);
   const nodes = modelTopology.node.map((node) => ({ ...node }));
   const byName = new Map(nodes.map((node) => [node.name, node]));
   const constant = (name) => byName.get(name)?.op === 'Const' && tensors.get(name)?.dtype === 'float32';
@@ -106,6 +107,7 @@ export function foldConstants({ modelTopology, weightSpecs, weightData }) {
     for (const node of nodes) {
       const inputs = (node.input ?? []).map(nodeName);
       if (!FOLDABLE.has(node.op) || inputs.length !== 2 || !inputs.every(constant)) continue;
+      await pause();
       const value = elementwise(node.op, tensors.get(inputs[0]), tensors.get(inputs[1]));
       tensors.set(node.name, value);
       node.op = 'Const';
@@ -130,10 +132,11 @@ export function foldConstants({ modelTopology, weightSpecs, weightData }) {
 
 /**
  * model.json (parsed) + its shards (ArrayBuffers, in manifest order) -> a prepared bundle:
- * the weights decoded and folded, and what else loadPrepared needs. Plain JavaScript.
+ * the weights decoded and folded, and what else loadPrepared needs. Plain JavaScript, in
+ * slices of a few ms (weights.js timeSlicer).
  */
-export function prepareBundle(modelJson, shards) {
-  const artifacts = foldConstants({
+export async function prepareBundle(modelJson, shards) {
+  const artifacts = await foldConstants({
     modelTopology: modelJson.modelTopology,
     weightSpecs: modelJson.weightsManifest.flatMap((group) => group.weights),
     weightData: concatBuffers(shards),
@@ -150,7 +153,7 @@ export async function loadPrepared(tf, loadGraphModel, prepared) {
 
 /** model.json (parsed) + its shards (ArrayBuffers, in manifest order) -> a GraphModel. */
 export async function loadBundle(tf, loadGraphModel, modelJson, shards) {
-  return loadPrepared(tf, loadGraphModel, prepareBundle(modelJson, shards));
+  return loadPrepared(tf, loadGraphModel, await prepareBundle(modelJson, shards));
 }
 
 /** The shard paths of a model.json, in the order their bytes concatenate. */

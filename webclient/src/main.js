@@ -44,7 +44,7 @@ async function loadIntoClassifier(entry) {
   const { modelJson, shards, openset } = await readModelFiles(entry);
   markOnce('binbot:model-files-read');
   // Decoded and folded here, on the page, while the inference worker starts the runtime.
-  const prepared = prepareBundle(modelJson, shards);
+  const prepared = await prepareBundle(modelJson, shards);
   await state.runtime;
   // With a photo already waiting, its own run sets the kernels up: a warm-up first would only
   // make the user wait for two runs instead of one.

@@ -9,6 +9,20 @@
 
 let float16Table = null;
 
+/**
+ * `await pause()` between steps of a long job: yields to the event loop once the current
+ * slice has run 8 ms, so a page that prepares a model keeps answering taps (a cheap phone's
+ * CPU makes the whole job several hundred ms).
+ */
+export function timeSlicer(sliceMs = 8) {
+  let sliceStart = performance.now();
+  return async () => {
+    if (performance.now() - sliceStart < sliceMs) return;
+    await (globalThis.scheduler?.yield?.() ?? new Promise((resolve) => setTimeout(resolve, 0)));
+    sliceStart = performance.now();
+  };
+}
+
 /** Every float16 bit pattern's float32 value (built once, 256 kB). */
 function float16Values() {
   if (float16Table) return float16Table;
@@ -48,11 +62,12 @@ function decodeQuantized(bytes, offset, count, { dtype, min, scale }) {
  * The tensors of `weightData` described by `weightSpecs`:
  * Map name -> {shape, dtype: 'float32' | 'int32', values: Float32Array | Int32Array}.
  */
-export function decodeWeights(weightData, weightSpecs) {
+export async function decodeWeights(weightData, weightSpecs, pause = timeSlicer()) {
   const bytes = new Uint8Array(weightData);
   const tensors = new Map();
   let offset = 0;
   for (const spec of weightSpecs) {
+    await pause();
     const count = size(spec.shape);
     let decoded;
     if (spec.quantization) {
