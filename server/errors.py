@@ -94,6 +94,19 @@ def error_response(message: str, status: int, headers: dict[str, str] | None = N
     return response
 
 
+def too_large_message(app: Flask) -> str:
+    """Which limit a 413 hit: the body's size, or (a body within it) the form's shape, which
+    Werkzeug also answers 413: too many parts, or a text field over its memory limit."""
+    limit = app.config.get("MAX_CONTENT_LENGTH")
+    sent = request.content_length
+    if limit is None or sent is None or sent > limit:
+        return f"request too large (limit {limit} bytes)"
+    return (
+        f"the form has too many fields (at most {app.config['MAX_FORM_PARTS']}) or a text "
+        f"field over {app.config['MAX_FORM_MEMORY_SIZE']} bytes"
+    )
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError) -> Response:
@@ -102,8 +115,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         if exc.code == 413:
-            limit = app.config.get("MAX_CONTENT_LENGTH")
-            return error_response(f"request too large (limit {limit} bytes)", 413)
+            return error_response(too_large_message(app), 413)
         headers = dict(exc.get_headers()) if exc.code == 405 else {}
         headers.pop("Content-Type", None)
         return error_response(exc.description or exc.name, exc.code or 500, headers)

@@ -112,6 +112,20 @@ def test_extreme_shapes_are_refused_before_decoding(live, width, height, status,
     assert live.submissions() == 0 and live.stored_files() == []
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_form_of_the_wrong_shape_is_told_apart_from_a_body_too_large(live, photo):
+    """Werkzeug answers 413 to a small body with thousands of fields too: the error says which
+    limit was hit, not "too large" for 30 kB."""
+    many_fields = submit(live, photo, **{f"f{i}": "x" for i in range(2_000)})
+    long_field = submit(live, photo, predicted_label="x" * 600_000)
+    for response in (many_fields, long_field):
+        assert response.status_code == 413
+        assert "the form has too many fields" in response.json()["error"]
+    too_big = submit(live, b"\xff\xd8" + bytes(4 * 1024 * 1024))  # over the 3 MB test limit
+    assert too_big.status_code == 413 and "request too large" in too_big.json()["error"]
+    assert live.submissions() == 0
+
+
 def test_a_used_idempotency_key_with_another_request_is_refused_not_lost(live, photo):
     other = jpeg_with_every_kind_of_metadata()
     assert submit(live, photo, key="k-1").status_code == 201
