@@ -6,22 +6,13 @@
  * The arrays arrive as base64 float16 (a sixth of their size as decimal text).
  */
 
-function float16ToFloat32(bits) {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exponent = (bits >> 10) & 0x1f;
-  const fraction = bits & 0x3ff;
-  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
-  if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
-  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
-}
+import { decodeFloat16 } from './weights.js';
 
 /** One array of openset.json: rows of Float32Array (a plain list in files from older runs). */
 function decodeArray(encoded) {
   if (Array.isArray(encoded)) return encoded;
   const bytes = Uint8Array.from(atob(encoded.base64), (c) => c.charCodeAt(0));
-  const halves = new DataView(bytes.buffer);
-  const values = new Float32Array(bytes.length / 2);
-  for (let i = 0; i < values.length; i += 1) values[i] = float16ToFloat32(halves.getUint16(2 * i, true));
+  const values = decodeFloat16(new Uint16Array(bytes.buffer)); // little-endian, as TF.js assumes
   if (encoded.shape.length === 1) return values;
   const width = encoded.shape[1];
   return Array.from({ length: encoded.shape[0] }, (_, row) => values.subarray(row * width, (row + 1) * width));

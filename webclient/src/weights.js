@@ -38,16 +38,22 @@ function float16Values() {
   return float16Table;
 }
 
+/** float16 bit patterns -> their float32 values (weights here, open-set arrays in openset.js). */
+export function decodeFloat16(halves) {
+  const table = float16Values();
+  const values = new Float32Array(halves.length);
+  for (let i = 0; i < halves.length; i += 1) values[i] = table[halves[i]];
+  return values;
+}
+
 const size = (shape) => shape.reduce((product, dim) => product * dim, 1);
 
 function decodeQuantized(bytes, offset, count, { dtype, min, scale }) {
-  const values = new Float32Array(count);
   if (dtype === 'float16') {
-    const table = float16Values();
     const halves = new Uint16Array(bytes.slice(offset, offset + 2 * count).buffer);
-    for (let i = 0; i < count; i += 1) values[i] = table[halves[i]];
-    return { values, length: 2 * count };
+    return { values: decodeFloat16(halves), length: 2 * count };
   }
+  const values = new Float32Array(count);
   if (dtype === 'uint8' || dtype === 'uint16') {
     const width = dtype === 'uint8' ? 1 : 2;
     const codes = width === 1 ? bytes.subarray(offset, offset + count)
