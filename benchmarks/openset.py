@@ -182,10 +182,10 @@ def summarise(rows: list[dict]) -> dict:
             for m in methods}  # fmt: skip
     top1 = float(np.mean([r["known_test_top1"] for r in rows]))
     print(f"\n{len(rows)} pairs held out; known-kind top-1 in TF.js {top1:.2%} (mean)")
-    print(f"{'method':20s} {'near AUROC':>10s} {'near FPR@95':>11s} {'far AUROC':>10s} "
+    print(f"{'method':27s} {'near AUROC':>10s} {'near FPR@95':>11s} {'far AUROC':>10s} "
           f"{'far FPR@95':>10s} {'known kept':>10s}")  # fmt: skip
     for method, m in mean.items():
-        print(f"{method:20s} {m['near_auroc']:10.3f} {m['near_fpr_at_95tpr']:11.1%} "
+        print(f"{method:27s} {m['near_auroc']:10.3f} {m['near_fpr_at_95tpr']:11.1%} "
               f"{m['far_auroc']:10.3f} {m['far_fpr_at_95tpr']:10.1%} "
               f"{m['known_test_accepted']:10.1%}")  # fmt: skip
     return {"known_test_top1": top1, "methods": mean}

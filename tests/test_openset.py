@@ -61,8 +61,8 @@ def test_the_browser_score_equals_python_and_the_file_stays_small(method, tmp_pa
 
 
 def test_the_default_score_doubts_a_photo_the_head_hesitates_on_even_near_a_kind():
-    """prototype_confidence: the same embedding scores lower when the head cannot choose
-    between two kinds, which is how many photos of kinds never taught look."""
+    """The default score (like prototype_confidence): the same embedding scores lower when the
+    head cannot choose between two kinds, which is how many photos of kinds never taught look."""
     rng = np.random.default_rng(3)
     train, labels = embeddings_like_mobilenet(rng, 400, 10)
     photo = np.repeat(train[:1], 2, axis=0)
@@ -76,3 +76,47 @@ def test_the_default_score_doubts_a_photo_the_head_hesitates_on_even_near_a_kind
 
     assert similarity_only[0] == similarity_only[1]
     assert default[1] < default[0]
+
+
+def test_a_photo_between_two_looks_of_a_kind_is_not_taken_for_that_kind():
+    """A kind photographed two ways (say, keyboards from above and on a desk) has a mean
+    direction between its looks. A single prototype accepts a photo that sits there, although
+    no training photo looks like it; the default score's prototype per look does not, and it
+    still accepts photos of either look."""
+    rng = np.random.default_rng(11)
+    looks = rng.gamma(0.5, 0.6, size=(2, 1280))  # kind 0: two looks
+    others = rng.gamma(0.5, 0.6, size=(4, 1280))  # kinds 1..4: one look each
+
+    def photos(centre: np.ndarray, n: int) -> np.ndarray:
+        return (centre + rng.gamma(0.5, 0.3, size=(n, 1280))).astype(np.float32)
+
+    def known(n: int) -> tuple[np.ndarray, np.ndarray]:
+        parts = [photos(looks[0], n), photos(looks[1], n)] + [photos(c, 2 * n) for c in others]
+        labels = np.repeat(np.arange(5), 2 * n)
+        return np.concatenate(parts), labels
+
+    train, train_labels = known(60)
+    val, val_labels = known(30)
+    between = photos((looks[0] + looks[1]) / 2, 20)
+    fresh, _ = known(30)
+
+    def sure(labels: np.ndarray) -> np.ndarray:
+        p = np.full((len(labels), 5), 0.01)
+        p[np.arange(len(labels)), labels] = 0.96
+        return p
+
+    verdicts = {}
+    for method in ("prototype_confidence", TrainConfig().openset_method):
+        scorer = fit(method, train, train_labels)
+        scorer.calibrate(val, sure(val_labels))
+        kind_zero = np.zeros(len(between), dtype=int)
+        verdicts[method] = (
+            (scorer.scores(between, sure(kind_zero)) >= scorer.threshold).mean(),
+            (scorer.scores(fresh, sure(val_labels)) >= scorer.threshold).mean(),
+        )
+    assert TrainConfig().openset_method == "multi_prototype_confidence"
+    single_between, single_fresh = verdicts["prototype_confidence"]
+    multi_between, multi_fresh = verdicts["multi_prototype_confidence"]
+    assert single_between > 0.9  # the single prototype takes them for kind 0
+    assert multi_between < 0.1
+    assert single_fresh > 0.85 and multi_fresh > 0.85

@@ -59,7 +59,7 @@ class TrainConfig:
         True, "keep the frozen backbone's features on disk ($BINBOT_CACHE_DIR) for later runs"
     )
     openset_method: str = setting(
-        "prototype_confidence",
+        "multi_prototype_confidence",
         "how the model tells its kinds from anything else (an open-set score)", choices=METHODS,
     )  # fmt: skip
     warm_start: str | None = setting(

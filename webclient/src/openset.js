@@ -25,6 +25,8 @@ export function parseOpenSet(text) {
   return { ...scorer, arrays };
 }
 
+const PROTOTYPE_METHODS = new Set(['prototype', 'prototype_confidence', 'multi_prototype_confidence']);
+
 function normalise(vector) {
   let norm = 0;
   for (const v of vector) norm += v * v;
@@ -56,7 +58,8 @@ export function openSetScore(openset, embedding, probabilities) {
   if (method === 'max_softmax') return Math.max(...probabilities);
   if (method === 'mahalanobis') return mahalanobis(Array.from(embedding), arrays);
   const unit = normalise(Array.from(embedding));
-  if (method === 'prototype' || method === 'prototype_confidence') {
+  if (PROTOTYPE_METHODS.has(method)) {
+    // One row per kind, or several (multi_prototype_confidence): the nearest row counts.
     const similarity = Math.max(...arrays.prototypes.map((p) => dot(p, unit)));
     if (method === 'prototype') return similarity;
     return similarity + weight * Math.log(Math.max(Math.max(...probabilities), 1e-12));
