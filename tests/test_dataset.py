@@ -6,8 +6,10 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import solid_jpeg
+from PIL import Image
 
 from binbot.errors import BinbotError
 from training.dataset import load_dataset
@@ -126,3 +128,24 @@ def _empty_class(folder: Path) -> Path:
     (root / "Empty").mkdir()
     (root / "Empty" / "readme.txt").write_text("nothing here")
     return root
+
+
+def test_phone_photos_with_several_pictures_are_used_as_their_first_picture(tmp_path):
+    """Many phone cameras write MPO files: a JPEG with a second picture (a preview, a depth
+    map) after the first. Pillow calls them MPO; they are JPEGs, and the photo is the first."""
+    import tensorflow as tf
+
+    from training.preprocess import load_for_model
+
+    root = make_flat(tmp_path / "flat")
+    photo = root / "Red thing" / "phone.jpg"
+    first = Image.new("RGB", (64, 48), COLOURS["Red thing"])
+    first.save(photo, "MPO", save_all=True, append_images=[Image.new("RGB", (32, 24), (0, 0, 255))])
+    with Image.open(photo) as opened:
+        assert opened.format == "MPO"
+
+    dataset = load_dataset(root)
+    assert not dataset.bad_files
+    (record,) = [r for r in dataset.records if r.path.name == "phone.jpg"]
+    pixels = load_for_model(tf.constant(str(record.path)), tf.constant(1)).numpy()
+    assert np.abs(pixels.reshape(-1, 3).mean(axis=0) - COLOURS["Red thing"]).max() < 4

@@ -82,6 +82,20 @@ def test_transparent_pixels_become_white_and_16_bit_photos_keep_their_tones(live
     assert tuple(grey[50, 50]) == pytest.approx((128, 128, 128), abs=3)  # not clipped to 255
 
 
+def test_a_phone_photo_with_a_second_picture_is_stored_as_its_first(live):
+    """MPO: the JPEG many phone cameras write, with a preview or depth map after the photo.
+    It was refused as an unsupported format; it is the photo the user took."""
+    buffer = io.BytesIO()
+    photo, preview = Image.new("RGB", (320, 240), (200, 30, 30)), Image.new("RGB", (160, 120))
+    photo.save(buffer, "MPO", save_all=True, append_images=[preview])
+    response = submit(live, buffer.getvalue(), key="mpo")
+    assert response.status_code == 201, response.text
+    (path,) = live.stored_files()
+    with Image.open(path) as stored:
+        assert stored.format == "JPEG" and stored.size == (320, 240)
+        assert stored.getpixel((160, 120)) == pytest.approx((200, 30, 30), abs=8)
+
+
 def huge_png(width: int, height: int) -> bytes:
     """A valid PNG header for a vast image, with a tiny compressed body (a decode bomb)."""
 

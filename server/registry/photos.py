@@ -23,7 +23,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from binbot.files import write_new_file
 from server.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 
-ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP"}
+# MPO is a JPEG with more pictures after the first (many phone cameras write one); Pillow names
+# it apart, and only its first picture, a plain JPEG, is read.
+JPEG_FORMATS = {"JPEG", "MPO"}
+ALLOWED_FORMATS = JPEG_FORMATS | {"PNG", "WEBP"}
 # JPEGs decode at a reduced scale (draft mode: 1/2 .. 1/8 in the decoder itself), so their
 # cost follows the stored size; PNG and WebP decode whole, so they get a lower pixel limit.
 FULL_DECODE_FORMATS = {"PNG", "WEBP"}
@@ -79,7 +82,7 @@ def sanitize_image(raw: bytes, *, limits: DecodeLimits, max_side: int, quality: 
                     f"unsupported image format {image.format}; send JPEG, PNG or WebP"
                 )
             limits.check(image)
-            if image.format == "JPEG":
+            if image.format in JPEG_FORMATS:
                 image.draft("RGB", (max_side, max_side))  # decode at the scale kept
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # no copy of an upright photo
