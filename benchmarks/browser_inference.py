@@ -8,7 +8,10 @@ shipped models/starter converted from --run) and drives Debian's Chromium:
 * latency: every test image classified by the app's own inference worker (wasm backend);
   the median model time per image (execute + read the result, batch 1) next to Keras's
   median (a compiled tf.function, batch 1) in the same run, as a ratio; with the app's threads
-  (one per core) and with TF.js's own cap (half the cores, ``?threads=capped``);
+  (one per core) and with TF.js's own cap (half the cores, ``?threads=capped``). This
+  machine's speed drifts by 20% or more within minutes, so Keras and the browser take turns:
+  Keras times a block of 25 photos, then the browser the same block; the ratio is the median
+  of the blocks' ratios;
 * agreement: the browser's top-1 against Keras's on the same images, and its test accuracy;
 * first visit on a phone network: navigation to the first prediction on screen through a
   proxy that behaves like Fast 4G (``FAST_4G``, slow_link.py: Chromium's own emulation misses
@@ -43,13 +46,13 @@ from browser import (  # noqa: E402
     launch_options,
 )
 from common import bench_parser, start_benchmark  # noqa: E402
-from convert_ewaste import keras_latency_ms  # noqa: E402
 from slow_link import SlowLink  # noqa: E402
 
 RESULTS = HERE / "results"
 # Chrome DevTools' "Fast 4G" preset, as a real link (slow_link.py) in front of the server.
 FAST_4G = {"down_mbit_s": 9, "up_mbit_s": 1.5, "rtt_ms": 170}
 CPU_SLOWDOWN = 4
+BLOCK = 25  # photos per turn of Keras and then the browser
 BARS = {
     "latency_ratio_max": 1.0,
     "fast_4g_first_visit_ms_max": 8000,
@@ -145,16 +148,46 @@ def warm_offline_starts(playwright, url: str, photo: Path, repeats: int) -> dict
     return {"times": times, "marks": marks}
 
 
-def classify_all(browser, url: str, images: list[bytes]) -> tuple[list[dict], dict]:
+class KerasReference:
+    """The Keras model as a compiled tf.function, batch 1, timed one block of photos at a time
+    so that its blocks alternate with the browser's."""
+
+    def __init__(self, model, records) -> None:
+        import tensorflow as tf
+
+        from training.pipeline import make_dataset
+
+        self.predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        self.images = [x for x, _ in make_dataset(records, batch_size=1)]
+        for x in self.images[:5]:
+            self.predict(x).numpy()
+
+    def times_ms(self, start: int, stop: int) -> list[float]:
+        times = []
+        for x in self.images[start:stop]:
+            began = time.perf_counter()
+            self.predict(x).numpy()
+            times.append((time.perf_counter() - began) * 1000)
+        return times
+
+
+def classify_all(browser, url: str, images: list[bytes], keras: KerasReference) -> dict:
+    """Every photo in the app, in blocks of 50, each block timed in Keras just before."""
     page = browser.new_page(viewport=PHONE)
     page.goto(url)
     page.wait_for_function("window.binbot && window.binbot.state.entry", timeout=60_000)
     info = page.evaluate("window.binbot.state.info")
-    results = []
-    for start in range(0, len(images), 50):
-        results += classify_in_page(page, images[start : start + 50])
+    results, blocks = [], []
+    for start in range(0, len(images), BLOCK):
+        keras_ms = keras.times_ms(start, start + BLOCK)
+        block = classify_in_page(page, images[start : start + BLOCK])
+        browser_ms = [r["timings"]["inferMs"] for r in block]
+        blocks.append({"keras_median_ms": statistics.median(keras_ms),
+                       "browser_median_ms": statistics.median(browser_ms)})  # fmt: skip
+        results += block
     page.close()
-    return results, info
+    ratios = [b["browser_median_ms"] / b["keras_median_ms"] for b in blocks]
+    return {"results": results, "info": info, "blocks": blocks, "ratio": statistics.median(ratios)}
 
 
 def throttled(browser, url: str, images: list[bytes]) -> dict:
@@ -176,16 +209,16 @@ def throttled(browser, url: str, images: list[bytes]) -> dict:
             "main_thread_tasks_over_50ms": len([t for t in tasks if t > 50])}  # fmt: skip
 
 
-def measure(args, records, server_url: str) -> dict:
+def measure(args, records, server_url: str, keras: KerasReference) -> dict:
     from playwright.sync_api import sync_playwright
 
     images = [r.path.read_bytes() for r in records]
     with sync_playwright() as playwright:
         browser = TestBrowser(playwright.chromium.launch(**launch_options()))
-        print(f"Browser: {len(images)} images, one thread per core ...")
-        results, info = classify_all(browser, server_url, images)
-        print("Browser: the same with TF.js's own thread cap ...")
-        capped, capped_info = classify_all(browser, server_url + "?threads=capped", images)
+        print(f"Keras and the browser in turns: {len(images)} images, one thread per core ...")
+        threads = classify_all(browser, server_url, images, keras)
+        print("The same with TF.js's own thread cap ...")
+        capped = classify_all(browser, server_url + "?threads=capped", images, keras)
         print(f"A cheap phone: the CPU slowed down {CPU_SLOWDOWN}x ...")
         slow = throttled(browser, server_url, images[:20])
         browser.close()
@@ -193,28 +226,36 @@ def measure(args, records, server_url: str) -> dict:
         fast_4g = first_visit_on_fast_4g(playwright, server_url, records[0].path)
         print(f"Reload and browser restart, offline, {args.start_repeats} times ...")
         warm = warm_offline_starts(playwright, server_url, records[0].path, args.start_repeats)
-    return {"results": results, "info": info, "capped": capped, "capped_info": capped_info,
-            "throttled": slow, "fast_4g": fast_4g, "warm": warm}  # fmt: skip
+    return {"threads": threads, "capped": capped, "throttled": slow, "fast_4g": fast_4g,
+            "warm": warm}  # fmt: skip
 
 
-def summarise(measured: dict, keras_probabilities, labels, keras_ms: float) -> dict:
+def summarise(measured: dict, keras_probabilities, labels) -> dict:
     import numpy as np
 
-    results = measured["results"]
+    threads, capped = measured["threads"], measured["capped"]
+    results = threads["results"]
     browser_top = np.array([int(np.argmax(r["probabilities"])) for r in results])
     browser_probabilities = np.array([r["probabilities"] for r in results])
-    infer = statistics.median(r["timings"]["inferMs"] for r in results)
-    capped = statistics.median(r["timings"]["inferMs"] for r in measured["capped"])
     decode = [r["timings"]["decodeMs"] + r["timings"]["preprocessMs"] for r in results]
+
+    def median_ms(run: dict) -> float:
+        return statistics.median(r["timings"]["inferMs"] for r in run["results"])
+
+    def keras_ms(run: dict) -> float:
+        return statistics.median(b["keras_median_ms"] for b in run["blocks"])
+
     return {
         "images": len(results),
-        "backend": measured["info"],
-        "capped_backend": measured["capped_info"],
-        "browser_median_ms": infer,
-        "browser_median_ms_capped_threads": capped,
-        "keras_median_ms": keras_ms,
-        "latency_ratio_browser_over_keras": infer / keras_ms,
-        "latency_ratio_capped_threads": capped / keras_ms,
+        "backend": threads["info"],
+        "capped_backend": capped["info"],
+        "browser_median_ms": median_ms(threads),
+        "browser_median_ms_capped_threads": median_ms(capped),
+        "keras_median_ms": keras_ms(threads),
+        "keras_median_ms_beside_capped": keras_ms(capped),
+        "latency_ratio_browser_over_keras": threads["ratio"],
+        "latency_ratio_capped_threads": capped["ratio"],
+        "latency_blocks": {"threads": threads["blocks"], "capped": capped["blocks"]},
         "browser_decode_and_preprocess_median_ms": statistics.median(decode),
         "browser_test_top1": float(np.mean(browser_top == np.array(labels))),
         "keras_test_top1": float(np.mean(keras_probabilities.argmax(axis=1) == np.array(labels))),
@@ -252,13 +293,18 @@ def report(summary: dict) -> dict:
     print(f"\n{summary['images']} test images, Chromium {info['backend']}"
           f"{' SIMD' if info['simd'] else ''}, in a {info['where']}")  # fmt: skip
     print(f"{'':40s} {'browser':>9s} {'Keras':>9s} {'ratio':>6s}")
-    for name, ms, ratio in (
+    for name, ms, keras_ms, ratio in (
         (f"median ms / image, {info['threads']} threads", summary["browser_median_ms"],
-         summary["latency_ratio_browser_over_keras"]),
+         summary["keras_median_ms"], summary["latency_ratio_browser_over_keras"]),
         (f"  with TF.js's cap ({summary['capped_backend']['threads']} thread)",
-         summary["browser_median_ms_capped_threads"], summary["latency_ratio_capped_threads"]),
+         summary["browser_median_ms_capped_threads"], summary["keras_median_ms_beside_capped"],
+         summary["latency_ratio_capped_threads"]),
     ):  # fmt: skip
-        print(f"{name:40s} {ms:9.1f} {summary['keras_median_ms']:9.1f} {ratio:6.2f}")
+        print(f"{name:40s} {ms:9.1f} {keras_ms:9.1f} {ratio:6.2f}")
+    blocks = summary["latency_blocks"]["threads"]
+    print("  per block of photos (browser / Keras): " + ", ".join(
+        f"{b['browser_median_ms'] / b['keras_median_ms']:.2f}" for b in blocks
+    ))  # fmt: skip
     print(f"test top-1 {summary['browser_test_top1']:.2%} (Keras {summary['keras_test_top1']:.2%}), "
           f"agreement {summary['top1_agreement']:.2%}, max |dp| "
           f"{summary['max_probability_difference']:.3f}")  # fmt: skip
@@ -299,7 +345,7 @@ def main() -> int:
     records = reference_records(load_dataset(args.dataset), None)
     print(f"Keras: {len(records)} test images ...")
     keras_probabilities = run.model.predict(make_dataset(records, batch_size=32), verbose=0)
-    keras_ms = keras_latency_ms(run.model, records)
+    keras = KerasReference(run.model, records)
 
     build_webclient()
     with tempfile.TemporaryDirectory(prefix="binbot-bench-") as tmp:
@@ -307,10 +353,10 @@ def main() -> int:
         server = AppServer(Path(tmp) / "instance", extra_env={"BINBOT_STARTER_MODEL": bundle})
         server.start()
         try:
-            measured = measure(args, records, server.url)
+            measured = measure(args, records, server.url, keras)
         finally:
             server.stop()
-    summary = summarise(measured, keras_probabilities, [r.label for r in records], keras_ms)
+    summary = summarise(measured, keras_probabilities, [r.label for r in records])
     passes = report(summary)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "browser_inference.json"
