@@ -149,3 +149,26 @@ def test_phone_photos_with_several_pictures_are_used_as_their_first_picture(tmp_
     (record,) = [r for r in dataset.records if r.path.name == "phone.jpg"]
     pixels = load_for_model(tf.constant(str(record.path)), tf.constant(1)).numpy()
     assert np.abs(pixels.reshape(-1, 3).mean(axis=0) - COLOURS["Red thing"]).max() < 4
+
+
+def test_webp_photos_are_used_and_decoded_as_pillow_and_browsers_decode_them(tmp_path):
+    """Photos saved from the web are often WebP. TensorFlow has no WebP decoder; they were
+    skipped as unsupported. Now they train like any photo, decoded by libwebp as in browsers."""
+    import tensorflow as tf
+
+    from training.preprocess import fit_to_model_input, load_for_model
+
+    root = make_flat(tmp_path / "flat")
+    rng = np.random.default_rng(5)
+    pixels = np.clip(rng.normal(128, 60, (300, 400, 3)), 0, 255).astype(np.uint8)
+    photo = root / "Green thing" / "from the web.webp"
+    Image.fromarray(pixels).save(photo, "WEBP", quality=80)
+
+    dataset = load_dataset(root)
+    assert not dataset.bad_files
+    (record,) = [r for r in dataset.records if r.path.name == photo.name]
+    assert (record.width, record.height) == (400, 300)
+    loaded = load_for_model(tf.constant(str(record.path)), tf.constant(1)).numpy()
+    with Image.open(photo) as opened:
+        expected = fit_to_model_input(tf.constant(np.asarray(opened.convert("RGB")))).numpy()
+    np.testing.assert_array_equal(loaded, expected)

@@ -83,6 +83,12 @@ def rotated_copy(source: Path, target: Path) -> Path:
     return target
 
 
+def webp_copy(source: Path, target: Path) -> Path:
+    """The photo as a lossy WebP, as photos saved from the web often are."""
+    Image.open(source).convert("RGB").save(target, "WEBP", quality=85)
+    return target
+
+
 def test_browser_classifies_like_the_python_model(
     browser, server, small_bundle, small_ewaste, trained_run, tmp_path
 ):
@@ -91,6 +97,7 @@ def test_browser_classifies_like_the_python_model(
 
     version = publish_bundle(server, small_bundle)
     images = split_photos(small_ewaste)
+    images.append(webp_copy(images[1], tmp_path / "from the web.webp"))
     images.append(rotated_copy(images[0], tmp_path / "sideways.jpg"))
     run = load_run(trained_run)
     keras = predict_files(run, images, k=len(run.labels))

@@ -32,9 +32,9 @@ from binbot.files import staged_folder
 SPLITS = ("train", "val", "test")
 SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "test": "test"}
 # Formats that both Pillow (validation) and tf.io.decode_image (training) decode.
-# What TensorFlow's decoders read. MPO is a JPEG with more pictures after the first (many phone
-# cameras write one): the JPEG decoder reads its first picture, as browsers show it.
-DECODABLE_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "GIF"}
+# What training/preprocess.py decodes. MPO is a JPEG with more pictures after the first (many
+# phone cameras write one): the JPEG decoder reads its first picture, as browsers show it.
+DECODABLE_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP"}
 IGNORED_NAMES = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"}
 EXIF_ORIENTATION_TAG = 0x0112
 # Fewer images than this in a class of the val or test split gets a warning.

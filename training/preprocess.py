@@ -18,7 +18,11 @@ The resize contract (also written into the conversion manifest as ``input.resize
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from training import IMAGE_SIZE
 
@@ -72,18 +76,39 @@ def fit_to_model_input(image: tf.Tensor, size: int = IMAGE_SIZE) -> tf.Tensor:
 
 
 def decode_image(data: tf.Tensor) -> tf.Tensor:
-    """Decode JPEG/PNG/BMP/GIF bytes to RGB uint8 HxWx3 (grey and RGBA become RGB).
+    """Decode JPEG/PNG/BMP/GIF/WebP bytes to RGB uint8 HxWx3 (grey and RGBA become RGB).
 
     JPEGs use libjpeg-turbo's accurate integer IDCT, as Pillow and browsers do; TensorFlow's
     default (fast IDCT) gives pixels that differ by a few levels from what a phone's browser
-    decodes, enough to flip borderline predictions.
+    decodes, enough to flip borderline predictions. TensorFlow has no WebP decoder: WebP goes
+    through Pillow's libwebp, the decoder browsers use too.
     """
     image = tf.cond(
         tf.io.is_jpeg(data),
         lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
-        lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
+        lambda: tf.cond(
+            is_webp(data),
+            lambda: tf.numpy_function(_decode_with_pillow, [data], tf.uint8, stateful=False),
+            lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
+        ),
     )
     return tf.ensure_shape(image, [None, None, 3])
+
+
+def is_webp(data: tf.Tensor) -> tf.Tensor:
+    """A RIFF container of type WEBP (bytes 0-3 and 8-11), for any length of ``data``."""
+    head = tf.strings.join([tf.strings.substr(data, 0, 12), b"\0" * 12])
+    return tf.logical_and(
+        tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"),
+        tf.equal(tf.strings.substr(head, 8, 4), b"WEBP"),
+    )
+
+
+def _decode_with_pillow(data: np.ndarray) -> np.ndarray:
+    """The first frame as RGB uint8, alpha dropped (as TensorFlow does for PNG). ``data`` is the
+    0-d object array tf.numpy_function passes: its item is the file's bytes, trailing zeros kept."""
+    with Image.open(io.BytesIO(data.item())) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
 def load_for_model(path: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
