@@ -45,7 +45,7 @@ from browser import (  # noqa: E402
     classify_in_page,
     launch_options,
 )
-from common import bench_parser, start_benchmark  # noqa: E402
+from common import KerasReference, bench_parser, start_benchmark  # noqa: E402
 from slow_link import SlowLink  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -148,31 +148,8 @@ def warm_offline_starts(playwright, url: str, photo: Path, repeats: int) -> dict
     return {"times": times, "marks": marks}
 
 
-class KerasReference:
-    """The Keras model as a compiled tf.function, batch 1, timed one block of photos at a time
-    so that its blocks alternate with the browser's."""
-
-    def __init__(self, model, records) -> None:
-        import tensorflow as tf
-
-        from training.pipeline import make_dataset
-
-        self.predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        self.images = [x for x, _ in make_dataset(records, batch_size=1)]
-        for x in self.images[:5]:
-            self.predict(x).numpy()
-
-    def times_ms(self, start: int, stop: int) -> list[float]:
-        times = []
-        for x in self.images[start:stop]:
-            began = time.perf_counter()
-            self.predict(x).numpy()
-            times.append((time.perf_counter() - began) * 1000)
-        return times
-
-
 def classify_all(browser, url: str, images: list[bytes], keras: KerasReference) -> dict:
-    """Every photo in the app, in blocks of 50, each block timed in Keras just before."""
+    """Every photo in the app, in blocks of ``BLOCK``, each block timed in Keras just before."""
     page = browser.new_page(viewport=PHONE)
     page.goto(url)
     page.wait_for_function("window.binbot && window.binbot.state.entry", timeout=60_000)

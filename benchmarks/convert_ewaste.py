@@ -14,10 +14,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
-from common import bench_parser, start_benchmark
+from common import KerasReference, bench_parser, start_benchmark
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -25,20 +24,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def keras_latency_ms(model, records) -> float:
     """Median per-image latency of the Keras model (compiled tf.function, batch 1)."""
     import numpy as np
-    import tensorflow as tf
 
-    from training.pipeline import make_dataset
-
-    predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    images = [x for x, _ in make_dataset(records, batch_size=1)]
-    for x in images[:5]:
-        predict(x).numpy()
-    times = []
-    for x in images:
-        start = time.perf_counter()
-        predict(x).numpy()
-        times.append((time.perf_counter() - start) * 1000)
-    return float(np.median(times))
+    return float(np.median(KerasReference(model, records).times_ms(0, len(records))))
 
 
 def main() -> int:

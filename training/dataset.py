@@ -31,7 +31,6 @@ from binbot.files import staged_folder
 
 SPLITS = ("train", "val", "test")
 SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "test": "test"}
-# Formats that both Pillow (validation) and tf.io.decode_image (training) decode.
 # What training/preprocess.py decodes. MPO is a JPEG with more pictures after the first (many
 # phone cameras write one): the JPEG decoder reads its first picture, as browsers show it.
 DECODABLE_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP"}

@@ -135,12 +135,11 @@ def fit(method: str, embeddings: np.ndarray, labels: np.ndarray, seed: int = 42)
     if method == "max_softmax":
         return OpenSet(method)
     classes = sorted(set(labels.tolist()))
-    if method in ("prototype", "prototype_confidence"):
-        means = np.stack([normalise(embeddings[labels == c]).mean(axis=0) for c in classes])
-        return OpenSet(method, arrays={"prototypes": normalise(means)})
-    if method == "multi_prototype_confidence":
+    if method in PROTOTYPE_METHODS:
+        most = SUBPROTOTYPES if method == "multi_prototype_confidence" else 1
         rng = np.random.default_rng(seed)
-        prototypes = [spherical_kmeans(normalise(embeddings[labels == c]), rng) for c in classes]
+        prototypes = [spherical_kmeans(normalise(embeddings[labels == c]), most, rng)
+                      for c in classes]  # fmt: skip
         return OpenSet(method, arrays={"prototypes": np.concatenate(prototypes)})
     if method == "knn":
         rng = np.random.default_rng(seed)
@@ -153,11 +152,12 @@ def fit(method: str, embeddings: np.ndarray, labels: np.ndarray, seed: int = 42)
     raise ValueError(f"unknown open-set method {method!r}; choose from {', '.join(METHODS)}")
 
 
-def spherical_kmeans(unit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def spherical_kmeans(unit: np.ndarray, most: int, rng: np.random.Generator) -> np.ndarray:
     """Mean directions of one kind's normalised embeddings: one per ``PHOTOS_PER_SUBPROTOTYPE``
-    photos, at most ``SUBPROTOTYPES``. The best of ``KMEANS_STARTS`` k-means++ starts (the
-    highest total cosine similarity), so that the result hardly depends on the seed."""
-    count = int(np.clip(len(unit) // PHOTOS_PER_SUBPROTOTYPE, 1, SUBPROTOTYPES))
+    photos, at most ``most`` (1: the kind's mean direction). The best of ``KMEANS_STARTS``
+    k-means++ starts (the highest total cosine similarity), so that the result hardly depends
+    on the seed."""
+    count = int(np.clip(len(unit) // PHOTOS_PER_SUBPROTOTYPE, 1, most))
     if count == 1:
         return normalise(unit.mean(axis=0, keepdims=True))
     runs = [_kmeans_once(unit, count, rng) for _ in range(KMEANS_STARTS)]
