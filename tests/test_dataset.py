@@ -101,7 +101,9 @@ def test_fingerprint_changes_with_content(tmp_path):
         (lambda p: p / "missing", "dataset not found"),
         (lambda p: _zip_with(p, {"readme.txt": b"hello"}), "no class folders"),
         (lambda p: _write(p / "notzip.zip", b"garbage"), "not a zip file"),
-        (lambda p: _empty_class(p), "class 'Empty' has no usable images"),
+        (lambda p: _empty_class(p), r"class 'Empty' has no usable images.*Empty/readme.txt"),
+        (lambda p: _one_class(p), r"only one class folder found .* \('Photos'\)"),
+        (lambda p: _loose_photos(p), "its files lie directly in it"),
         (lambda p: _zip_with(p, {"../evil/x.jpg": b"x", "a/b.jpg": b"y"}), "outside the dataset"),
     ],
 )
@@ -121,6 +123,18 @@ def _zip_with(folder: Path, members: dict[str, bytes]) -> Path:
         for name, data in members.items():
             z.writestr(name, data)
     return path
+
+
+def _one_class(folder: Path) -> Path:
+    for i in range(3):
+        solid_jpeg(folder / "mine" / "Photos" / f"{i}.jpg", (0, 0, 200), noise_seed=i)
+    return folder / "mine"
+
+
+def _loose_photos(folder: Path) -> Path:
+    for i in range(3):
+        solid_jpeg(folder / "mine" / f"{i}.jpg", (0, 0, 200), noise_seed=i)
+    return folder / "mine"
 
 
 def _empty_class(folder: Path) -> Path:

@@ -130,10 +130,7 @@ def load_dataset(
 
     classes = sorted({name for dirs in class_dirs.values() for name in dirs})
     if not classes:
-        raise BinbotError(
-            f"no class folders found in {source}: expected <class>/<images> or "
-            "train|val|test/<class>/<images>"
-        )
+        raise BinbotError(_no_classes_message(source, root))
 
     files = [
         (split, name, f)
@@ -168,6 +165,24 @@ def load_dataset(
     return dataset
 
 
+def _no_classes_message(source: Path, root: Path) -> str:
+    """Why no class folder was found, in the words of what the user has: one folder of photos
+    (a single class) or photos with no folders at all."""
+    expected = "expected <class>/<images> or train|val|test/<class>/<images>"
+    holder = _unwrap(root)
+    if any(True for _ in _files_in(holder)):
+        if holder != root:
+            return (
+                f"only one class folder found in {source} ('{holder.name}'): a classifier "
+                f"needs at least 2 classes, one folder of images each ({expected})"
+            )
+        return (
+            f"no class folders found in {source}: its files lie directly in it; put each "
+            f"class's images in a folder named after the class ({expected})"
+        )
+    return f"no class folders found in {source}: {expected}"
+
+
 def _carve_validation(dataset: Dataset, seed: int, fraction: float) -> None:
     """A split layout without a validation split: take one from train, per class, seeded."""
     train = dataset.split("train")
@@ -199,9 +214,15 @@ def _check_classes(dataset: Dataset) -> None:
     counts = dataset.counts()
     for name in dataset.classes:
         if sum(counts[s][name] for s in SPLITS) == 0:
-            raise BinbotError(f"class '{name}' has no usable images")
+            raise BinbotError(
+                f"class '{name}' has no usable images: add photos to its folder or remove it"
+                + _skipped_in(dataset, name)
+            )
         if counts["train"][name] == 0:
-            raise BinbotError(f"class '{name}' has no usable images in the train split")
+            raise BinbotError(
+                f"class '{name}' has no usable images in the train split"
+                + _skipped_in(dataset, name)
+            )
         for split in ("val", "test"):
             if counts[split][name] == 0:
                 dataset.warnings.append(f"class '{name}' has no images in the {split} split")
@@ -212,6 +233,16 @@ def _check_classes(dataset: Dataset) -> None:
                 )
     if len(dataset.classes) < 2:
         raise BinbotError(f"need at least 2 classes, found {len(dataset.classes)}")
+
+
+def _skipped_in(dataset: Dataset, name: str) -> str:
+    """A class's unusable files, so that an empty class's error says what was there."""
+    skipped = [b for b in dataset.bad_files if name in Path(b.relpath).parent.parts]
+    if not skipped:
+        return ""
+    shown = "; ".join(f"{b.relpath}: {b.reason}" for b in skipped[:3])
+    more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    return f" ({len(skipped)} file(s) skipped: {shown}{more})"
 
 
 def _stratified_split(
