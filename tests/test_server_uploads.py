@@ -195,6 +195,15 @@ def test_something_else_is_stored_as_a_proposal_and_grouped_by_name(live, photo,
     ]  # fmt: skip
 
 
+def test_something_else_named_like_a_kind_is_a_correction_to_that_kind(live, photo):
+    """A kind's own name typed under "Something else" (any case or spacing; or queued offline
+    before the admin made that kind) needs no admin to map it."""
+    response = submit(live, photo, key="k1", label="", proposed_name="  washing   MACHINE ")
+    assert response.status_code == 201, response.text
+    stored = response.json()["submission"]
+    assert (stored["label"], stored["proposed_name"]) == ("Washing Machine", None)
+
+
 @pytest.mark.parametrize(
     ("name", "why"),
     [

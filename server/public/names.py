@@ -23,9 +23,19 @@ def _script(character: str) -> str | None:
     return unicodedata.name(character, "UNKNOWN").split(" ")[0]
 
 
+def tidy(text: str | None) -> str:
+    """NFKC-normalised, inner spaces collapsed, ends trimmed."""
+    return " ".join(unicodedata.normalize("NFKC", text or "").split())
+
+
+def name_key(text: str | None) -> str:
+    """What two names are compared by: tidied and case-folded."""
+    return tidy(text).casefold()
+
+
 def clean_name(text: str | None) -> tuple[str, str]:
     """(the name to show, its key for comparing); Unprocessable saying what is wrong."""
-    name = " ".join(unicodedata.normalize("NFKC", text or "").split())
+    name = tidy(text)
     if not name:
         raise Unprocessable("say what it is: the name is empty")
     if len(name) > MAX_NAME:
@@ -37,4 +47,4 @@ def clean_name(text: str | None) -> tuple[str, str]:
         raise Unprocessable("the name has no letters")
     if len(scripts) > 1:
         raise Unprocessable(f"the name mixes alphabets ({', '.join(sorted(scripts)).lower()})")
-    return name, name.casefold()
+    return name, name_key(name)

@@ -24,7 +24,7 @@ from werkzeug.datastructures import FileStorage
 from server.errors import BadRequest, InsufficientStorage, Unavailable, Unprocessable
 from server.extensions import db
 from server.limits import configured
-from server.public.names import clean_name
+from server.public.names import clean_name, name_key
 from server.registry.photos import CleanImage, DecodeLimits, sanitize_image, store_photo
 from server.tables import Submission
 
@@ -135,6 +135,11 @@ def check_labels(form, labels: list[str]) -> Said:
     if "proposed_name" in form and not form.get("label"):
         configured("proposals per day").hit()
         name, key = clean_name(form.get("proposed_name"))
+        # "Something else: battery" names a kind the model has (the person did not find it in
+        # the picker, or queued it offline before the kind existed): it is that kind.
+        known = {name_key(label): label for label in labels}
+        if key in known:
+            return Said(known[key], predicted=predicted)
         return Said(None, name, key, predicted)
     label = form.get("label", "")
     if label not in labels:

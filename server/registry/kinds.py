@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from server.errors import Conflict, NotFound, Unprocessable
 from server.extensions import db
-from server.public.names import clean_name
+from server.public.names import clean_name, name_key
 from server.registry.bundles import published_version
 from server.tables import Advice, Kind, ModelVersion, Submission
 
@@ -71,7 +71,7 @@ def ensure_kinds(labels: list[str]) -> None:
     known = {k.name for k in all_kinds()}
     for label in labels:
         if label not in known:
-            kind = Kind(name=label, key=label.casefold())
+            kind = Kind(name=label, key=name_key(label))
             db.session.add(kind)
             db.session.flush()
             db.session.add(
