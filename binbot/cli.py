@@ -78,6 +78,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# What the web app says for each verdict, as a prefix of the ranked kinds.
+VERDICT_WORDS = {"known": "known", "unsure": "not sure", "unknown": "not recognised"}
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from training.predict import predict_files
     from training.run_dir import load_run
@@ -90,7 +94,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             failures += 1
             continue
         ranked = "  ".join(f"{label} {p:.1%}" for label, p in result.top)
-        print(f"{result.path}: {ranked}")
+        print(f"{result.path}: {VERDICT_WORDS[result.verdict]}: {ranked}")
     return EXIT_USER_ERROR if failures else 0
 
 

@@ -16,19 +16,11 @@ import tensorflow as tf
 
 from conversion.fold import folded_for_export
 from training import IMAGE_SIZE
-from training.model import EMBEDDING_LAYER
+from training.model import serving_model
 
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("probabilities", "embedding")
 SIGNATURE = "serving_default"
-
-
-def serving_model(model: keras.Model) -> keras.Model:
-    """The classifier with the embedding exposed as a second, named output."""
-    embedding = model.get_layer(EMBEDDING_LAYER).output
-    return keras.Model(
-        model.input, {"probabilities": model.output, "embedding": embedding}, name="serving"
-    )
 
 
 def export_saved_model(model: keras.Model, out: Path) -> Path:

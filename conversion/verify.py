@@ -120,8 +120,8 @@ class KerasReference:
 
 
 def keras_reference(model, records: Sequence[ImageRecord]) -> KerasReference:
-    from conversion.export import serving_model
     from training.evaluate import predict_records
+    from training.model import serving_model
 
     outputs = predict_records(serving_model(model), records)
     return KerasReference(list(records), outputs["probabilities"], outputs["embedding"])

@@ -92,6 +92,18 @@ def test_predict_reports_bad_images_and_still_answers_for_good_ones(
     assert result.stdout.strip().startswith(str(good))
 
 
+def test_predict_says_not_recognised_where_the_app_would(trained_run, small_ewaste, tmp_path):
+    """The command line gives the app's verdict (the run's open-set score): a photo like the
+    ones it was taught is not rejected, a grey card is "not recognised" whatever it ranks."""
+    taught = next((small_ewaste / "train" / "Keyboard").iterdir())
+    grey = tmp_path / "grey card.jpg"
+    Image.fromarray(np.full((300, 400, 3), 128, np.uint8)).save(grey)
+    result = binbot("predict", str(trained_run), str(taught), str(grey))
+    assert result.returncode == 0, result.stderr[-2000:]
+    verdicts = [line.split(": ")[1] for line in result.stdout.strip().splitlines()[-2:]]
+    assert verdicts[0] in ("known", "not sure") and verdicts[1] == "not recognised", verdicts
+
+
 def pattern_jpeg(path: Path, pattern: str, seed: int, size=(160, 120)) -> Path:
     """Stripes or a checkerboard in random colours: texture is what ImageNet features see."""
     rng = np.random.default_rng(seed)

@@ -102,6 +102,15 @@ class ModelParts:
     top_layers: list[keras.layers.Layer]  # the backbone layers above the cut
 
 
+def serving_model(model: keras.Model) -> keras.Model:
+    """The classifier with the embedding exposed as a second, named output: what the bundle
+    exports, and what the open-set score reads."""
+    embedding = model.get_layer(EMBEDDING_LAYER).output
+    return keras.Model(
+        model.input, {"probabilities": model.output, "embedding": embedding}, name="serving"
+    )
+
+
 def split_model(model: keras.Model, fine_tune_layers: int) -> ModelParts:
     """Cut the backbone so that at least its top ``fine_tune_layers`` layers are above the cut.
 

@@ -46,6 +46,8 @@ PROTOTYPE_METHODS = ("prototype", "prototype_confidence", "multi_prototype_confi
 # beat both parts alone on the mean near-kind false-accept rate; 0.1 is in the flat middle.
 CONFIDENCE_WEIGHT = 0.1
 ACCEPT = 0.95
+# Below this top probability a known-looking photo is "not sure" (the web app's NOT_SURE_BELOW).
+SURE_ABOVE = 0.6
 KNN_K = 5
 KNN_SAMPLE_PER_CLASS = 40
 MAHALANOBIS_DIMS = 64
@@ -110,6 +112,18 @@ class OpenSet:
             data["method"], data["threshold"], arrays, data.get("k", KNN_K),
             data.get("weight", CONFIDENCE_WEIGHT),
         )  # fmt: skip
+
+
+def verdict(
+    scorer: OpenSet | None, embedding: np.ndarray, probabilities: np.ndarray,
+    sure_above: float = SURE_ABOVE,
+) -> str:  # fmt: skip
+    """known | unsure | unknown for one photo: the web app's rule (openset.js ``verdict``)."""
+    if scorer is not None:
+        score = scorer.scores(embedding[None], probabilities[None])[0]
+        if score < scorer.threshold:
+            return "unknown"
+    return "known" if probabilities.max() >= sure_above else "unsure"
 
 
 def as_shipped(a: np.ndarray) -> np.ndarray:

@@ -9,21 +9,31 @@ import numpy as np
 
 from binbot.errors import BinbotError
 from training.dataset import check_image
-from training.run_dir import Run
+from training.run_dir import OPENSET_FILE, Run
 
 
 @dataclass
 class Prediction:
     path: Path
     top: list[tuple[str, float]]
+    # known | unsure | unknown, as the web app says it (unknown: not one of the model's kinds)
+    verdict: str
 
 
 def predict_files(run: Run, paths: list[Path], k: int = 3) -> list[Prediction | BinbotError]:
-    """One Prediction per decodable file; a BinbotError in its place for a file that is not."""
+    """One Prediction per decodable file; a BinbotError in its place for a file that is not.
+
+    The verdict uses the run's open-set score (``openset.json``) when it has one, so that the
+    command line says "not recognised" where the app would."""
     import tensorflow as tf
 
+    from training.model import serving_model
+    from training.openset import OpenSet, verdict
     from training.preprocess import load_for_model
 
+    saved = run.read(OPENSET_FILE)
+    scorer = OpenSet.from_json(saved) if saved else None
+    serving = serving_model(run.model)
     results: list[Prediction | BinbotError] = []
     for path in paths:
         if not path.is_file():
@@ -35,7 +45,10 @@ def predict_files(run: Run, paths: list[Path], k: int = 3) -> list[Prediction | 
             continue
         orientation = checked[3]
         image = load_for_model(tf.constant(str(path)), tf.constant(orientation))
-        probabilities = run.model.predict(image[None], verbose=0)[0]
+        outputs = serving(image[None], training=False)
+        probabilities = np.asarray(outputs["probabilities"])[0]
+        embedding = np.asarray(outputs["embedding"])[0]
         best = np.argsort(probabilities)[::-1][:k]
-        results.append(Prediction(path, [(run.labels[i], float(probabilities[i])) for i in best]))
+        top = [(run.labels[i], float(probabilities[i])) for i in best]
+        results.append(Prediction(path, top, verdict(scorer, embedding, probabilities)))
     return results
