@@ -37,6 +37,7 @@ def test_model_files_are_immutable_and_match_the_manifest(live):
         assert hashlib.sha256(response.content).hexdigest() == entry["sha256"]
         cache = response.headers["Cache-Control"]
         assert "immutable" in cache and "max-age=31536000" in cache and "public" in cache
+        assert "no-cache" not in cache  # which would make every use a round trip
         assert response.headers["ETag"] == f'"{entry["sha256"]}"'
         revalidated = requests.get(
             live.url + entry["url"], headers={"If-None-Match": response.headers["ETag"]}, timeout=30

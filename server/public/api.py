@@ -84,11 +84,11 @@ def model_file(version: str, name: str):
     if name not in listed:  # only files the manifest names: no path tricks
         raise NotFound(f"model {version} has no file {name!r}")
     mimetype = "application/json" if name.endswith(".json") else "application/octet-stream"
+    # max_age given to send_file: set afterwards, it would keep send_file's "no-cache".
     response = send_file(
-        bundle_dir(version) / name, mimetype=mimetype, etag=listed[name], conditional=True
-    )
-    response.cache_control.public = True
-    response.cache_control.max_age = ONE_YEAR
+        bundle_dir(version) / name, mimetype=mimetype, etag=listed[name], conditional=True,
+        max_age=ONE_YEAR,
+    )  # fmt: skip
     response.cache_control.immutable = True
     return response
 
