@@ -31,8 +31,11 @@ def predict_files(run: Run, paths: list[Path], k: int = 3) -> list[Prediction | 
     from training.openset import OpenSet, verdict
     from training.preprocess import load_for_model
 
-    saved = run.read(OPENSET_FILE)
-    scorer = OpenSet.from_json(saved) if saved else None
+    try:
+        saved = run.read(OPENSET_FILE)
+        scorer = OpenSet.from_json(saved) if saved else None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BinbotError(f"unreadable {run.path / OPENSET_FILE}: {exc!r}") from None
     serving = serving_model(run.model)
     results: list[Prediction | BinbotError] = []
     for path in paths:
