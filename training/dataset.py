@@ -117,6 +117,7 @@ def load_dataset(
         raise BinbotError(f"dataset must be a zip file or a folder: {source}")
 
     split_root = _find_split_root(root)
+    class_root = None
     if split_root is not None:
         layout = f"split folders under {_rel(split_root, root) or '.'}"
         class_dirs = _split_class_dirs(split_root)
@@ -130,7 +131,7 @@ def load_dataset(
 
     classes = sorted({name for dirs in class_dirs.values() for name in dirs})
     if not classes:
-        raise BinbotError(_no_classes_message(source, root))
+        raise BinbotError(_no_classes_message(source, root, class_root))
 
     files = [
         (split, name, f)
@@ -165,11 +166,13 @@ def load_dataset(
     return dataset
 
 
-def _no_classes_message(source: Path, root: Path) -> str:
+def _no_classes_message(source: Path, root: Path, holder: Path | None) -> str:
     """Why no class folder was found, in the words of what the user has: one folder of photos
-    (a single class) or photos with no folders at all."""
+    (a single class) or photos with no folders at all. ``holder``: where the class folders
+    were looked for in a flat layout (None: split folders, which hold no class folder)."""
     expected = "expected <class>/<images> or train|val|test/<class>/<images>"
-    holder = _unwrap(root)
+    if holder is None:
+        return f"no class folders found in the split folders of {source}: {expected}"
     if any(True for _ in _files_in(holder)):
         if holder != root:
             return (
