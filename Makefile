@@ -41,7 +41,7 @@ install: $(BIN)/.installed node_modules/.installed
 # The web app, bundled with esbuild into webclient/dist (served by the Flask server).
 # The manifest schema is compiled into the bundle (webclient/src/model-contract.js).
 WEBCLIENT_SOURCES := $(wildcard webclient/src/*.js webclient/icons/*) webclient/index.html \
-	webclient/styles.css webclient/app.webmanifest webclient/build.mjs \
+	webclient/styles.css webclient/app.webmanifest webclient/build.mjs webclient/tfjs-lean.mjs \
 	conversion/manifest.schema.json
 webclient/dist/build.json: node_modules/.installed $(WEBCLIENT_SOURCES)
 	npm run --silent build
@@ -70,7 +70,7 @@ test: keras-cache webclient chromium nginx lint
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/python scripts/function_length.py --max 80 server training conversion binbot
-	node scripts/function_length.mjs --max 80 webclient/src webclient/build.mjs conversion/js
+	node scripts/function_length.mjs --max 80 webclient/src webclient/build.mjs webclient/tfjs-lean.mjs conversion/js
 
 format: install
 	$(BIN)/ruff check --fix .

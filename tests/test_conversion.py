@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import binbot
 
+from binbot.errors import BinbotError
 from conversion.convert import Candidate, choose
 from conversion.manifest import check_bundle, read_manifest, schema_problems
 from conversion.quantize import quantize_per_channel
@@ -183,3 +184,27 @@ def test_the_converted_graph_runs_each_convolution_as_one_fused_op(bundle):
     assert "DepthwiseConv2dNative" not in ops and "Relu6" not in ops
     assert "Pad" not in ops  # the stride-2 convolutions pad themselves
     assert ops.count("Mul") <= 1  # only the input's scaling to [-1, 1] is left
+
+
+def test_a_graph_op_the_web_app_does_not_carry_fails_verification(bundle, small_ewaste, tmp_path):
+    """The app ships TF.js with only the kernels its models use (webclient/tfjs-lean.mjs), and
+    verification runs that same runtime: a model with any other op (here a sigmoid head, which
+    full TF.js runs) is refused at conversion, by name, instead of failing on a phone."""
+    from conversion.verify import run_tfjs
+    from training.dataset import load_dataset
+
+    doctored = tmp_path / "model"
+    doctored.mkdir()
+    for path in bundle.iterdir():
+        if path.is_file():
+            (doctored / path.name).write_bytes(path.read_bytes())
+    model = json.loads((bundle / "model.json").read_text())
+    heads = [node for node in model["modelTopology"]["node"] if node["op"] == "Softmax"]
+    assert len(heads) == 1
+    heads[0]["op"] = "Sigmoid"
+    (doctored / "model.json").write_text(json.dumps(model))
+    photos = load_dataset(small_ewaste).split("test")[:2]
+
+    assert len(run_tfjs(bundle, photos, model["signature"])["probabilities"]) == 2
+    with pytest.raises(BinbotError, match="Sigmoid"):
+        run_tfjs(doctored, photos, model["signature"])

@@ -16,6 +16,8 @@ import Ajv from 'ajv';
 import standaloneCode from 'ajv/dist/standalone/index.js';
 import { build } from 'esbuild';
 
+import { leanTfjs } from './tfjs-lean.mjs';
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 const dist = path.join(here, 'dist');
 const require = createRequire(import.meta.url);
@@ -70,7 +72,7 @@ const common = {
   // The wasm backend's Emscripten glue mentions Node modules it never loads in a browser.
   external: ['fs', 'path', 'worker_threads', 'perf_hooks', 'os', 'crypto'],
   define: { 'process.env.NODE_ENV': '"production"' },
-  plugins: [manifestValidator, pthreadPoolSize],
+  plugins: [manifestValidator, pthreadPoolSize, leanTfjs()],
 };
 
 async function listFiles(dir, prefix = '') {

@@ -1,40 +1,24 @@
-// Run a converted TF.js graph model in Node, the way the browser will: @tensorflow/tfjs-core
-// with the wasm backend (not tfjs-node), images cropped and resized by the web client's own
-// preprocessing module. Conversion compares what this writes with the Keras model.
+// Run a converted TF.js graph model in Node with the web app's own TF.js runtime.
 //
-// Images arrive as decoded RGB bytes (Python decodes them with Pillow, which is bit-identical
-// to TensorFlow's and browsers' libjpeg-turbo): what is tested here is everything after the
-// decoder, i.e. orientation, crop, resize and the converted model.
+//   node conversion/js/run_tfjs.mjs JOB.json RESULT.json      (formats: tfjs_job.mjs)
 //
-//   node conversion/js/run_tfjs.mjs JOB.json RESULT.json
-//
-// JOB.json: {"model_dir": "...", "input": "image:0", "outputs": {"probabilities": "...",
-//            "embedding": "..."}, "warmup": 3, "openset": "openset.json" (optional),
-//            "images": [{"rgb": "x.rgb", "width": 150, "height": 150, "orientation": 1}]}
-// RESULT.json: {"backend", "simd", "load_ms", "probabilities": [[...]],
-//               "embeddings": [[...]], "latency_ms": [...], "openset_scores": [...]}
+// The app ships TF.js with only the kernels and ops its models use (webclient/tfjs-lean.mjs),
+// so this bundles tfjs_job.mjs with the same esbuild plugin before it runs: a model needing
+// anything the app leaves out fails here, at conversion, naming the kernel or op, instead of
+// on a phone.
 
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 
-import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-cpu';
-import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
-import { loadGraphModel } from '@tensorflow/tfjs-converter';
+import { build } from 'esbuild';
+
+import { leanTfjs } from '../../webclient/tfjs-lean.mjs';
 
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
-
-/** Read model.json and its weight shards from a folder and load them like the web client. */
-async function loadModelFromDir(dir, loadBundle, shardPaths) {
-  const modelJson = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8'));
-  const shards = await Promise.all(shardPaths(modelJson).map((p) => readFile(path.join(dir, p))));
-  const { model } = await loadBundle(tf, loadGraphModel, modelJson, shards);
-  return model;
-}
 
 async function main() {
   const [jobFile, resultFile] = process.argv.slice(2);
@@ -42,62 +26,26 @@ async function main() {
     console.error('usage: node run_tfjs.mjs JOB.json RESULT.json');
     process.exit(2);
   }
-  const job = JSON.parse(await readFile(jobFile, 'utf8'));
-  // The web client's preprocessing unless the job names another (tests check a wrong one fails).
-  const preprocessPath = job.preprocess_module ?? path.join(here, '../../webclient/src/preprocess.js');
-  const { modelInputFromPixels } = await import(pathToFileURL(preprocessPath).href);
-  const { loadBundle, shardPaths } = await import(
-    pathToFileURL(path.join(here, '../../webclient/src/graph-model.js')).href
-  );
-  const { openSetScore, parseOpenSet } = await import(
-    pathToFileURL(path.join(here, '../../webclient/src/openset.js')).href
-  );
-  const openset = job.openset ? parseOpenSet(await readFile(job.openset, 'utf8')) : null;
-  const wasmDir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm'));
-  setWasmPaths(wasmDir + path.sep);
-  if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
-  await tf.ready();
-
-  const loadStart = performance.now();
-  const model = await loadModelFromDir(job.model_dir, loadBundle, shardPaths);
-  const loadMs = performance.now() - loadStart;
-  const outputs = [job.outputs.probabilities, job.outputs.embedding];
-
-  const run = (input) => {
-    const [probabilities, embedding] = model.execute({ [job.input]: input }, outputs);
-    const result = { probabilities: probabilities.dataSync(), embedding: embedding.dataSync() };
-    tf.dispose([probabilities, embedding]);
-    return result;
-  };
-
-  const inputs = [];
-  for (const image of job.images) {
-    const rgb = await readFile(image.rgb);
-    if (rgb.length !== image.width * image.height * 3) throw new Error(`${image.rgb}: wrong size`);
-    const pixels = { data: rgb, width: image.width, height: image.height, channels: 3 };
-    inputs.push(modelInputFromPixels(tf, pixels, image.orientation ?? 1));
+  const scratch = await mkdtemp(path.join(tmpdir(), 'binbot-tfjs-'));
+  try {
+    const runner = path.join(scratch, 'tfjs_job.cjs');
+    await build({
+      entryPoints: [path.join(here, 'tfjs_job.mjs')],
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      outfile: runner,
+      logLevel: 'error',
+      plugins: [leanTfjs()],
+    });
+    const { runJob } = require(runner);
+    await runJob(jobFile, resultFile, {
+      preprocessPath: path.join(here, '../../webclient/src/preprocess.js'),
+      wasmDir: path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm')),
+    });
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
   }
-  for (let i = 0; i < Math.min(job.warmup ?? 3, inputs.length); i += 1) run(inputs[i]);
-
-  const result = {
-    backend: tf.getBackend(),
-    simd: await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'),
-    load_ms: loadMs,
-    probabilities: [],
-    embeddings: [],
-    latency_ms: [],
-    openset_scores: [],
-  };
-  for (const input of inputs) {
-    const start = performance.now();
-    const { probabilities, embedding } = run(input);
-    result.latency_ms.push(performance.now() - start);
-    result.probabilities.push(Array.from(probabilities));
-    result.embeddings.push(Array.from(embedding, (v) => Math.round(v * 1e5) / 1e5));
-    if (openset) result.openset_scores.push(openSetScore(openset, embedding, probabilities));
-    input.dispose();
-  }
-  await writeFile(resultFile, JSON.stringify(result));
 }
 
 main().catch((error) => {

@@ -9,13 +9,9 @@
  * is unavailable.
  */
 
-import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-cpu';
-import { getThreadsCount, setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
-import { loadGraphModel } from '@tensorflow/tfjs-converter';
-
 import { loadPrepared } from './graph-model.js';
 import { modelInputFromPixels } from './preprocess.js';
+import { getThreadsCount, loadGraphModel, setThreadsCount, setWasmPaths, tf } from './tfjs.js';
 
 let current = null; // { model, version, labels, inputNode, outputNodes, size }
 

@@ -1,0 +1,23 @@
+/**
+ * The parts of TF.js the app uses, gathered in one object shaped like the `tf` namespace.
+ *
+ * Why not `import * as tf`: a namespace handed to other modules (preprocess.js and
+ * graph-model.js take `tf` as an argument, so that Node runs them with its own TF.js) keeps
+ * every export of tfjs-core in the bundle. Named imports let the bundler leave the rest out,
+ * and the build (tfjs-lean.mjs) leaves out the kernels no model of ours runs.
+ */
+
+import {
+  cast, clone, dispose, env, expandDims, getBackend, io, mean, ready, reshape, reverse, setBackend, slice,
+  tensor3d, tidy, transpose,
+} from '@tensorflow/tfjs-core';
+import { resizeBilinear } from '@tensorflow/tfjs-core/dist/ops/image/resize_bilinear.js';
+import '@tensorflow/tfjs-backend-cpu'; // the fallback where WebAssembly is missing (?backend=cpu)
+
+export { loadGraphModel } from '@tensorflow/tfjs-converter';
+export { getThreadsCount, setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+
+export const tf = {
+  cast, clone, dispose, env, expandDims, getBackend, io: { fromMemory: io.fromMemory }, mean, ready, reshape,
+  reverse, setBackend, slice, tensor3d, tidy, transpose, image: { resizeBilinear },
+};
