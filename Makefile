@@ -14,7 +14,7 @@ export KERAS_HOME ?= $(CURDIR)/.cache/keras
 export BINBOT_CACHE_DIR ?= $(CURDIR)/.cache/binbot
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install keras-cache webclient chromium nginx run-front test lint format run bench-train bench-recipes bench-convert bench-load bench-browser bench-loop bench-openset bench-new-kind starter-model clean
+.PHONY: install keras-cache webclient chromium nginx run-front test lint format run bench-train bench-recipes bench-convert bench-load bench-browser bench-startup bench-loop bench-openset bench-new-kind starter-model clean
 
 # A run trained with the default settings on the shared dataset: the training benchmark writes
 # it, the conversion benchmark and the shipped starter model are made from it.
@@ -110,6 +110,12 @@ bench-load: install nginx
 # The web app in Chromium: in-browser latency against Keras, cold and warm start.
 bench-browser: keras-cache webclient chromium $(STARTER_RUN)/model.keras
 	$(BIN)/python benchmarks/browser_inference.py --run $(STARTER_RUN) --dataset "$(BINBOT_DATASET)"
+
+# A change to the web app against the build before it, offline starts in alternating pairs
+# (BASELINE=<git revision>, default HEAD).
+BASELINE ?= HEAD
+bench-startup: install webclient chromium
+	$(BIN)/python benchmarks/startup_ab.py --baseline $(BASELINE) --dataset "$(BINBOT_DATASET)"
 
 # The closed loop: a class cut to 10 images, the rest sent as corrections, retrained via the API.
 bench-loop: keras-cache webclient

@@ -407,6 +407,23 @@ def test_without_webassembly_the_cpu_fallback_gives_the_same_answer(browser, ser
     page.close()
 
 
+def test_the_status_line_shows_the_threads_and_a_returning_page_keeps_its_choice(browser, server):
+    """One wasm thread per core (TF.js alone would use half); ?threads=capped keeps TF.js's cap,
+    also on a page the service worker answers from its cache (the worker is started from it)."""
+    page = browser.new_page(viewport=PHONE)
+    page.goto(server.url)
+    wait_until_ready(page)
+    cores = page.evaluate("navigator.hardwareConcurrency")
+    for query, threads in (("", min(8, cores)), ("?threads=capped", max(1, cores // 2))):
+        page.goto(server.url + query)
+        wait_until_ready(page)
+        assert page.evaluate("navigator.serviceWorker.controller !== null")
+        assert page.evaluate("window.binbot.state.info.threads") == threads
+        plural = "thread" if threads == 1 else "threads"
+        assert f"wasm SIMD, {threads} {plural}" in page.text_content("#model-status")
+    page.close()
+
+
 def test_the_page_stays_responsive_while_classifying(browser, server, small_ewaste):
     """Inference runs in a worker: no main-thread task over 100 ms (a visible stall, RAIL)
     while photos are classified. Long tasks are those over 50 ms; 100 ms leaves room for a

@@ -1,12 +1,13 @@
 """The web app's side of the model contract, in real Chromium against gunicorn.
 
 A first visit shows the model download in real bytes and percentages; a model whose manifest
-breaks the schema, or whose resize recipe this app does not know, is refused with a message
-people can act on, and the app keeps the model it has.
+breaks the schema, whose resize recipe this app does not know, or whose graph this app's TF.js
+cannot run, is refused with a message people can act on, and the app keeps the model it has.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -67,6 +68,19 @@ def test_the_first_visit_shows_the_download_in_real_bytes(browser, server):
     context.close()
 
 
+def assert_refused_and_kept(page, reasons: list[str], photo: bytes) -> None:
+    """The status says why the published model was refused and to reload; the app still has,
+    uses and caches only the model it had (nothing of the refused one is kept)."""
+    page.wait_for_function("document.getElementById('status').textContent.includes('Reload')")
+    message = page.locator("#status").inner_text()
+    for reason in reasons:
+        assert reason in message
+    assert page.locator("#model-status").get_attribute("data-version") == STARTER_VERSION
+    assert page.evaluate("window.binbot.cachedVersions()") == [STARTER_VERSION]
+    [result] = classify_in_page(page, [photo])
+    assert result["version"] == STARTER_VERSION
+
+
 def wait_until_ready_without_worker(page) -> None:
     page.wait_for_function("window.binbot && window.binbot.state.entry", timeout=60_000)
 
@@ -83,15 +97,9 @@ def test_a_model_whose_resize_recipe_the_app_does_not_know_is_refused(
 
     version = publish_bundle(server, starter_variant(tmp_path / "v2", "recipe-2", future_recipe))
     page.get_by_role("button", name="Check for a new model").click()
-    page.wait_for_function("document.getElementById('status').textContent.includes('Reload')")
-    message = page.locator("#status").inner_text()
-    assert f'Model {version} prepares photos with "center-square-box-bilinear" version 2' in message
-    assert "does not know" in message
-    # The app keeps the model it has, and nothing of the refused one was downloaded.
-    assert page.locator("#model-status").get_attribute("data-version") == STARTER_VERSION
-    assert page.evaluate("window.binbot.cachedVersions()") == [STARTER_VERSION]
-    [result] = classify_in_page(page, [next((small_ewaste / "test").glob("*/*")).read_bytes()])
-    assert result["version"] == STARTER_VERSION
+    recipe = f'Model {version} prepares photos with "center-square-box-bilinear" version 2'
+    photo = next((small_ewaste / "test").glob("*/*")).read_bytes()
+    assert_refused_and_kept(page, [recipe, "does not know"], photo)
     page.close()
 
     # Someone opening the app for the first time gets the message and no wrong answers.
@@ -102,6 +110,41 @@ def test_a_model_whose_resize_recipe_the_app_does_not_know_is_refused(
     assert "does not know" in first.locator("#status").inner_text()
     assert first.evaluate("window.binbot.state.entry") is None
     fresh.close()
+
+
+def sigmoid_head_variant(folder, version: str):
+    """The starter bundle with a sigmoid instead of its softmax: an op the app's TF.js leaves
+    out (conversion refuses such a graph; a registry can still be handed one)."""
+    starter_variant(folder, version)
+    graph = json.loads((folder / "model.json").read_text())
+    for node in graph["modelTopology"]["node"]:
+        if node["op"] == "Softmax":
+            node["op"] = "Sigmoid"
+    data = json.dumps(graph).encode()
+    (folder / "model.json").write_bytes(data)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    entry = next(f for f in manifest["files"] if f["path"] == "model.json")
+    manifest["bundle_bytes"] += len(data) - entry["bytes"]
+    entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_a_model_the_app_cannot_run_never_replaces_the_one_it_has(
+    browser, server, tmp_path, small_ewaste
+):
+    page = browser.new_page(viewport=PHONE)
+    page.goto(server.url)
+    wait_until_ready(page)
+    version = publish_bundle(server, sigmoid_head_variant(tmp_path / "v2", "sigmoid-2"))
+    page.get_by_role("button", name="Check for a new model").click()
+    photo = next((small_ewaste / "test").glob("*/*")).read_bytes()
+    reasons = [f"Model {version} needs something this version of BinBot cannot run", "Sigmoid"]
+    assert_refused_and_kept(page, reasons, photo)
+    page.reload()  # which checks again, downloads the model again and refuses it again
+    wait_until_ready(page)
+    assert_refused_and_kept(page, reasons, photo)
+    page.close()
 
 
 def test_a_manifest_that_breaks_the_schema_is_refused(browser, server):

@@ -8,8 +8,8 @@ function canUseWorker() {
 }
 
 class WorkerClassifier {
-  constructor(url) {
-    this.worker = new Worker(url);
+  constructor(url, name) {
+    this.worker = new Worker(url, { name });
     this.pending = new Map();
     this.nextId = 1;
     this.worker.onmessage = ({ data }) => {
@@ -32,7 +32,7 @@ class WorkerClassifier {
     });
   }
 
-  init(options) { return this.call('init', options); }
+  init() { return this.call('init'); } // the worker started its runtime from its name's options
   load(model) { return this.call('load', model, [model.prepared.weightData]); }
   classify(blob) { return this.call('classify', { blob }); }
   downscale(blob, maxSide) { return this.call('downscale', { blob, maxSide }); }
@@ -51,8 +51,8 @@ class PageClassifier {
 }
 
 /** A classifier ready to load models: {backend, simd, threads, where} describes it. */
-export async function createClassifier({ workerUrl, wasmBase, backend = 'wasm', threads = 0, capped = false }) {
-  const classifier = canUseWorker() ? new WorkerClassifier(workerUrl) : new PageClassifier();
+export async function createClassifier({ workerUrl, workerName, wasmBase, backend = 'wasm', threads = 0, capped = false }) {
+  const classifier = canUseWorker() ? new WorkerClassifier(workerUrl, workerName) : new PageClassifier();
   const info = await classifier.init({ wasmBase, backend, threads, capped });
   return { classifier, info: { ...info, where: classifier instanceof WorkerClassifier ? 'worker' : 'page' } };
 }

@@ -10,8 +10,9 @@ import { captureFrame, liveCameraAvailable, startLiveCamera, watchFileInputs } f
 import { createClassifier } from './classifier.js';
 import { UnusableModel, checkManifest } from './model-contract.js';
 import { prepareBundle } from './graph-model.js';
+import { runtimeOptions, runtimeQuery } from './runtime-options.js';
 import { verdict } from './openset.js';
-import { activeModel, cachedVersions, checkForUpdate, readModelFiles } from './model-store.js';
+import { activate, activeModel, cachedVersions, checkForUpdate, discard, readModelFiles } from './model-store.js';
 import { SYNC_TAG, dismiss, enqueue, flush, listCorrections, onQueueChange, pausedUntil } from './queue.js';
 import * as ui from './ui.js';
 
@@ -49,7 +50,11 @@ async function loadIntoClassifier(entry) {
   // With a photo already waiting, its own run sets the kernels up: a warm-up first would only
   // make the user wait for two runs instead of one.
   const warmUp = !state.photoWaiting;
-  await state.classifier.load({ version: entry.version, manifest: entry.manifest, prepared, warmUp });
+  try {
+    await state.classifier.load({ version: entry.version, manifest: entry.manifest, prepared, warmUp });
+  } catch (error) {
+    throw new UnusableModel(`Model ${entry.version} needs something this version of BinBot cannot run (${error.message}). Reload the page to update BinBot.`);
+  }
   state.entry = entry;
   state.openset = openset;
   ui.fillLabelPicker(entry.labels);
@@ -75,8 +80,14 @@ function checkForNewModel({ quiet = true, force = false } = {}) {
           ui.setStatus(`Downloading the model: ${share}% (${megabytes(received)} of ${megabytes(total)} MB)`, { busy: true });
         },
       });
-      if (outcome.status === 'updated') {
-        await loadIntoClassifier(outcome.entry);
+      if (outcome.status === 'downloaded') {
+        try {
+          await loadIntoClassifier(outcome.entry);
+        } catch (error) {
+          if (outcome.entry.version !== state.entry?.version) await discard(outcome.entry);
+          throw error;
+        }
+        state.entry = await activate(outcome.entry);
         ui.setStatus(`Model ${outcome.entry.version} is ready.`);
       } else if (outcome.status === 'advice') {
         state.entry = outcome.entry;
@@ -220,28 +231,14 @@ async function registerServiceWorker() {
   }
 }
 
-const MAX_THREADS = 8; // the wasm backend's pthread pool
-
-/**
- * wasm with one thread per core (up to the pool's 8) where the page is cross-origin isolated.
- * ?backend=cpu, ?threads=N and ?threads=capped (TF.js's own cap, half the cores) override it,
- * for comparing on a device and for the benchmarks.
- */
-function backendOptions() {
-  const params = new URLSearchParams(location.search);
-  const cores = navigator.hardwareConcurrency || 1;
-  const capped = params.get('threads') === 'capped';
-  const threads = Number(params.get('threads')) || Math.min(MAX_THREADS, cores);
-  return { backend: params.get('backend') === 'cpu' ? 'cpu' : 'wasm', threads, capped };
-}
-
 async function start() {
   // The runtime (worker, TF.js, wasm) starts first, while the model is read from this device
   // or downloaded: neither waits for the other; the model is handed over once both are there.
   state.runtime = createClassifier({
     workerUrl: new URL('inference-worker.js', APP_BASE),
+    workerName: `binbot-inference${runtimeQuery(location.search)}`,
     wasmBase: new URL('tfjs/', APP_BASE).href,
-    ...backendOptions(),
+    ...runtimeOptions(location.search, navigator.hardwareConcurrency || 1),
   }).then(({ classifier, info }) => {
     state.classifier = classifier;
     state.info = info;

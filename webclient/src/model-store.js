@@ -131,9 +131,10 @@ async function dropOtherVersions(keep) {
 }
 
 /**
- * Ask the server which version is published; download and activate it when it is new.
- * Resolves to {status: 'current' | 'advice' | 'updated', entry} ('advice': same model, newer
- * disposal advice). Rejects when offline.
+ * Ask the server which version is published; download it when it is new.
+ * Resolves to {status: 'current' | 'advice' | 'downloaded', entry} ('advice': same model, newer
+ * disposal advice; 'downloaded': in its own cache, not active until `activate(entry)`, once the
+ * page has loaded it). Rejects when offline.
  */
 export async function checkForUpdate(apiBase, { onProgress, force = false } = {}) {
   const active = await activeModel();
@@ -155,11 +156,24 @@ export async function checkForUpdate(apiBase, { onProgress, force = false } = {}
     labels: labels.labels,
     adviceVersion: labels.advice_version,
     files: current.files.map((f) => ({ ...f, url: new URL(f.url, apiBase).href })),
-    activatedAt: new Date().toISOString(),
   };
-  await put(STATE, entry, ACTIVE_KEY);
-  await dropOtherVersions(entry.version);
-  return { status: 'updated', entry };
+  return { status: 'downloaded', entry };
+}
+
+/**
+ * Make a downloaded version the active one and drop the others: only once the app has loaded
+ * it, so that a model this app cannot run never replaces one it can.
+ */
+export async function activate(entry) {
+  const active = { ...entry, activatedAt: new Date().toISOString() };
+  await put(STATE, active, ACTIVE_KEY);
+  await dropOtherVersions(active.version);
+  return active;
+}
+
+/** Drop a downloaded version that is not to be used (the app could not load it). */
+export async function discard(entry) {
+  await caches.delete(cacheName(entry.version));
 }
 
 /**
