@@ -208,3 +208,29 @@ def test_a_graph_op_the_web_app_does_not_carry_fails_verification(bundle, small_
     assert len(run_tfjs(bundle, photos, model["signature"])["probabilities"]) == 2
     with pytest.raises(BinbotError, match="Sigmoid"):
         run_tfjs(doctored, photos, model["signature"])
+
+
+def test_a_graph_converted_before_folding_still_runs_in_the_web_apps_runtime(
+    trained_run, small_ewaste, tmp_path, monkeypatch
+):
+    """Versions converted before conversion/fold.py (separate Pad, Relu6, Mul and AddV2 ops)
+    stay in registries and can be rolled back to: the app's lean TF.js must still run them,
+    and answer like Keras."""
+    import conversion.export as export
+    from conversion.convert import convert_saved_model
+    from conversion.verify import keras_reference, run_tfjs
+    from training.dataset import load_dataset
+    from training.run_dir import load_run
+
+    monkeypatch.setattr(export, "folded_for_export", lambda model: (model, 0))
+    run = load_run(trained_run)
+    saved, graph = tmp_path / "saved", tmp_path / "unfolded"
+    export.export_saved_model(run.model, saved)
+    convert_saved_model(saved, graph)
+    model = json.loads((graph / "model.json").read_text())
+    ops = {node["op"] for node in model["modelTopology"]["node"]}
+    assert {"Pad", "Relu6"} <= ops  # the unfused forms
+    photos = load_dataset(small_ewaste).split("test")[:4]
+    reference = keras_reference(run.model, photos)
+    result = run_tfjs(graph, photos, model["signature"])
+    assert np.abs(np.asarray(result["probabilities"]) - reference.probabilities).max() < 1e-3

@@ -141,6 +141,7 @@ def test_a_model_the_app_cannot_run_never_replaces_the_one_it_has(
     photo = next((small_ewaste / "test").glob("*/*")).read_bytes()
     reasons = [f"Model {version} needs something this version of BinBot cannot run", "Sigmoid"]
     assert_refused_and_kept(page, reasons, photo)
+    assert "github" not in page.locator("#status").inner_text()  # TF.js's advice to developers
     page.reload()  # which checks again, downloads the model again and refuses it again
     wait_until_ready(page)
     assert_refused_and_kept(page, reasons, photo)

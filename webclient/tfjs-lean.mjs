@@ -19,23 +19,25 @@ const require = createRequire(import.meta.url);
 
 /**
  * TF.js kernel names: those of the graphs conversion writes (fused convolutions, residual adds,
- * pooling, the dense head and its softmax), of their unfused forms, and of the photo's
- * preprocessing (webclient/src/preprocess.js: cast, crop, box-downsample, resize, orientation).
+ * pooling, the dense head and its softmax), of their unfused forms (bundles converted before
+ * conversion/fold.py, still in registries for rollbacks), and of the photo's preprocessing
+ * (webclient/src/preprocess.js: cast, crop, box-downsample, resize, orientation).
  */
 export const RUNTIME_KERNELS = [
-  'Add', 'BatchMatMul', 'Cast', 'Conv2D', 'DepthwiseConv2dNative', 'ExpandDims', 'FusedConv2D',
-  'FusedDepthwiseConv2D', 'Identity', 'Mean', 'Multiply', 'PadV2', 'Relu', 'Relu6', 'Reshape',
-  'ResizeBilinear', 'Reverse', 'Slice', 'Softmax', 'Sub', 'Transpose', '_FusedMatMul',
+  'Add', 'AddN', 'BatchMatMul', 'Cast', 'Conv2D', 'DepthwiseConv2dNative', 'ExpandDims',
+  'FusedConv2D', 'FusedDepthwiseConv2D', 'Identity', 'Mean', 'Multiply', 'PadV2', 'Relu', 'Relu6',
+  'Reshape', 'ResizeBilinear', 'Reverse', 'Slice', 'Softmax', 'Sub', 'Transpose', '_FusedMatMul',
 ];
 
 /**
  * TensorFlow graph ops the app can run (model.json's `op` fields): those conversion writes
  * (conversion/fold.py folds MobileNetV2's batch normalisations and paddings into the
- * convolutions) and their unfused forms. TF.js's converter maps only these; a model with any
- * other op is refused at load with the op's name.
+ * convolutions) and the unfused forms older bundles have (separate Pad, Relu6, Mul, AddV2,
+ * AddN). TF.js's converter maps only these; a model with any other op is refused at load with
+ * the op's name.
  */
 export const GRAPH_OPS = [
-  'Add', 'AddV2', 'BiasAdd', 'Const', 'Conv2D', 'DepthwiseConv2d', 'DepthwiseConv2dNative',
+  'Add', 'AddN', 'AddV2', 'BiasAdd', 'Const', 'Conv2D', 'DepthwiseConv2d', 'DepthwiseConv2dNative',
   'FusedDepthwiseConv2dNative', 'Identity', 'MatMul', 'Mean', 'Mul', 'Pad', 'PadV2', 'Placeholder',
   'PlaceholderWithDefault', 'Relu', 'Relu6', 'Reshape', 'Softmax', 'Sub', '_FusedConv2D', '_FusedMatMul',
 ];
@@ -45,8 +47,8 @@ export const GRAPH_OPS = [
  * through one module, tfjs-core's ops_for_converter); the rest stay out of the bundle.
  */
 export const CONVERTER_OPS = [
-  'add', 'conv2d', 'depthwiseConv2d', 'fused', 'matMul', 'mean', 'mul', 'pad', 'relu', 'relu6', 'reshape',
-  'softmax', 'sub',
+  'add', 'addN', 'conv2d', 'depthwiseConv2d', 'fused', 'matMul', 'mean', 'mul', 'pad', 'relu', 'relu6',
+  'reshape', 'softmax', 'sub',
 ];
 
 const CORE = /^@tensorflow\/tfjs-core$/;

@@ -33,6 +33,9 @@ async function main() {
       entryPoints: [path.join(here, 'tfjs_job.mjs')],
       bundle: true,
       platform: 'node',
+      // The packages' ES modules, as the browser build takes them: their Node bundles ("main")
+      // would bring TF.js's converter whole, past the plugin's op filter.
+      mainFields: ['module', 'main'],
       format: 'cjs',
       outfile: runner,
       logLevel: 'error',

@@ -53,7 +53,8 @@ async function loadIntoClassifier(entry) {
   try {
     await state.classifier.load({ version: entry.version, manifest: entry.manifest, prepared, warmUp });
   } catch (error) {
-    throw new UnusableModel(`Model ${entry.version} needs something this version of BinBot cannot run (${error.message}). Reload the page to update BinBot.`);
+    const reason = error.message.split('. ')[0]; // TF.js goes on with advice for developers
+    throw new UnusableModel(`Model ${entry.version} needs something this version of BinBot cannot run (${reason}). Reload the page to update BinBot.`);
   }
   state.entry = entry;
   state.openset = openset;
