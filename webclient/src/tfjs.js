@@ -2,8 +2,8 @@
  * The parts of TF.js the app uses, gathered in one object shaped like the `tf` namespace.
  *
  * Why not `import * as tf`: a namespace handed to other modules (preprocess.js and
- * graph-model.js take `tf` as an argument, so that Node runs them with its own TF.js) keeps
- * every export of tfjs-core in the bundle. Named imports let the bundler leave the rest out,
+ * graph-model.js take `tf` as an argument, so that any TF.js can drive them) keeps every
+ * export of tfjs-core in the bundle. Named imports let the bundler leave the rest out,
  * and the build (tfjs-lean.mjs) leaves out the kernels no model of ours runs.
  */
 
