@@ -7,13 +7,14 @@ cannot run, is refused with a message people can act on, and the app keeps the m
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 
 import pytest
 from browser import PHONE, AppServer, classify_in_page, publish_bundle, wait_until_ready
 from conftest import STARTER, STARTER_VERSION, starter_variant
+
+from conversion.manifest import bundle_files
 
 pytestmark = pytest.mark.slow
 
@@ -120,12 +121,10 @@ def sigmoid_head_variant(folder, version: str):
     for node in graph["modelTopology"]["node"]:
         if node["op"] == "Softmax":
             node["op"] = "Sigmoid"
-    data = json.dumps(graph).encode()
-    (folder / "model.json").write_bytes(data)
+    (folder / "model.json").write_text(json.dumps(graph))
     manifest = json.loads((folder / "manifest.json").read_text())
-    entry = next(f for f in manifest["files"] if f["path"] == "model.json")
-    manifest["bundle_bytes"] += len(data) - entry["bytes"]
-    entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    manifest["files"] = bundle_files(folder)  # sizes and hashes as conversion writes them
+    manifest["bundle_bytes"] = sum(f["bytes"] for f in manifest["files"])
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 

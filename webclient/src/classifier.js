@@ -3,6 +3,8 @@
  * where workers cannot decode images (no OffscreenCanvas), yielding between steps.
  */
 
+import { runtimeOptions, runtimeQuery } from './runtime-options.js';
+
 function canUseWorker() {
   return typeof Worker === 'function' && typeof OffscreenCanvas === 'function';
 }
@@ -50,9 +52,15 @@ class PageClassifier {
   async downscale(blob, maxSide) { return (await this.module()).downscaleForUpload(blob, maxSide); }
 }
 
-/** A classifier ready to load models: {backend, simd, threads, where} describes it. */
-export async function createClassifier({ workerUrl, workerName, wasmBase, backend = 'wasm', threads = 0, capped = false }) {
-  const classifier = canUseWorker() ? new WorkerClassifier(workerUrl, workerName) : new PageClassifier();
-  const info = await classifier.init({ wasmBase, backend, threads, capped });
+/**
+ * A classifier ready to load models: {backend, simd, threads, where} describes it. `search`:
+ * the page's query string, which may choose the backend and threads (runtime-options.js); the
+ * worker gets it in its name.
+ */
+export async function createClassifier({ workerUrl, wasmBase, search = '' }) {
+  const classifier = canUseWorker()
+    ? new WorkerClassifier(workerUrl, `binbot-inference${runtimeQuery(search)}`)
+    : new PageClassifier();
+  const info = await classifier.init({ wasmBase, ...runtimeOptions(search, navigator.hardwareConcurrency || 1) });
   return { classifier, info: { ...info, where: classifier instanceof WorkerClassifier ? 'worker' : 'page' } };
 }

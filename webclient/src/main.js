@@ -10,7 +10,6 @@ import { captureFrame, liveCameraAvailable, startLiveCamera, watchFileInputs } f
 import { createClassifier } from './classifier.js';
 import { UnusableModel, checkManifest } from './model-contract.js';
 import { prepareBundle } from './graph-model.js';
-import { runtimeOptions, runtimeQuery } from './runtime-options.js';
 import { verdict } from './openset.js';
 import { activate, activeModel, cachedVersions, checkForUpdate, discard, readModelFiles } from './model-store.js';
 import { SYNC_TAG, dismiss, enqueue, flush, listCorrections, onQueueChange, pausedUntil } from './queue.js';
@@ -237,9 +236,8 @@ async function start() {
   // or downloaded: neither waits for the other; the model is handed over once both are there.
   state.runtime = createClassifier({
     workerUrl: new URL('inference-worker.js', APP_BASE),
-    workerName: `binbot-inference${runtimeQuery(location.search)}`,
     wasmBase: new URL('tfjs/', APP_BASE).href,
-    ...runtimeOptions(location.search, navigator.hardwareConcurrency || 1),
+    search: location.search,
   }).then(({ classifier, info }) => {
     state.classifier = classifier;
     state.info = info;
