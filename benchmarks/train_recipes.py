@@ -28,6 +28,7 @@ CANDIDATES = {
     "top 38 layers, 14 epochs": {"fine_tune_layers": 38, "fine_tune_epochs": 14},
     "top 64 layers, 8 epochs": {"fine_tune_layers": 64, "fine_tune_epochs": 8},
     "top 64 layers, 14 epochs": {"fine_tune_layers": 64, "fine_tune_epochs": 14},
+    "top 38 layers, 8 epochs, 8 views": {"fine_tune_layers": 38, "fine_tune_epochs": 8, "views": 8},
 }
 
 
