@@ -31,10 +31,14 @@ FRONT_ERRORS = {
     400: "bad request",
     408: "the request was too slow to arrive; try again",
     413: f"request too large (limit {BODY_LIMIT_MB} MB)",
+    414: "request line too long",
+    494: "request header too large",  # nginx's own code; the client gets 431 (below)
     502: "the service is restarting; try again shortly",
     503: "the service is busy; try again shortly",
     504: "the service took too long to answer; try again",
 }
+# nginx's internal codes, answered with the standard status.
+CLIENT_STATUS = {494: 431}
 
 
 @dataclass(frozen=True)
@@ -122,13 +126,17 @@ def _openssl(*args) -> None:
 
 
 def _json_errors() -> str:
+    """An internal location per error. Not named locations: nginx cannot hand a request whose
+    request line it refused (414) to a named location, and answers 500 instead."""
     lines = []
     for status, message in FRONT_ERRORS.items():
-        lines.append(f"        error_page {status} @error{status};")
+        answered = CLIENT_STATUS.get(status, status)
+        changed = f"={answered} " if answered != status else ""
+        lines.append(f"        error_page {status} {changed}/.binbot-error-{status};")
         lines.append(
-            f"        location @error{status} {{ default_type application/json; "
-            f"add_header Retry-After 5 always; "
-            f'return {status} \'{{"error": "{message}", "status": {status}}}\'; }}'
+            f"        location = /.binbot-error-{status} {{ internal; "
+            f"default_type application/json; add_header Retry-After 5 always; "
+            f'return {answered} \'{{"error": "{message}", "status": {answered}}}\'; }}'
         )
     return "\n".join(lines)
 

@@ -108,7 +108,8 @@ def service_processes(options: ServeOptions, instance: Path):
         Child(
             "gunicorn",
             [os.path.join(bin_dir, "gunicorn"), "--workers", str(options.workers),
-             "--worker-class", "gthread", "--threads", str(options.threads),
+             "--worker-class", "server.gunicorn_worker.JsonErrorThreadWorker",
+             "--threads", str(options.threads),
              "--bind", bind, "--graceful-timeout", str(STOP_SECONDS // 2),
              "--access-logfile", "-", "server:create_app()"],
             critical=True, env=env,

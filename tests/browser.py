@@ -90,6 +90,7 @@ class AppServer:
         gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or "gunicorn"
         self.process = subprocess.Popen(
             [gunicorn, "--workers", "1", "--threads", "4", "--bind", f"127.0.0.1:{self.port}",
+             "--worker-class", "server.gunicorn_worker.JsonErrorThreadWorker",
              "--graceful-timeout", "2", "server:create_app()"],
             cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip

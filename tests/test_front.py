@@ -160,6 +160,10 @@ def test_the_front_limits_compresses_caches_and_answers_errors_in_json(stack, ph
     huge = stack.post("/api/submissions", data=b"x" * (11 * 1024 * 1024),
                       headers={"Content-Type": "application/octet-stream"})  # fmt: skip
     assert huge.status_code == 413 and huge.json()["error"].startswith("request too large")
+    too_long = stack.get("/api/labels", headers={"X-Filler": "x" * 20_000})
+    assert too_long.status_code == 431 and too_long.json()["error"] == "request header too large"
+    too_long = stack.get("/api/labels?" + "q" * 20_000)
+    assert too_long.status_code == 414 and too_long.json()["status"] == 414
     # Text, JavaScript and wasm are compressed; model files keep their immutable caching.
     for path in ("/app.js", "/tfjs/tfjs-backend-wasm-simd.wasm", "/api/models/current"):
         answer = stack.get(path, headers={"Accept-Encoding": "gzip"}, stream=True)

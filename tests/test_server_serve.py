@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -74,6 +75,16 @@ def test_serve_publishes_starter_prints_token_once_and_stops_on_ctrl_c(tmp_path)
         assert current["version"] == STARTER_VERSION
         page = requests.get(f"{url}/", timeout=10)  # the web app, at the site root
         assert page.ok and "BinBot" in page.text and "app.js" in page.text
+        # What gunicorn refuses before the app sees it is answered in the app's JSON, too.
+        too_big = requests.get(f"{url}/api/labels", headers={"X-Filler": "x" * 10_000}, timeout=10)
+        assert too_big.status_code == 431
+        assert too_big.json()["status"] == 431 and "header" in too_big.json()["error"].lower()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(b"GET /api/labels HTTP/9.9\r\nHost: x\r\n\r\n")
+            answer = raw.makefile("rb").read().decode("latin1")
+        head, _, body = answer.partition("\r\n\r\n")
+        assert head.startswith("HTTP/1.1 400") and "application/json" in head
+        assert json.loads(body)["status"] == 400
     finally:
         output = server.stop()
     assert server.process.returncode == 0, output
