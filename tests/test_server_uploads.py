@@ -9,6 +9,7 @@ import zlib
 
 import numpy as np
 import pytest
+import requests
 from conftest import submit
 from PIL import Image, PngImagePlugin
 
@@ -138,6 +139,20 @@ def test_a_form_of_the_wrong_shape_is_told_apart_from_a_body_too_large(live, pho
     too_big = submit(live, b"\xff\xd8" + bytes(4 * 1024 * 1024))  # over the 3 MB test limit
     assert too_big.status_code == 413 and "request too large" in too_big.json()["error"]
     assert live.submissions() == 0
+
+
+def test_a_field_sent_twice_is_refused_not_guessed(live, photo):
+    """Two labels (or two photos) in one submission: which did the person mean? Not stored."""
+    two_labels = submit(live, photo, label=["Battery", "Mouse"])
+    assert two_labels.status_code == 400
+    assert two_labels.json()["error"] == "field 'label' sent 2 times; a submission has one"
+    two_photos = requests.post(
+        f"{live.url}/api/submissions", data={"label": "Battery"}, timeout=30,
+        files=[("image", ("a.jpg", photo, "image/jpeg")), ("image", ("b.jpg", photo, "image/jpeg"))],
+    )  # fmt: skip
+    assert two_photos.status_code == 400 and "'image' sent 2 times" in two_photos.json()["error"]
+    assert live.submissions() == 0 and live.stored_files() == []
+    assert submit(live, photo).status_code == 201  # the same photo, sent properly
 
 
 def test_a_used_idempotency_key_with_another_request_is_refused_not_lost(live, photo):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 
 from server.errors import NotFound, Unavailable
-from server.public.submissions import store_submission
+from server.public.submissions import check_fields_once, store_submission
 from server.registry.bundles import bundle_dir, find_version, published_version
 from server.registry.kinds import advice_version, all_kinds, guidance_for, kind_names
 from server.tables import ModelVersion
@@ -98,6 +98,7 @@ def create_submission():
     """Store a labelled photo: 201 when new, 200 for a retry or a photo already stored."""
     published_or_503()
     labels = kind_names()
+    check_fields_once(request.form, request.files)
     stored = store_submission(
         request.form, request.files.get("image"), request.headers.get("Idempotency-Key"), labels
     )

@@ -128,6 +128,20 @@ class Said:
     predicted: str | None = None
 
 
+# The fields of a submission; each may come once.
+SUBMISSION_FIELDS = ("label", "predicted_label", "proposed_name", "confidence", "model_version")
+
+
+def check_fields_once(form, files) -> None:
+    """A field sent twice is ambiguous (which of two labels did the person choose?): refuse
+    the request rather than keep one of them."""
+    for name, values in [(n, form.getlist(n)) for n in SUBMISSION_FIELDS] + [
+        ("image", files.getlist("image"))
+    ]:
+        if len(values) > 1:
+            raise BadRequest(f"field {name!r} sent {len(values)} times; a submission has one")
+
+
 def check_labels(form, labels: list[str]) -> Said:
     predicted = form.get("predicted_label") or None
     if predicted is not None and predicted not in labels:
