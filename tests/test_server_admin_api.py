@@ -82,7 +82,16 @@ def test_review_submissions_in_bulk(live, token, photos):
         live, "/api/admin/submissions/review", token, {"ids": [ids[0], 999], "action": "accept"}
     )
     assert missing.status_code == 404
+    assert missing.json()["error"] == "no submissions with ids 999 (1 of 2)"
     assert post(live, "/api/admin/submissions/review", token, {"ids": "all"}).status_code == 400
+    # A flood of ids is refused with the bound, not sent to the database (SQLite's cap on
+    # parameters made it a 500) nor echoed back.
+    flood = post(live, "/api/admin/submissions/review", token,
+                 {"ids": list(range(1, 100_001)), "action": "accept"})  # fmt: skip
+    assert flood.status_code == 400 and "at most 1000" in flood.json()["error"]
+    many_missing = post(live, "/api/admin/submissions/review", token,
+                        {"ids": list(range(500, 1500)), "action": "reject"})  # fmt: skip
+    assert many_missing.status_code == 404 and len(many_missing.text) < 300
 
 
 def _variant(tmp_path, version: str, accuracy: float):

@@ -27,6 +27,9 @@ ORDERS = {
     "low_confidence": Submission.confidence.asc().nulls_last(),
 }
 MAX_PAGE_SIZE = 500
+# One review covers at most this many submissions (two console pages): a bound on the query,
+# which databases cap anyway (SQLite at 32,766 parameters), and on the answer's size.
+MAX_REVIEW_IDS = 2 * MAX_PAGE_SIZE
 
 
 @dataclass(frozen=True)
@@ -86,12 +89,16 @@ def review(ids: Any, action: Any, label: Any = None) -> list[Submission]:
     """Apply ``action`` to every submission in ``ids``, all or nothing."""
     if not isinstance(ids, list) or not ids or not all(map(is_row_id, ids)):
         raise BadRequest("ids must be a non-empty list of submission ids")
+    ids = sorted(set(ids))
+    if len(ids) > MAX_REVIEW_IDS:
+        raise BadRequest(f"review at most {MAX_REVIEW_IDS} submissions at a time, got {len(ids)}")
     if action not in ACTIONS:
         raise BadRequest("action must be accept, reject or relabel")
     rows = db.session.scalars(select(Submission).where(Submission.id.in_(ids))).all()
     missing = sorted(set(ids) - {r.id for r in rows})
     if missing:
-        raise NotFound(f"no submissions with ids {missing}")
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise NotFound(f"no submissions with ids {shown} ({len(missing)} of {len(ids)})")
     if action == "relabel":
         require_current_label(label)
     for row in rows:
