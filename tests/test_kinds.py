@@ -51,6 +51,9 @@ def test_advice_is_edited_as_data_and_phones_see_the_new_version(live, auth):
         ({"link": "http://example.org"}, "https://"),
         ({"bin": ""}, "needs a bin"),
         ({"steps": ["x" * 300]}, "at most 10 lines of 200"),
+        ({"steps": [1, {"a": 2}]}, "steps must be text"),  # not stored as "1" and "{'a': 2}"
+        ({"hazards": {"fire": True}}, "hazards must be text"),
+        ({"category": 5}, "category must be text"),
     ],
 )
 def test_bad_advice_is_refused_and_nothing_changes(live, auth, change, why):

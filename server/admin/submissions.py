@@ -177,7 +177,7 @@ def settle_proposal(key: str, action: str, label: str | None = None) -> int:
         select(Submission).where(Submission.proposed_key == key, Submission.status == "pending")
     ).all()
     if not rows:
-        raise NotFound(f"no pending photos proposed as {key!r}")
+        raise NotFound(f"no pending photos proposed as {key[:80]!r}")
     if action == "map":
         require_current_label(label)
         for row in rows:

@@ -85,7 +85,10 @@ def clean_advice(fields: dict[str, Any]) -> dict[str, Any]:
         raise Unprocessable("advice is an object with category, bin, steps, hazards and link")
 
     def text(name: str, required: bool = True) -> str:
-        value = " ".join(str(fields.get(name) or "").split())
+        raw = fields.get(name) or ""
+        if not isinstance(raw, str):
+            raise Unprocessable(f"the advice's {name} must be text")
+        value = " ".join(raw.split())
         if required and not value:
             raise Unprocessable(f"advice needs a {name}")
         if len(value) > MAX_FIELD or not value.isprintable():
@@ -94,8 +97,10 @@ def clean_advice(fields: dict[str, Any]) -> dict[str, Any]:
 
     def lines(name: str) -> list[str]:
         raw = fields.get(name) or []
-        items = raw.splitlines() if isinstance(raw, str) else list(raw)
-        items = [" ".join(str(i).split()) for i in items if str(i).strip()]
+        items = raw.splitlines() if isinstance(raw, str) else raw
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise Unprocessable(f"the advice's {name} must be text, or a list of texts")
+        items = [" ".join(i.split()) for i in items if i.strip()]
         if len(items) > MAX_ITEMS or any(len(i) > MAX_FIELD or not i.isprintable() for i in items):
             raise Unprocessable(f"the advice's {name}: at most {MAX_ITEMS} lines of {MAX_FIELD}")
         return items
