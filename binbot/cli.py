@@ -83,10 +83,9 @@ VERDICT_WORDS = {"known": "known", "unsure": "not sure", "unknown": "not recogni
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from training.predict import predict_files
-    from training.run_dir import load_run
+    from training.predict import load_predictor, predict_files
 
-    run = load_run(args.run_dir)
+    run = load_predictor(args.run_dir)
     failures = 0
     for result in predict_files(run, [Path(p) for p in args.images], k=args.top):
         if isinstance(result, BinbotError):
@@ -364,7 +363,9 @@ def add_predict_command(commands) -> None:
         help="top classes for image files",
         description="Print the top classes with probabilities for each image.",
     )
-    predict.add_argument("run_dir", help="a folder written by `binbot train`")
+    predict.add_argument(
+        "run_dir", help="a folder written by `binbot train`, or a converted bundle (models/starter)"
+    )
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--top", type=int, default=3, help="how many classes (%(default)s)")
     predict.set_defaults(handler=cmd_predict)

@@ -72,6 +72,22 @@ def test_run_folder_that_is_not_a_model(tmp_path):
     assert result.stderr.count("\n") == 1, "TensorFlow start-up noise leaked: " + result.stderr
 
 
+def test_predict_with_the_shipped_bundle_gives_the_apps_verdicts(tmp_path):
+    """`binbot predict models/starter`: the bundle's Keras model and its open-set score."""
+    grey = tmp_path / "grey card.jpg"
+    solid_jpeg(grey, (128, 128, 128))
+    with zipfile.ZipFile(os.environ["BINBOT_DATASET"]) as archive:
+        taught = next(n for n in sorted(archive.namelist()) if "/train/Keyboard/" in n)
+        (tmp_path / "keyboard.jpg").write_bytes(archive.read(taught))
+    starter = Path(__file__).resolve().parent.parent / "models" / "starter"
+    result = binbot("predict", str(starter), str(tmp_path / "keyboard.jpg"), str(grey))
+    assert result.returncode == 0, result.stderr[-2000:]
+    keyboard_line, grey_line = result.stdout.strip().splitlines()[-2:]
+    _, verdict, ranked = keyboard_line.split(": ")
+    assert verdict == "known" and ranked.startswith("Keyboard "), keyboard_line
+    assert grey_line.split(": ")[1] == "not recognised", grey_line
+
+
 def test_inspect_reports_bad_files_and_writes_report(tmp_path):
     for c, colour in enumerate(((200, 0, 0), (0, 0, 200))):
         for i in range(6):

@@ -9,7 +9,7 @@ import numpy as np
 
 from binbot.errors import BinbotError
 from training.dataset import check_image
-from training.run_dir import OPENSET_FILE, Run
+from training.run_dir import MODEL_FILE, OPENSET_FILE, Run, load_run
 
 
 @dataclass
@@ -18,6 +18,17 @@ class Prediction:
     top: list[tuple[str, float]]
     # known | unsure | unknown, as the web app says it (unknown: not one of the model's kinds)
     verdict: str
+
+
+def load_predictor(path: str | Path) -> Run:
+    """A run folder, or a converted bundle (what the server publishes, such as
+    ``models/starter``): a bundle keeps its Keras model in ``keras/`` and its open-set score
+    beside its manifest, so its verdicts are the ones phones give."""
+    folder = Path(path)
+    if (folder / "manifest.json").is_file() and (folder / "keras" / MODEL_FILE).is_file():
+        run = load_run(folder / "keras")
+        return Run(folder, run.model, run.labels)
+    return load_run(folder)
 
 
 def predict_files(run: Run, paths: list[Path], k: int = 3) -> list[Prediction | BinbotError]:
