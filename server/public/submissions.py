@@ -135,11 +135,11 @@ SUBMISSION_FIELDS = ("label", "predicted_label", "proposed_name", "confidence", 
 def check_fields_once(form, files) -> None:
     """A field sent twice is ambiguous (which of two labels did the person choose?): refuse
     the request rather than keep one of them."""
-    for name, values in [(n, form.getlist(n)) for n in SUBMISSION_FIELDS] + [
-        ("image", files.getlist("image"))
-    ]:
-        if len(values) > 1:
-            raise BadRequest(f"field {name!r} sent {len(values)} times; a submission has one")
+    counts = {name: len(form.getlist(name)) for name in SUBMISSION_FIELDS}
+    counts["image"] = len(files.getlist("image"))
+    for name, count in counts.items():
+        if count > 1:
+            raise BadRequest(f"field {name!r} sent {count} times; a submission has one")
 
 
 def check_labels(form, labels: list[str]) -> Said:
