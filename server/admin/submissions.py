@@ -28,7 +28,8 @@ ORDERS = {
 }
 MAX_PAGE_SIZE = 500
 # One review covers at most this many submissions (two console pages): a bound on the query,
-# which databases cap anyway (SQLite at 32,766 parameters), and on the answer's size.
+# which databases cap anyway (PostgreSQL's protocol at 65,535 parameters; this machine's SQLite
+# failed at a million), and on the answer's size.
 MAX_REVIEW_IDS = 2 * MAX_PAGE_SIZE
 
 
