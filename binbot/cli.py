@@ -364,7 +364,7 @@ def add_predict_command(commands) -> None:
         description="Print the top classes with probabilities for each image.",
     )
     predict.add_argument(
-        "run_dir", help="a folder written by `binbot train`, or a converted bundle (models/starter)"
+        "run_dir", help="a folder written by `binbot train`, or a bundle by `binbot convert`"
     )
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--top", type=int, default=3, help="how many classes (%(default)s)")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import binbot
+from PIL import Image
 
 from binbot.errors import BinbotError
 from conversion.convert import Candidate, choose
@@ -53,6 +54,19 @@ def test_manifest_describes_a_loadable_bundle(bundle, trained_run):
     assert manifest["verification"]["max_probability_difference"] < 1e-3
     assert manifest["training"]["dataset_fingerprint"].startswith("sha256:")
     assert manifest["created_at"].endswith("Z") and manifest["version"]
+
+
+def test_predict_on_a_bundle_answers_like_its_run(bundle, trained_run, small_ewaste, tmp_path):
+    """`binbot predict` takes what conversion wrote, with the run's verdicts (its open-set score
+    travels in the bundle): a taught photo and a grey card alike."""
+    grey = tmp_path / "grey card.jpg"
+    Image.fromarray(np.full((300, 400, 3), 128, np.uint8)).save(grey)
+    photos = [str(next((small_ewaste / "train" / "Keyboard").iterdir())), str(grey)]
+    from_bundle = binbot("predict", str(bundle), *photos)
+    from_run = binbot("predict", str(trained_run), *photos)
+    assert from_bundle.returncode == 0, from_bundle.stderr[-2000:]
+    assert from_bundle.stdout.strip().splitlines()[-2:] == from_run.stdout.strip().splitlines()[-2:]
+    assert from_bundle.stdout.strip().splitlines()[-1].split(": ")[1] == "not recognised"
 
 
 def test_every_manifest_file_exists_with_its_size_and_hash(bundle, tmp_path):

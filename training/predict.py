@@ -21,12 +21,20 @@ class Prediction:
 
 
 def load_predictor(path: str | Path) -> Run:
-    """A run folder, or a converted bundle (what the server publishes, such as
-    ``models/starter``): a bundle keeps its Keras model in ``keras/`` and its open-set score
-    beside its manifest, so its verdicts are the ones phones give."""
+    """A run folder, or a bundle written by ``binbot convert``: a bundle keeps its Keras model
+    in ``keras/`` (for warm starts) and its open-set score beside its manifest, so its verdicts
+    are the ones phones give."""
+    from conversion.manifest import MANIFEST_FILE, WARM_START_DIR
+
     folder = Path(path)
-    if (folder / "manifest.json").is_file() and (folder / "keras" / MODEL_FILE).is_file():
-        run = load_run(folder / "keras")
+    if (folder / MANIFEST_FILE).is_file():
+        if not (folder / WARM_START_DIR / MODEL_FILE).is_file():
+            raise BinbotError(
+                f"{folder} is a TF.js bundle without its Keras model ({WARM_START_DIR}/"
+                f"{MODEL_FILE}; git does not carry the starter's): predict needs a run folder "
+                "or a bundle as `binbot convert` writes it"
+            )
+        run = load_run(folder / WARM_START_DIR)
         return Run(folder, run.model, run.labels)
     return load_run(folder)
 
