@@ -96,7 +96,8 @@ def review(ids: Any, action: Any, label: Any = None) -> list[Submission]:
     if action not in ACTIONS:
         raise BadRequest("action must be accept, reject or relabel")
     rows = db.session.scalars(select(Submission).where(Submission.id.in_(ids))).all()
-    missing = sorted(set(ids) - {r.id for r in rows})
+    found = {r.id for r in rows}
+    missing = [i for i in ids if i not in found]  # ids is sorted and without repeats already
     if missing:
         shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
         raise NotFound(f"no submissions with ids {shown} ({len(missing)} of {len(ids)})")
