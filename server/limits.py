@@ -1,14 +1,18 @@
 """Limits on what one client may ask of the service: counted in the database, so every
 gunicorn worker (and every machine behind the same database) shares one count.
 
-A limit is a fixed window: at most ``limit`` hits per ``window`` seconds for a key such as
-``upload:<client>``. Over it, the request is answered 429 with ``Retry-After`` saying when the
-window ends. The client is the connecting address, or, behind the front (``BINBOT_PROXIES``),
-the address the front reports.
+A limit is at most ``limit`` hits per ``window`` seconds for a key such as ``upload:<client>``,
+over a sliding window: the hits counted in the current fixed window plus those of the previous
+one, weighted by how much of it the sliding window still covers. Plain fixed windows let a client
+send twice the limit in a burst that straddles a window's end (five at 11:59:59, five more at
+12:00:00). Over the limit, the request is answered 429 with ``Retry-After`` saying when one more
+would be accepted. The client is the connecting address, or, behind the front
+(``BINBOT_PROXIES``), the address the front reports.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -32,33 +36,53 @@ class Limit:
     window: int  # seconds
 
     def hit(self, who: str | None = None) -> None:
-        """Count one request; TooManyRequests when the window's count is over the limit."""
+        """Count one request; TooManyRequests when the sliding window is over the limit."""
         if self.limit > 0:
-            start = self._window_start()
-            count = _increment(self._key(who), start)
-            if count > self.limit:
-                self._refuse(start)
+            now = time.time()
+            start = self._window_start(now)
+            key = self._key(who)
+            count = _increment(key, start)
+            before = _count(key, start - self.window)
+            if self._weighted(before, now - start) + count > self.limit:
+                _increment(key, start, by=-1)  # a refused request uses none of the limit
+                self._refuse(before, count - 1, now - start)
             if count == 1:
                 _forget_before(start - 2 * 86400)
 
     def check(self, who: str | None = None) -> None:
-        """TooManyRequests if the limit is used up already, without counting this request
-        (failed logins: the check comes before the token is even looked at)."""
+        """TooManyRequests if one more hit would be over the limit, without counting this
+        request (failed logins: the check comes before the token is even looked at)."""
         if self.limit > 0:
-            start = self._window_start()
-            row = db.session.get(RateCount, (self._key(who), start))
-            if row is not None and row.count >= self.limit:
-                self._refuse(start)
+            now = time.time()
+            start = self._window_start(now)
+            key = self._key(who)
+            count, before = _count(key, start), _count(key, start - self.window)
+            if self._weighted(before, now - start) + count + 1 > self.limit:
+                self._refuse(before, count, now - start)
 
     def _key(self, who: str | None) -> str:
         return f"{self.name}:{who or client_address()}"
 
-    def _window_start(self) -> int:
-        now = int(time.time())
-        return now - now % self.window
+    def _window_start(self, now: float) -> int:
+        return int(now) - int(now) % self.window
 
-    def _refuse(self, start: int) -> None:
-        retry = max(start + self.window - int(time.time()), 1)
+    def _weighted(self, before: int, elapsed: float) -> float:
+        """The previous window's hits that still fall inside the sliding window."""
+        return before * max(0.0, 1 - elapsed / self.window)
+
+    def seconds_until_free(self, before: int, count: int, elapsed: float) -> float:
+        """How long until one more hit would be accepted, if none comes in between: later in
+        this window, as the previous one slides out, or else in the next one, as this one does."""
+        room = self.limit - count - 1
+        if room >= 0 and before > 0:
+            wait = self.window * (1 - room / before) - elapsed
+            if wait < self.window - elapsed:
+                return max(wait, 0.0)
+        later = self.window * max(0.0, 1 - (self.limit - 1) / count) if count else 0.0
+        return self.window - elapsed + later
+
+    def _refuse(self, before: int, count: int, elapsed: float) -> None:
+        retry = max(math.ceil(self.seconds_until_free(before, count, elapsed)), 1)
         raise TooManyRequests(
             f"too many requests: {self.limit} per {_span(self.window)} for {self.name}; "
             f"try again in {retry} s",
@@ -76,20 +100,25 @@ def configured(name: str) -> Limit:
     return Limit(name, limit, window)
 
 
-def _increment(key: str, start: int) -> int:
+def _increment(key: str, start: int, by: int = 1) -> int:
     dialect = db.engine.dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
         insert(RateCount)
-        .values(key=key, window_start=start, count=1)
+        .values(key=key, window_start=start, count=by)
         .on_conflict_do_update(
-            index_elements=["key", "window_start"], set_={"count": RateCount.count + 1}
+            index_elements=["key", "window_start"], set_={"count": RateCount.count + by}
         )
         .returning(RateCount.count)
     )
     count = db.session.execute(statement).scalar_one()
     db.session.commit()
     return count
+
+
+def _count(key: str, start: int) -> int:
+    row = db.session.get(RateCount, (key, start))
+    return row.count if row is not None else 0
 
 
 def _forget_before(moment: int) -> None:
