@@ -18,7 +18,10 @@ shipped models/starter converted from --run) and drives Debian's Chromium:
   the worker's script), and the bytes that crossed it, split into app, runtime and model; then
   reload and browser restart, offline, from the warm cache;
 * a cheap phone: the CPU throttled 4x (DevTools' CPU throttling), the classification latency
-  and the longest main-thread task while classifying.
+  and the longest main-thread task while classifying;
+* photos as phone cameras write them (12 and 50 megapixels, JPEG): the app's whole path from
+  file to probabilities (decode, crop, box means, resize, model) against Python's (TensorFlow's
+  decoder and preprocessing, then the compiled Keras model) on the same file, in turns.
 
 Writes ``benchmarks/results/browser_inference.json``; exits 1 when a bar is missed.
 """
@@ -53,6 +56,7 @@ RESULTS = HERE / "results"
 FAST_4G = {"down_mbit_s": 9, "up_mbit_s": 1.5, "rtt_ms": 170}
 CPU_SLOWDOWN = 4
 BLOCK = 25  # photos per turn of Keras and then the browser
+PHONE_PHOTOS = {"12 MP": (4032, 3024), "50 MP": (8160, 6120)}
 BARS = {
     "latency_ratio_max": 1.0,
     "fast_4g_first_visit_ms_max": 8000,
@@ -186,6 +190,53 @@ def throttled(browser, url: str, images: list[bytes]) -> dict:
             "main_thread_tasks_over_50ms": len([t for t in tasks if t > 50])}  # fmt: skip
 
 
+def phone_photos(source: Path) -> dict[str, bytes]:
+    """A test photo enlarged to the sizes phone cameras write, as JPEG (quality 90)."""
+    import io
+
+    from PIL import Image
+
+    photos = {}
+    with Image.open(source) as image:
+        for name, size in PHONE_PHOTOS.items():
+            out = io.BytesIO()
+            image.convert("RGB").resize(size, Image.BICUBIC).save(out, "JPEG", quality=90)
+            photos[name] = out.getvalue()
+    return photos
+
+
+def whole_photo_times(browser, url: str, model, photos: dict[str, bytes], repeats: int) -> dict:
+    """Each photo from its JPEG bytes to probabilities, in Python and in the app, in turns."""
+    import tensorflow as tf
+
+    from training.preprocess import decode_image, fit_to_model_input
+
+    python = tf.function(
+        lambda data: model(
+            tf.expand_dims(fit_to_model_input(decode_image(data)), 0), training=False
+        )
+    )
+    page = browser.new_page(viewport=PHONE)
+    page.goto(url)
+    page.wait_for_function("window.binbot && window.binbot.state.entry", timeout=60_000)
+    times = {}
+    for name, data in photos.items():
+        tf.nest.map_structure(lambda t: t.numpy(), python(tf.constant(data)))  # traced, warm
+        classify_in_page(page, [data])
+        python_ms, browser_ms = [], []
+        for _ in range(repeats):
+            began = time.perf_counter()
+            tf.nest.map_structure(lambda t: t.numpy(), python(tf.constant(data)))
+            python_ms.append((time.perf_counter() - began) * 1000)
+            [result] = classify_in_page(page, [data])
+            browser_ms.append(sum(result["timings"].values()))
+        ratios = [b / p for b, p in zip(browser_ms, python_ms, strict=True)]
+        times[name] = {"browser_ms": statistics.median(browser_ms),
+                       "python_ms": statistics.median(python_ms), "ratio": statistics.median(ratios)}  # fmt: skip
+    page.close()
+    return times
+
+
 def measure(args, records, server_url: str, keras: KerasReference) -> dict:
     from playwright.sync_api import sync_playwright
 
@@ -198,13 +249,16 @@ def measure(args, records, server_url: str, keras: KerasReference) -> dict:
         capped = classify_all(browser, server_url + "?threads=capped", images, keras)
         print(f"A cheap phone: the CPU slowed down {CPU_SLOWDOWN}x ...")
         slow = throttled(browser, server_url, images[:20])
+        print(f"Photos as phone cameras write them ({', '.join(PHONE_PHOTOS)}) ...")
+        photos = whole_photo_times(browser, server_url, keras.model, phone_photos(records[0].path),
+                                   args.start_repeats)  # fmt: skip
         browser.close()
         print("First visit on Fast 4G ...")
         fast_4g = first_visit_on_fast_4g(playwright, server_url, records[0].path)
         print(f"Reload and browser restart, offline, {args.start_repeats} times ...")
         warm = warm_offline_starts(playwright, server_url, records[0].path, args.start_repeats)
     return {"threads": threads, "capped": capped, "throttled": slow, "fast_4g": fast_4g,
-            "warm": warm}  # fmt: skip
+            "warm": warm, "phone_photos": photos}  # fmt: skip
 
 
 def summarise(measured: dict, keras_probabilities, labels) -> dict:
@@ -254,6 +308,7 @@ def summarise(measured: dict, keras_probabilities, labels) -> dict:
             for start, runs in measured["warm"]["marks"].items()
         },
         "throttled": measured["throttled"],
+        "phone_photos_whole_path": measured["phone_photos"],
     }
 
 
@@ -300,6 +355,9 @@ def report(summary: dict) -> dict:
     slow = summary["throttled"]
     print(f"CPU {slow['slowdown']}x slower: median {slow['median_inference_ms']:.0f} ms / photo, "
           f"longest main-thread task {slow['longest_main_thread_task_ms']:.0f} ms")  # fmt: skip
+    for name, row in summary["phone_photos_whole_path"].items():
+        print(f"{'a ' + name + ' photo, file to answer':40s} {row['browser_ms']:9.0f} "
+              f"{row['python_ms']:9.0f} {row['ratio']:6.2f}  (app, Python, ratio)")  # fmt: skip
     print(f"bars: {BARS}; met: {passes}")
     return passes
 

@@ -35,6 +35,7 @@ class KerasReference:
 
         from training.pipeline import make_dataset
 
+        self.model = model
         self.predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         self.images = [x for x, _ in make_dataset(records, batch_size=1)]
         for x in self.images[:5]:

@@ -134,10 +134,11 @@ def test_wrong_preprocessing_in_javascript_is_caught(bundle, trained_run, small_
     # Squash instead of centre-crop, and hand the model BGR instead of RGB.
     broken.write_text(
         PREPROCESS_MODULE.read_text()
-        .replace("const side = Math.min(height, width);", "const side = Math.max(height, width);")
-        .replace("rgb[j] = data[i];", "rgb[j] = data[i + 2];")
-        .replace("rgb[j + 2] = data[i + 2];", "rgb[j + 2] = data[i];")
+        .replace("const side = Math.min(width, height);", "const side = Math.max(width, height);")
+        .replace("red += data[i];", "red += data[i + 2];")
+        .replace("blue += data[i + 2];", "blue += data[i];")
     )
+    assert "Math.max(width" in broken.read_text() and broken.read_text().count("data[i + 2]") == 1
     run = load_run(trained_run)
     dataset = load_dataset(small_ewaste)
     reference = keras_reference(run.model, dataset.split("test"))

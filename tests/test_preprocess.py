@@ -88,3 +88,34 @@ def test_phone_photo_with_rotation_tag_is_turned_upright(tmp_path):
     # Upright: 200 wide x 300 tall, centre-cropped to 200x200 spanning red top / blue bottom.
     assert out[10, 112, 0] > 200 and out[10, 112, 2] < 60
     assert out[214, 112, 2] > 200 and out[214, 112, 0] < 60
+
+
+def test_the_web_apps_preprocessing_gives_the_same_model_input(tmp_path):
+    """webclient/src/preprocess.js, run in Node, against this module: every orientation, sizes
+    that crop, that box-downsample (k = 1, 2, 13, 27) and that are odd, within float rounding."""
+    import json
+    import subprocess
+
+    from conversion.verify import PROJECT_ROOT, node_executable
+
+    rng = np.random.default_rng(7)
+    cases = [(150, 150, 1), (301, 449, 1), (480, 640, 6), (3024, 4032, 1), (4032, 3024, 8),
+             (6048, 8064, 3)] + [(97, 533, o) for o in range(2, 9)]  # fmt: skip
+    job, pixels = [], []
+    for i, (height, width, orientation) in enumerate(cases):
+        # Smooth shapes with noise on top, like a photo: a block mean of noise alone is flat.
+        coarse = rng.integers(0, 256, (height // 40 + 2, width // 40 + 2, 3)).astype(np.uint8)
+        image = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BILINEAR))
+        image = np.clip(image + rng.integers(-20, 21, image.shape), 0, 255).astype(np.uint8)
+        (tmp_path / f"{i}.rgb").write_bytes(image.tobytes())
+        job.append({"rgb": str(tmp_path / f"{i}.rgb"), "width": width, "height": height,
+                    "orientation": orientation})  # fmt: skip
+        pixels.append(image)
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    done = subprocess.run([node_executable(), "tests/preprocess_twin.mjs", str(tmp_path / "job.json")],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for image, case, (height, width, orientation) in zip(pixels, job, cases, strict=True):
+        python = fit_to_model_input(apply_exif_orientation(tf.constant(image), orientation)).numpy()
+        javascript = np.fromfile(case["rgb"] + ".f32", np.float32).reshape(224, 224, 3)
+        np.testing.assert_allclose(javascript, python, atol=2e-3, err_msg=str(case))

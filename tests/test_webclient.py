@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 from browser import (
     CONTEXT_OPTIONS,
@@ -404,6 +405,32 @@ def test_without_webassembly_the_cpu_fallback_gives_the_same_answer(browser, ser
     assert cpu["top"] == wasm["top"]
     pairs = zip(cpu["probabilities"], wasm["probabilities"], strict=True)
     assert max(abs(a - b) for a, b in pairs) < 1e-3
+    page.close()
+
+
+def test_a_108_megapixel_photo_answers_exactly_like_its_small_twin(browser, server, tmp_path):
+    """The biggest phone sensors write 12000 x 9000 photos. The app must not run out of memory
+    on one (it failed at 9000 x 9000 x 3 values), and must answer exactly as on a 225 x 225 photo
+    whose pixels are the big one's 40 x 40 block means: the contract says they are the same input."""
+    rng = np.random.default_rng(3)
+    coarse = rng.integers(0, 256, (15, 15, 3)).astype(np.uint8)
+    small = np.asarray(Image.fromarray(coarse).resize((225, 225), Image.BILINEAR))
+    big = np.zeros((9000, 12000, 3), np.uint8)
+    big[:, 1500:10500] = small.repeat(40, axis=0).repeat(40, axis=1)  # the centre square
+    big[:, :1500], big[:, 10500:] = 255, 0  # cropped away: must not count
+    photos = {}
+    for name, pixels in {"small": small, "big": big}.items():
+        Image.fromarray(pixels).save(tmp_path / f"{name}.png", compress_level=1)
+        photos[name] = (tmp_path / f"{name}.png").read_bytes()
+    del big
+    page = browser.new_page(viewport=PHONE)
+    page.goto(server.url)
+    wait_until_ready(page)
+    twin, huge = classify_in_page(page, [photos["small"], photos["big"]])
+    assert (huge["width"], huge["height"]) == (12000, 9000)
+    assert huge["top"] == twin["top"]
+    pairs = zip(huge["probabilities"], twin["probabilities"], strict=True)
+    assert max(abs(a - b) for a, b in pairs) < 1e-5
     page.close()
 
 

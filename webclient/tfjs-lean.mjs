@@ -20,13 +20,15 @@ const require = createRequire(import.meta.url);
 /**
  * TF.js kernel names: those of the graphs conversion writes (fused convolutions, residual adds,
  * pooling, the dense head and its softmax), of their unfused forms (bundles converted before
- * conversion/fold.py, still in registries for rollbacks), and of the photo's preprocessing
- * (webclient/src/preprocess.js: cast, crop, box-downsample, resize, orientation).
+ * conversion/fold.py, still in registries for rollbacks), and of the photo's last resize
+ * (webclient/src/preprocess.js does orientation, crop and box means in plain JavaScript).
+ * Transpose is there for the wasm backend's Mean, which calls it for the pooling's axes: its
+ * WebAssembly function is only bound when the Transpose kernel is registered.
  */
 export const RUNTIME_KERNELS = [
   'Add', 'AddN', 'BatchMatMul', 'Cast', 'Conv2D', 'DepthwiseConv2dNative', 'ExpandDims',
   'FusedConv2D', 'FusedDepthwiseConv2D', 'Identity', 'Mean', 'Multiply', 'PadV2', 'Relu', 'Relu6',
-  'Reshape', 'ResizeBilinear', 'Reverse', 'Slice', 'Softmax', 'Sub', 'Transpose', '_FusedMatMul',
+  'Reshape', 'ResizeBilinear', 'Softmax', 'Sub', 'Transpose', '_FusedMatMul',
 ];
 
 /**

@@ -10,7 +10,7 @@
  */
 
 import { loadPrepared } from './graph-model.js';
-import { modelInputFromPixels } from './preprocess.js';
+import { modelInputFromBlockMeans, modelInputFromPixels, squareBlockMeans } from './preprocess.js';
 import { getThreadsCount, loadGraphModel, setThreadsCount, setWasmPaths, tf } from './tfjs.js';
 
 let current = null; // { model, version, labels, inputNode, outputNodes, size }
@@ -84,21 +84,42 @@ export async function loadModel({ version, manifest, prepared, warmUp = true }) 
   return { version, folded, loadMs: performance.now() - started };
 }
 
-/** Decode a photo to RGBA pixels, upright (the browser applies the EXIF orientation). */
-async function decode(blob) {
-  const bitmap = await createImageBitmap(blob, {
-    imageOrientation: 'from-image',
-    colorSpaceConversion: 'none', // training images were decoded without colour management
-    premultiplyAlpha: 'none',
-  });
-  const { width, height } = bitmap;
+/** A 2D context to read pixels back from: a worker's OffscreenCanvas, or the page's canvas. */
+function readableContext(width, height) {
   const canvas = typeof OffscreenCanvas === 'function'
     ? new OffscreenCanvas(width, height)
     : Object.assign(document.createElement('canvas'), { width, height });
   const context = canvas.getContext('2d', { willReadFrequently: true });
-  context.drawImage(bitmap, 0, 0);
-  bitmap.close();
-  return { data: context.getImageData(0, 0, width, height).data, width, height };
+  context.imageSmoothingEnabled = false; // pixels are copied 1:1, never resampled
+  return context;
+}
+
+/**
+ * Decode a photo upright (the browser applies the EXIF orientation) and reduce it to the block
+ * means of its centre square (preprocess.js), reading the decoded image a strip of rows at a
+ * time: a phone's 50 MP photo is never copied whole into JavaScript memory.
+ */
+async function decodeToBlockMeans(blob, size) {
+  const bitmap = await createImageBitmap(blob, {
+    imageOrientation: 'from-image',
+    colorSpaceConversion: 'none', // training images were decoded without colour management
+    premultiplyAlpha: 'none',
+  }).catch(() => {
+    throw new Error('this file is not an image the browser can read');
+  });
+  const { width, height } = bitmap;
+  try {
+    let context = null;
+    const readRows = (top, rows, left, crop) => {
+      if (context?.canvas.width !== crop || context.canvas.height !== rows) context = readableContext(crop, rows);
+      else context.clearRect(0, 0, crop, rows); // a transparent pixel must not show the last strip
+      context.drawImage(bitmap, left, top, crop, rows, 0, 0, crop, rows);
+      return { data: context.getImageData(0, 0, crop, rows).data, channels: 4, rowBytes: crop * 4, offset: 0 };
+    };
+    return { square: squareBlockMeans(width, height, size, readRows), width, height };
+  } finally {
+    bitmap.close();
+  }
 }
 
 /** Classify a photo: every class's probability, best first, with timings. */
@@ -106,14 +127,9 @@ export async function classify(blob) {
   if (!current) throw new Error('no model is loaded yet');
   const { model, inputNode, outputNodes, labels, version, size } = current;
   const t0 = performance.now();
-  let pixels;
-  try {
-    pixels = await decode(blob);
-  } catch {
-    throw new Error('this file is not an image the browser can read');
-  }
+  const decoded = await decodeToBlockMeans(blob, size);
   const t1 = performance.now();
-  const input = modelInputFromPixels(tf, pixels, 1, size);
+  const input = modelInputFromBlockMeans(tf, decoded.square, size);
   const t2 = performance.now();
   const outputs = model.execute({ [inputNode]: input }, outputNodes);
   const [probabilities, embedding] = (await Promise.all(outputs.map((o) => o.data()))).map((d) => Array.from(d));
@@ -127,8 +143,8 @@ export async function classify(blob) {
     ranked,
     probabilities,
     embedding,
-    width: pixels.width,
-    height: pixels.height,
+    width: decoded.width,
+    height: decoded.height,
     timings: { decodeMs: t1 - t0, preprocessMs: t2 - t1, inferMs: t3 - t2 },
   };
 }

@@ -8,8 +8,10 @@
  * values 0..255. Any difference from the Python side silently ruins predictions, so
  * conversion runs this very file in Node against the Keras model's outputs.
  *
- * Every function takes the TF.js namespace as its first argument, so the same module runs
- * in the browser and in Node without a bundler deciding which TF.js it gets.
+ * Orientation, crop and box means are plain JavaScript over the pixel bytes (a phone's 50 MP
+ * photo as a tensor would take gigabytes and seconds); only the small block-mean image becomes a
+ * tensor. Functions that use TF.js take its namespace as their first argument, so the same module
+ * runs in the browser and in Node without a bundler deciding which TF.js it gets.
  */
 
 export const MODEL_SIZE = 224;
@@ -22,57 +24,96 @@ export function knowsResizeRecipe({ recipe, version } = {}) {
   return (RESIZE_RECIPES.get(recipe) ?? []).includes(version);
 }
 
-/** Turn an HxWx3 tensor the way EXIF orientation 1..8 says (same as PIL's exif_transpose). */
-export function applyExifOrientation(tf, image, orientation) {
-  return tf.tidy(() => {
-    switch (orientation) {
-      case 2: return tf.reverse(image, 1);
-      case 3: return tf.reverse(image, [0, 1]);
-      case 4: return tf.reverse(image, 0);
-      case 5: return tf.transpose(image, [1, 0, 2]);
-      case 6: return tf.reverse(tf.transpose(image, [1, 0, 2]), 1);
-      case 7: return tf.reverse(tf.transpose(image, [1, 0, 2]), [0, 1]);
-      case 8: return tf.transpose(tf.reverse(image, 1), [1, 0, 2]);
-      default: return tf.clone(image);
-    }
-  });
+/**
+ * Where output pixel (y, x) of an image turned the way EXIF orientation 1..8 says comes from in
+ * the stored W x H image, as [row, column] (the same turns as PIL's exif_transpose).
+ */
+function sourceOf(orientation, y, x, width, height) {
+  switch (orientation) {
+    case 2: return [y, width - 1 - x];
+    case 3: return [height - 1 - y, width - 1 - x];
+    case 4: return [height - 1 - y, x];
+    case 5: return [x, y];
+    case 6: return [height - 1 - x, y];
+    case 7: return [height - 1 - x, width - 1 - y];
+    case 8: return [x, width - 1 - y];
+    default: return [y, x];
+  }
 }
 
-/** Centre-crop, box-downsample and bilinear-resize an HxWx3 tensor to float32 size x size x 3. */
-export function fitToModelInput(tf, image, size = MODEL_SIZE) {
-  return tf.tidy(() => {
-    const [height, width] = image.shape;
-    const side = Math.min(height, width);
-    const k = Math.max(Math.floor(side / size), 1);
-    const crop = Math.floor(side / k) * k;
-    const top = Math.floor((height - crop) / 2);
-    const left = Math.floor((width - crop) / 2);
-    let x = tf.slice(tf.cast(image, 'float32'), [top, left, 0], [crop, crop, 3]);
-    if (k > 1) {
-      const blocks = crop / k;
-      x = tf.mean(tf.reshape(x, [blocks, k, blocks, k, 3]), [1, 3]);
+/** Pixel bytes turned upright; orientation 1 (every browser-decoded photo) returns them as they are. */
+export function uprightPixels({ data, width, height, channels = 4 }, orientation = 1) {
+  if (!(orientation >= 2 && orientation <= 8)) return { data, width, height, channels };
+  const turned = orientation >= 5;
+  const [outWidth, outHeight] = turned ? [height, width] : [width, height];
+  const out = new Uint8Array(outWidth * outHeight * channels);
+  for (let y = 0, o = 0; y < outHeight; y += 1) {
+    for (let x = 0; x < outWidth; x += 1, o += channels) {
+      const [row, column] = sourceOf(orientation, y, x, width, height);
+      const i = (row * width + column) * channels;
+      for (let c = 0; c < channels; c += 1) out[o + c] = data[i + c];
     }
-    return tf.image.resizeBilinear(x, [size, size], false, true);
-  });
+  }
+  return { data: out, width: outWidth, height: outHeight, channels };
 }
 
 /**
- * Pixel bytes (RGBA from a canvas' ImageData, or packed RGB) to an int32 HxWx3 tensor.
+ * Steps 2 and 3 of the contract in one pass over the pixel bytes: the centre square, and the
+ * mean of every k x k block in it. `readRows(top, rows, left, crop)` hands over `rows` rows of
+ * the square's columns as `{ data, channels, rowBytes, offset }` (pixel (r, c) of the strip at
+ * offset + r * rowBytes + c * channels), so a 50-megapixel photo is read a strip at a time and
+ * never becomes a tensor: only its (side / k)^2 block means do. A block's sum is an exact integer
+ * (below 2^24 for any k < 256), so its mean is the float32 TensorFlow's reduce_mean gives.
  */
-export function pixelsToTensor(tf, data, width, height, channels = 4) {
-  const rgb = new Int32Array(width * height * 3);
-  for (let i = 0, j = 0; j < rgb.length; i += channels, j += 3) {
-    rgb[j] = data[i];
-    rgb[j + 1] = data[i + 1];
-    rgb[j + 2] = data[i + 2];
+export function squareBlockMeans(width, height, size, readRows, stripPixels = 1 << 21) {
+  const side = Math.min(width, height);
+  const k = Math.max(Math.floor(side / size), 1);
+  const blocks = Math.floor(side / k);
+  const crop = blocks * k;
+  const top = Math.floor((height - crop) / 2);
+  const left = Math.floor((width - crop) / 2);
+  const means = new Float32Array(blocks * blocks * 3);
+  const sums = new Float64Array(blocks * 3);
+  const blockRowsPerStrip = Math.max(1, Math.floor(stripPixels / (crop * k)));
+  for (let first = 0; first < blocks; first += blockRowsPerStrip) {
+    const count = Math.min(blockRowsPerStrip, blocks - first);
+    const { data, channels, rowBytes, offset } = readRows(top + first * k, count * k, left, crop);
+    for (let b = 0; b < count; b += 1) {
+      sums.fill(0);
+      for (let r = 0; r < k; r += 1) {
+        let i = offset + (b * k + r) * rowBytes;
+        for (let s = 0; s < sums.length; s += 3) {
+          let red = 0;
+          let green = 0;
+          let blue = 0;
+          for (let c = 0; c < k; c += 1, i += channels) {
+            red += data[i];
+            green += data[i + 1];
+            blue += data[i + 2];
+          }
+          sums[s] += red;
+          sums[s + 1] += green;
+          sums[s + 2] += blue;
+        }
+      }
+      means.set(sums.map((sum) => sum / (k * k)), (first + b) * sums.length);
+    }
   }
-  return tf.tensor3d(rgb, [height, width, 3], 'int32');
+  return { means, blocks };
 }
 
-/** Decoded pixels + EXIF orientation -> the [1, size, size, 3] batch the model takes. */
-export function modelInputFromPixels(tf, { data, width, height, channels = 4 }, orientation = 1, size = MODEL_SIZE) {
+/** Step 4: block means (squareBlockMeans) bilinear-resized to the [1, size, size, 3] batch. */
+export function modelInputFromBlockMeans(tf, { means, blocks }, size = MODEL_SIZE) {
   return tf.tidy(() => {
-    const image = pixelsToTensor(tf, data, width, height, channels);
-    return tf.expandDims(fitToModelInput(tf, applyExifOrientation(tf, image, orientation), size), 0);
+    const square = tf.tensor3d(means, [blocks, blocks, 3], 'float32');
+    return tf.expandDims(tf.image.resizeBilinear(square, [size, size], false, true), 0);
   });
+}
+
+/** Decoded pixels (RGBA from a canvas, or packed RGB) + EXIF orientation -> the model's batch. */
+export function modelInputFromPixels(tf, pixels, orientation = 1, size = MODEL_SIZE) {
+  const { data, width, height, channels } = uprightPixels(pixels, orientation);
+  const rowBytes = width * channels;
+  const rowsOf = (top, rows, left) => ({ data, channels, rowBytes, offset: top * rowBytes + left * channels });
+  return modelInputFromBlockMeans(tf, squareBlockMeans(width, height, size, rowsOf), size);
 }

@@ -8,8 +8,7 @@
  */
 
 import {
-  cast, clone, dispose, env, expandDims, getBackend, io, mean, ready, reshape, reverse, setBackend, slice,
-  tensor3d, tidy, transpose,
+  dispose, env, expandDims, getBackend, io, ready, setBackend, tensor3d, tidy,
 } from '@tensorflow/tfjs-core';
 import { resizeBilinear } from '@tensorflow/tfjs-core/dist/ops/image/resize_bilinear.js';
 import '@tensorflow/tfjs-backend-cpu'; // the fallback where WebAssembly is missing (?backend=cpu)
@@ -18,6 +17,6 @@ export { loadGraphModel } from '@tensorflow/tfjs-converter';
 export { getThreadsCount, setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 
 export const tf = {
-  cast, clone, dispose, env, expandDims, getBackend, io: { fromMemory: io.fromMemory }, mean, ready, reshape,
-  reverse, setBackend, slice, tensor3d, tidy, transpose, image: { resizeBilinear },
+  dispose, env, expandDims, getBackend, io: { fromMemory: io.fromMemory }, ready, setBackend, tensor3d, tidy,
+  image: { resizeBilinear },
 };
