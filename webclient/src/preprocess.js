@@ -57,6 +57,33 @@ export function uprightPixels({ data, width, height, channels = 4 }, orientation
   return { data: out, width: outWidth, height: outHeight, channels };
 }
 
+/** One row of pixels, its first three channels, into `out` from index `at`, as float32. */
+function copyRow(out, at, data, i, count, channels) {
+  for (let o = at, end = at + count * 3; o < end; o += 3, i += channels) {
+    out[o] = data[i];
+    out[o + 1] = data[i + 1];
+    out[o + 2] = data[i + 2];
+  }
+}
+
+/** One row of pixels added to the running sums of its `blocks` runs of `k` pixels. */
+function addRow(sums, data, start, blocks, k, channels) {
+  const run = k * channels;
+  for (let s = 0, i = start; s < blocks * 3; s += 3) {
+    let red = 0;
+    let green = 0;
+    let blue = 0;
+    for (const end = i + run; i < end; i += channels) {
+      red += data[i];
+      green += data[i + 1];
+      blue += data[i + 2];
+    }
+    sums[s] += red;
+    sums[s + 1] += green;
+    sums[s + 2] += blue;
+  }
+}
+
 /**
  * Steps 2 and 3 of the contract in one pass over the pixel bytes: the centre square, and the
  * mean of every k x k block in it. `readRows(top, rows, left, crop)` hands over `rows` rows of
@@ -64,6 +91,7 @@ export function uprightPixels({ data, width, height, channels = 4 }, orientation
  * offset + r * rowBytes + c * channels), so a 50-megapixel photo is read a strip at a time and
  * never becomes a tensor: only its (side / k)^2 block means do. A block's sum is an exact integer
  * (below 2^24 for any k < 256), so its mean is the float32 TensorFlow's reduce_mean gives.
+ * The loops are small functions of their own: V8 optimises those soon, even on a first photo.
  */
 export function squareBlockMeans(width, height, size, readRows, stripPixels = 1 << 21) {
   const side = Math.min(width, height);
@@ -79,24 +107,14 @@ export function squareBlockMeans(width, height, size, readRows, stripPixels = 1 
     const count = Math.min(blockRowsPerStrip, blocks - first);
     const { data, channels, rowBytes, offset } = readRows(top + first * k, count * k, left, crop);
     for (let b = 0; b < count; b += 1) {
-      sums.fill(0);
-      for (let r = 0; r < k; r += 1) {
-        let i = offset + (b * k + r) * rowBytes;
-        for (let s = 0; s < sums.length; s += 3) {
-          let red = 0;
-          let green = 0;
-          let blue = 0;
-          for (let c = 0; c < k; c += 1, i += channels) {
-            red += data[i];
-            green += data[i + 1];
-            blue += data[i + 2];
-          }
-          sums[s] += red;
-          sums[s + 1] += green;
-          sums[s + 2] += blue;
-        }
+      const out = (first + b) * blocks * 3;
+      if (k === 1) {
+        copyRow(means, out, data, offset + b * rowBytes, blocks, channels);
+        continue;
       }
-      means.set(sums.map((sum) => sum / (k * k)), (first + b) * sums.length);
+      sums.fill(0);
+      for (let r = 0; r < k; r += 1) addRow(sums, data, offset + (b * k + r) * rowBytes, blocks, k, channels);
+      for (let j = 0; j < sums.length; j += 1) means[out + j] = sums[j] / (k * k);
     }
   }
   return { means, blocks };
