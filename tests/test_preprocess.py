@@ -115,7 +115,8 @@ def test_the_web_apps_preprocessing_gives_the_same_model_input(tmp_path):
     done = subprocess.run([node_executable(), "tests/preprocess_twin.mjs", str(tmp_path / "job.json")],
                           cwd=PROJECT_ROOT, capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    for image, case, (height, width, orientation) in zip(pixels, job, cases, strict=True):
-        python = fit_to_model_input(apply_exif_orientation(tf.constant(image), orientation)).numpy()
+    for image, case in zip(pixels, job, strict=True):
+        turned = apply_exif_orientation(tf.constant(image), case["orientation"])
+        python = fit_to_model_input(turned).numpy()
         javascript = np.fromfile(case["rgb"] + ".f32", np.float32).reshape(224, 224, 3)
         np.testing.assert_allclose(javascript, python, atol=2e-3, err_msg=str(case))
