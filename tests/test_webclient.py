@@ -249,6 +249,32 @@ def test_corrections_made_offline_arrive_exactly_once(browser, server, small_ewa
     assert len({r["sha256"] for r in rows}) == 3
 
 
+def test_a_photo_chosen_while_a_big_one_is_read_gets_the_verdict(browser, server, small_ewaste,
+                                                                  tmp_path):  # fmt: skip
+    """A 50 MP photo takes the app about a second; a photo chosen meanwhile answers sooner. The
+    big photo's late answer must not replace the verdict beside the newer photo, where the user
+    would correct the wrong picture."""
+    photos = split_photos(small_ewaste)
+    page = browser.new_page(viewport=PHONE)
+    page.goto(server.url)
+    wait_until_ready(page)
+    big = tmp_path / "big.jpg"
+    Image.open(photos[0]).convert("RGB").resize((8160, 6120)).save(big, "JPEG", quality=90)
+    [first] = classify_in_page(page, [big.read_bytes()])
+    later = next(p for p, r in zip(photos, classify_in_page(page, [p.read_bytes() for p in photos]),
+                                   strict=True) if r["top"] != first["top"])  # fmt: skip
+    [expected] = classify_in_page(page, [later.read_bytes()])
+
+    page.set_input_files("#gallery-input", str(big))
+    page.set_input_files("#gallery-input", str(later))
+    page.wait_for_function("window.binbot.state.photos === 2 && window.binbot.state.classifying === 0",
+                           timeout=60_000)  # fmt: skip
+    assert page.locator("#result").is_visible()
+    assert page.locator("#result").get_attribute("data-top") == expected["top"] != first["top"]
+    assert page.evaluate("window.binbot.state.last.blob.size") == later.stat().st_size
+    page.close()
+
+
 def test_a_rejected_correction_is_shown_and_not_retried(browser, tmp_path, small_ewaste):
     # The server accepts uploads of at most 2 kB: every correction is refused with 413.
     server = AppServer(tmp_path / "instance", extra_env={"BINBOT_MAX_UPLOAD_BYTES": "2000"}).start()

@@ -30,6 +30,8 @@ const state = {
   openset: null, // the active model's open-set score (openset.js), when its bundle has one
   checking: null,
   photoWaiting: false, // a photo was chosen before the first model was ready
+  photos: 0, // photos chosen so far: only the latest one's answer is shown
+  classifying: 0, // photos being classified now
 };
 let markModelReady;
 const modelReady = new Promise((resolve) => { markModelReady = resolve; });
@@ -130,17 +132,29 @@ async function requestBackgroundSync() {
   } catch { /* no Background Sync: start-up, 'online' and the retry timer send instead */ }
 }
 
+/**
+ * Classify a photo the user chose and show the verdict. A photo chosen while an earlier one is
+ * still being read supersedes it: the earlier answer may come last (a 50 MP photo takes longer
+ * than a small one), and it must never sit beside the newer photo, where a correction would
+ * label the wrong picture. So the last result goes away at once, and only the latest answers.
+ */
 async function classifyPhoto(blob) {
+  const photo = ++state.photos;
+  state.last = null;
+  ui.hideResult();
   ui.showPreview(blob);
-  if (!state.entry) {
-    state.photoWaiting = true;
-    ui.setStatus('Getting the model ready…', { busy: true });
-  }
-  await modelReady;
-  state.photoWaiting = false;
-  ui.setStatus('Looking at your photo…', { busy: true });
+  state.classifying += 1;
   try {
+    if (!state.entry) {
+      state.photoWaiting = true;
+      ui.setStatus('Getting the model ready…', { busy: true });
+    }
+    await modelReady;
+    state.photoWaiting = false;
+    if (photo !== state.photos) return;
+    ui.setStatus('Looking at your photo…', { busy: true });
     const result = await state.classifier.classify(blob);
+    if (photo !== state.photos) return;
     result.verdict = verdict(state.openset, result.embedding, result.probabilities, NOT_SURE_BELOW);
     state.last = { blob, result };
     ui.showResult(result, state.entry.labels);
@@ -148,13 +162,17 @@ async function classifyPhoto(blob) {
     markOnce('binbot:first-prediction');
     window.binbot.lastResult = result;
   } catch (error) {
-    ui.setStatus(`Sorry, that did not work: ${error.message}`);
+    if (photo === state.photos) ui.setStatus(`Sorry, that did not work: ${error.message}`);
+  } finally {
+    state.classifying -= 1;
   }
 }
 
 /** Queue what the user says it is: one of the kinds (`label`), or a name of their own. */
 async function saveCorrection(label, proposedName = null) {
-  const { blob, result } = state.last;
+  const saving = state.last;
+  if (!saving) return; // no verdict on screen (a newer photo is being read)
+  const { blob, result } = saving;
   const [best] = result.ranked;
   ui.elements.sendButton.disabled = true;
   try {
@@ -162,8 +180,10 @@ async function saveCorrection(label, proposedName = null) {
     await enqueue({ photo, label, proposedName, predictedLabel: best.label, confidence: best.probability,
       modelVersion: result.version });
     await refreshQueue(); // the count and the thank-you appear together
-    ui.feedbackDone(`Thank you! "${label ?? proposedName}" is saved and will be sent when you are online.`);
-    if (label && label !== best.label) ui.showGuidanceFor(state.entry.labels, label);
+    if (state.last === saving) { // still the photo on screen
+      ui.feedbackDone(`Thank you! "${label ?? proposedName}" is saved and will be sent when you are online.`);
+      if (label && label !== best.label) ui.showGuidanceFor(state.entry.labels, label);
+    }
     requestBackgroundSync();
     sendQueue();
   } catch (error) {
@@ -176,8 +196,9 @@ async function saveCorrection(label, proposedName = null) {
 function wireControls() {
   const { elements } = ui;
   watchFileInputs([elements.cameraInput, elements.galleryInput], classifyPhoto);
-  elements.rightButton.addEventListener('click', () => saveCorrection(state.last.result.ranked[0].label));
-  elements.wrongButton.addEventListener('click', () => ui.openLabelPicker(state.last.result.ranked[0].label));
+  const shownLabel = () => state.last?.result.ranked[0].label;
+  elements.rightButton.addEventListener('click', () => shownLabel() && saveCorrection(shownLabel()));
+  elements.wrongButton.addEventListener('click', () => shownLabel() && ui.openLabelPicker(shownLabel()));
   elements.labelSelect.addEventListener('change', ui.syncOtherName);
   elements.labelPicker.addEventListener('submit', (event) => {
     event.preventDefault();

@@ -130,6 +130,11 @@ export function showResult(result, labels) {
   elements.resultHeading.focus();
 }
 
+/** No verdict on screen: a new photo is being read. */
+export function hideResult() {
+  elements.result.hidden = true;
+}
+
 export function showGuidanceFor(labels, name) {
   const entry = labels.find((l) => l.name === name);
   if (entry) renderGuidance(entry);
