@@ -130,15 +130,20 @@ def test_wrong_preprocessing_in_javascript_is_caught(bundle, trained_run, small_
     from training.dataset import load_dataset
     from training.run_dir import load_run
 
+    # Crop the top square instead of the centre one, and hand the model BGR instead of RGB
+    # (both loops: photos under 448 pixels are copied, larger ones box-averaged).
+    source = PREPROCESS_MODULE.read_text()
+    for right, wrong in [
+        ("const top = Math.floor((height - crop) / 2);", "const top = 0;"),
+        ("out[o] = data[i];", "out[o] = data[i + 2];"),
+        ("out[o + 2] = data[i + 2];", "out[o + 2] = data[i];"),
+        ("red += data[i];", "red += data[i + 2];"),
+        ("blue += data[i + 2];", "blue += data[i];"),
+    ]:
+        assert source.count(right) == 1, f"the mutation {right!r} no longer applies"
+        source = source.replace(right, wrong)
     broken = tmp_path / "preprocess.js"
-    # Squash instead of centre-crop, and hand the model BGR instead of RGB.
-    broken.write_text(
-        PREPROCESS_MODULE.read_text()
-        .replace("const side = Math.min(width, height);", "const side = Math.max(width, height);")
-        .replace("red += data[i];", "red += data[i + 2];")
-        .replace("blue += data[i + 2];", "blue += data[i];")
-    )
-    assert "Math.max(width" in broken.read_text() and broken.read_text().count("data[i + 2]") == 1
+    broken.write_text(source)
     run = load_run(trained_run)
     dataset = load_dataset(small_ewaste)
     reference = keras_reference(run.model, dataset.split("test"))
@@ -146,7 +151,7 @@ def test_wrong_preprocessing_in_javascript_is_caught(bundle, trained_run, small_
     good = verify(bundle, reference, run.labels, signature)
     bad = verify(bundle, reference, run.labels, signature, preprocess_module=broken)
     assert good.failures() == []
-    assert bad.failures(), "a BGR, squashed input went unnoticed"
+    assert bad.failures(), "a BGR, off-centre input went unnoticed"
     assert bad.max_probability_difference > good.max_probability_difference
 
 
