@@ -70,7 +70,7 @@ class Limit:
         """The previous window's hits that still fall inside the sliding window."""
         return before * max(0.0, 1 - elapsed / self.window)
 
-    def seconds_until_free(self, before: int, count: int, elapsed: float) -> float:
+    def _seconds_until_free(self, before: int, count: int, elapsed: float) -> float:
         """How long until one more hit would be accepted, if none comes in between: later in
         this window, as the previous one slides out, or else in the next one, as this one does."""
         room = self.limit - count - 1
@@ -82,7 +82,7 @@ class Limit:
         return self.window - elapsed + later
 
     def _refuse(self, before: int, count: int, elapsed: float) -> None:
-        retry = max(math.ceil(self.seconds_until_free(before, count, elapsed)), 1)
+        retry = max(math.ceil(self._seconds_until_free(before, count, elapsed)), 1)
         raise TooManyRequests(
             f"too many requests: {self.limit} per {_span(self.window)} for {self.name}; "
             f"try again in {retry} s",

@@ -84,12 +84,16 @@ export async function loadModel({ version, manifest, prepared, warmUp = true }) 
   return { version, folded, loadMs: performance.now() - started };
 }
 
-/** A 2D context to read pixels back from: a worker's OffscreenCanvas, or the page's canvas. */
-function readableContext(width, height) {
-  const canvas = typeof OffscreenCanvas === 'function'
+/** A canvas to draw on: a worker's OffscreenCanvas, or the page's canvas element. */
+function newCanvas(width, height) {
+  return typeof OffscreenCanvas === 'function'
     ? new OffscreenCanvas(width, height)
     : Object.assign(document.createElement('canvas'), { width, height });
-  const context = canvas.getContext('2d', { willReadFrequently: true });
+}
+
+/** A 2D context to read pixels back from. */
+function readableContext(width, height) {
+  const context = newCanvas(width, height).getContext('2d', { willReadFrequently: true });
   context.imageSmoothingEnabled = false; // pixels are copied 1:1, never resampled
   return context;
 }
@@ -155,13 +159,11 @@ export async function downscaleForUpload(blob, maxSide = 1024, quality = 0.9) {
   const scale = Math.min(1, maxSide / Math.max(probe.width, probe.height));
   const width = Math.max(1, Math.round(probe.width * scale));
   const height = Math.max(1, Math.round(probe.height * scale));
-  const useOffscreen = typeof OffscreenCanvas === 'function';
-  const canvas = useOffscreen ? new OffscreenCanvas(width, height)
-    : Object.assign(document.createElement('canvas'), { width, height });
+  const canvas = newCanvas(width, height);
   const context = canvas.getContext('2d');
   context.imageSmoothingQuality = 'high';
   context.drawImage(probe, 0, 0, width, height);
   probe.close();
-  if (useOffscreen) return canvas.convertToBlob({ type: 'image/jpeg', quality });
+  if (canvas.convertToBlob) return canvas.convertToBlob({ type: 'image/jpeg', quality });
   return new Promise((resolve) => canvas.toBlob(resolve, 'image/jpeg', quality));
 }
