@@ -95,6 +95,20 @@ def test_inspect_reports_bad_files_and_writes_report(tmp_path):
         assert (Path(tmp_path / "r") / name).is_file()
 
 
+def test_inspect_lists_the_first_bad_files_and_counts_the_rest(tmp_path):
+    for c, colour in enumerate(((200, 0, 0), (0, 0, 200))):
+        for i in range(6):
+            solid_jpeg(tmp_path / "data" / f"Class {c}" / f"{i}.jpg", colour, noise_seed=10 * c + i)
+    for i in range(45):
+        (tmp_path / "data" / "Class 1" / f"notes {i:02d}.txt").write_text("not a photo")
+    result = binbot("dataset", "inspect", str(tmp_path / "data"), "--out", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    assert "undecodable files (skipped): 45" in result.stdout
+    assert "Class 1/notes 19.txt: not an image" in result.stdout
+    assert "Class 1/notes 20.txt" not in result.stdout
+    assert "... and 25 more, all listed in report.json" in result.stdout
+
+
 def test_tensorflow_and_tensorflowjs_import_together():
     """The pinned set exists for this: a newer ydf breaks `import tensorflowjs` via protobuf."""
     result = subprocess.run(

@@ -12,7 +12,7 @@ from conftest import solid_jpeg
 from PIL import Image
 
 from binbot.errors import BinbotError
-from training.dataset import load_dataset
+from training.dataset import MAX_IMAGE_BYTES, load_dataset
 
 COLOURS = {"Red thing": (220, 30, 30), "Green thing": (30, 200, 40), "Blue thing": (30, 40, 220)}
 
@@ -85,6 +85,59 @@ def test_bad_files_are_reported_and_skipped(tmp_path):
     assert set(reasons) == {"notes.jpg", "cut.jpg", "empty.png"}
     assert reasons["notes.jpg"] == "not an image"
     assert "does not decode" in reasons["cut.jpg"]
+    assert len(dataset.records) == 30
+
+
+def _zip_folder(folder: Path, path: Path) -> zipfile.ZipFile:
+    archive = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED)
+    for file in sorted(folder.rglob("*.jpg")):
+        archive.write(file, file.relative_to(folder.parent).as_posix())
+    return archive
+
+
+def _forge_declared_size(path: Path, member: str, size: int) -> None:
+    """Rewrite the uncompressed size that a zip's central directory gives ``member``."""
+    data = bytearray(path.read_bytes())
+    header = data.index(b"PK\x01\x02")
+    name = member.encode()
+    while data[header + 46 : header + 46 + len(name)] != name:  # central directory entries
+        header = data.index(b"PK\x01\x02", header + 4)
+    data[header + 24 : header + 28] = size.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+
+
+def test_a_zip_bomb_is_skipped_without_filling_the_disk_or_the_memory(tmp_path):
+    """A member that expands past the size limit, or past the size it declares, is listed as
+    skipped under its class; the other photos are used, and a second read (from the extracted
+    cache) reports the same."""
+    root = make_flat(tmp_path / "photos")
+    path = tmp_path / "photos.zip"
+    with _zip_folder(root, path) as archive:
+        with archive.open("photos/Red thing/bomb.jpg", "w", force_zip64=True) as bomb:
+            for _ in range(MAX_IMAGE_BYTES // (1 << 20) + 1):
+                bomb.write(bytes(1 << 20))
+        archive.writestr("photos/Blue thing/liar.jpg", bytes(5 << 20))
+    assert path.stat().st_size < 1 << 20
+    _forge_declared_size(path, "photos/Blue thing/liar.jpg", 1000)
+    for _ in range(2):  # extracted, then read back from the cache
+        dataset = load_dataset(path, cache_dir=tmp_path / "cache")
+        reasons = {b.relpath: b.reason for b in dataset.bad_files}
+        assert set(reasons) == {"photos/Red thing/bomb.jpg", "photos/Blue thing/liar.jpg"}
+        assert reasons["photos/Red thing/bomb.jpg"].startswith("too large (101 MB")
+        assert "cannot be extracted" in reasons["photos/Blue thing/liar.jpg"]
+        assert len(dataset.records) == 30
+    extracted = sum(f.stat().st_size for f in (tmp_path / "cache").rglob("*") if f.is_file())
+    assert extracted < 1 << 20
+
+
+def test_a_huge_file_in_a_folder_is_skipped_unread(tmp_path):
+    root = make_flat(tmp_path / "flat")
+    with (root / "Green thing" / "huge.jpg").open("wb") as huge:
+        huge.truncate(MAX_IMAGE_BYTES + 1)  # sparse: no disk used
+    dataset = load_dataset(root)
+    assert [(b.relpath, b.reason[:10]) for b in dataset.bad_files] == [
+        ("Green thing/huge.jpg", "too large ")
+    ]
     assert len(dataset.records) == 30
 
 

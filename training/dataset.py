@@ -18,7 +18,9 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +40,11 @@ IGNORED_NAMES = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"}
 EXIF_ORIENTATION_TAG = 0x0112
 # Fewer images than this in a class of the val or test split gets a warning.
 SMALL_EVALUATION_CLASS = 10
+# A file larger than this is skipped unread: a phone's 200 MP JPEG is about 30 MB, and a zip
+# member that expands past it (a zip bomb) would otherwise fill the disk and the memory.
+MAX_IMAGE_BYTES = 100 * 1024 * 1024
+# Written into an extracted zip: the members too large to extract, and why.
+SKIPPED_MEMBERS = ".skipped-members.json"
 
 
 @dataclass(frozen=True)
@@ -142,9 +149,10 @@ def load_dataset(
     records: list[ImageRecord] = []
     bad: list[BadFile] = []
     label_of = {name: i for i, name in enumerate(classes)}
+    not_extracted = _skipped_members(root)
     for done, (split, name, f) in enumerate(files, 1):
         relpath = _rel(f, root)
-        checked = check_image(f)
+        checked = not_extracted.get(relpath) or check_image(f)
         if isinstance(checked, str):
             bad.append(BadFile(relpath, checked))
         else:
@@ -212,6 +220,15 @@ def progress_logger(log: Callable[[str], None], every: int = 1000) -> Callable[[
     return report
 
 
+def bad_file_lines(bad_files: list[BadFile], listed_in: str, shown: int = 20) -> list[str]:
+    """'relpath: reason' for the first ``shown`` skipped files and a count of the rest: a zip
+    of 20,000 odd files must not bury the rest of the output."""
+    lines = [f"{b.relpath}: {b.reason}" for b in bad_files[:shown]]
+    if len(bad_files) > shown:
+        lines.append(f"... and {len(bad_files) - shown} more, all listed in {listed_in}")
+    return lines
+
+
 def _check_classes(dataset: Dataset) -> None:
     """Refuse empty classes; warn about a class missing from an evaluation split."""
     counts = dataset.counts()
@@ -276,6 +293,9 @@ def _stratified_split(
 def check_image(path: Path) -> tuple[str, int, int, int] | str:
     """Decode the whole file; return (sha256, width, height, orientation) or why it is unusable."""
     try:
+        size = path.stat().st_size
+        if size > MAX_IMAGE_BYTES:
+            return _too_large(size)
         data = path.read_bytes()
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"
@@ -318,11 +338,63 @@ def _extract_zip(source: Path, cache_dir: str | os.PathLike[str] | None) -> Path
                 name = member.filename
                 if name.startswith(("/", "\\")) or ".." in Path(name).parts:
                     raise BinbotError(f"refusing zip entry outside the dataset: {name}")
-            archive.extractall(staging)
+                if member.is_dir():
+                    (staging / name).mkdir(parents=True, exist_ok=True)
+            members = [m for m in archive.infolist() if not m.is_dir()]
+            _check_room(members, staging, source)
+            skipped = {}
+            for member in members:
+                relpath = Path(member.filename).as_posix()
+                reason = _extract_bounded(archive, member, staging / relpath)
+                if reason:
+                    skipped[relpath] = reason
+            (staging / SKIPPED_MEMBERS).write_text(json.dumps(skipped, indent=1))
             (staging / ".complete").touch()
     except zipfile.BadZipFile as exc:
         raise BinbotError(f"corrupt zip file {source}: {exc}") from None
     return target
+
+
+def _too_large(size: int) -> str:
+    limit = MAX_IMAGE_BYTES // (1024 * 1024)
+    return f"too large ({size / (1024 * 1024):.0f} MB; files over {limit} MB are skipped)"
+
+
+def _check_room(members: list[zipfile.ZipInfo], folder: Path, source: Path) -> None:
+    """Refuse before writing anything when the extracted files would not fit on the disk."""
+    needed = sum(min(m.file_size, MAX_IMAGE_BYTES) for m in members)
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise BinbotError(
+            f"extracting {source} needs {needed / 1e9:.1f} GB and only {free / 1e9:.1f} GB "
+            f"are free in {folder.parent}: set BINBOT_CACHE_DIR to a larger disk"
+        )
+
+
+def _extract_bounded(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path) -> str:
+    """Extract one member unless it declares more than MAX_IMAGE_BYTES; '' or why it was not.
+
+    A member cannot expand past the size it declares: zipfile stops reading there and the CRC
+    check then fails. One that is too large or damaged leaves an empty placeholder, so that the
+    report still lists it, under its class, with the reason.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if member.file_size > MAX_IMAGE_BYTES:
+        path.write_bytes(b"")
+        return _too_large(member.file_size)
+    try:
+        with archive.open(member) as source, path.open("wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+        path.write_bytes(b"")
+        return f"cannot be extracted from the zip: {exc}"
+    return ""
+
+
+def _skipped_members(root: Path) -> dict[str, str]:
+    """relpath -> reason for the members an extracted zip left out (none for a folder)."""
+    record = root / SKIPPED_MEMBERS
+    return json.loads(record.read_text()) if record.is_file() else {}
 
 
 def _default_cache() -> Path:

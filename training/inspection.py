@@ -14,7 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from training.dataset import SPLITS, Dataset, load_dataset, progress_logger
+from training.dataset import (
+    SPLITS,
+    BadFile,
+    Dataset,
+    bad_file_lines,
+    load_dataset,
+    progress_logger,
+)
 from training.duplicates import (
     DEFAULT_MIN_CORRELATION,
     DEFAULT_NEAR_THRESHOLD,
@@ -197,8 +204,8 @@ def print_report(report: dict[str, Any], log: Log) -> None:
     )
     bad = report["undecodable_files"]
     log(f"  undecodable files (skipped): {len(bad)}")
-    for b in bad:
-        log(f"    {b['relpath']}: {b['reason']}")
+    for line in bad_file_lines([BadFile(**b) for b in bad], "report.json"):
+        log(f"    {line}")
     dup = report["duplicates"]
     log(
         f"  duplicates: {dup['pairs']} pairs ({dup['identical_pairs']} byte-identical, "

@@ -24,7 +24,13 @@ import numpy as np
 
 from binbot.errors import BinbotError
 from training.config import TrainConfig
-from training.dataset import Dataset, ImageRecord, load_dataset, progress_logger
+from training.dataset import (
+    Dataset,
+    ImageRecord,
+    bad_file_lines,
+    load_dataset,
+    progress_logger,
+)
 from training.run_dir import (
     CONFIG_FILE,
     CURVES_FILE,
@@ -123,8 +129,8 @@ def _read_dataset(
     if dataset is None:
         log(f"Reading dataset {path} ...")
         dataset = load_dataset(path, seed=config.seed, progress=progress_logger(log))
-    for bad in dataset.bad_files:
-        log(f"  skipped {bad.relpath}: {bad.reason}")
+    for line in bad_file_lines(dataset.bad_files, f"the run's {DATASET_FILE}"):
+        log(f"  skipped {line}")
     for warning in dataset.warnings:
         log(f"  warning: {warning}")
     return dataset
