@@ -357,7 +357,7 @@ def _extract_zip(source: Path, cache_dir: str | os.PathLike[str] | None) -> Path
 
 def _too_large(size: int) -> str:
     limit = MAX_IMAGE_BYTES // (1024 * 1024)
-    return f"too large ({size / (1024 * 1024):.0f} MB; files over {limit} MB are skipped)"
+    return f"too large ({size / (1024 * 1024):.0f} MB; the limit is {limit} MB)"
 
 
 def _check_room(members: list[zipfile.ZipInfo], folder: Path, source: Path) -> None:
