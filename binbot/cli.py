@@ -144,14 +144,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_db(args: argparse.Namespace) -> int:
     from server import create_app
-    from server.provision import database_revision, provision
+    from server.config import masked_database_url
+    from server.provision import database_revision, provision, reaching_the_database
 
     app = create_app()
-    _log(f"Database: {app.config['SQLALCHEMY_DATABASE_URI']}")
+    _log(f"Database: {masked_database_url(app.config['SQLALCHEMY_DATABASE_URI'])}")
     if args.db_command == "upgrade":
         provision(app, starter=not args.no_starter, log=_log)
     else:
-        with app.app_context():
+        with app.app_context(), reaching_the_database(app):
             _log(f"Schema revision: {database_revision() or 'none (not provisioned yet)'}")
     return 0
 

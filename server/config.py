@@ -8,6 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from binbot.errors import BinbotError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -16,8 +21,9 @@ def load_config(instance_path: str) -> dict[str, Any]:
     data = Path(os.environ.get("BINBOT_DATA_DIR") or instance / "data")
     return {
         "BINBOT_INSTANCE_DIR": str(instance),
-        "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL")
-        or f"sqlite:///{instance / 'binbot.sqlite3'}",
+        "SQLALCHEMY_DATABASE_URI": _database_url(
+            os.environ.get("DATABASE_URL") or f"sqlite:///{instance / 'binbot.sqlite3'}"
+        ),
         "BINBOT_DATA_DIR": str(data),
         # The model published when the database has none yet.
         "BINBOT_STARTER_MODEL": os.environ.get("BINBOT_STARTER_MODEL")
@@ -26,37 +32,35 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "BINBOT_WEBCLIENT_DIR": os.environ.get("BINBOT_WEBCLIENT_DIR")
         or str(PROJECT_ROOT / "webclient" / "dist"),
         # Whole request; a phone photo is a few MB, the web client sends a downscaled copy.
-        "MAX_CONTENT_LENGTH": int(os.environ.get("BINBOT_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)),
+        "MAX_CONTENT_LENGTH": _int("BINBOT_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, 1024),
         # Upload limits checked before decoding: pixels of a JPEG (decoded at a reduced scale),
         # of a PNG or WebP (decoded whole), and how much longer one side may be.
-        "BINBOT_MAX_IMAGE_PIXELS": int(os.environ.get("BINBOT_MAX_IMAGE_PIXELS", 24_000_000)),
-        "BINBOT_MAX_FULL_DECODE_PIXELS": int(
-            os.environ.get("BINBOT_MAX_FULL_DECODE_PIXELS", 8_000_000)
-        ),
-        "BINBOT_MAX_ASPECT_RATIO": float(os.environ.get("BINBOT_MAX_ASPECT_RATIO", 10)),
+        "BINBOT_MAX_IMAGE_PIXELS": _int("BINBOT_MAX_IMAGE_PIXELS", 24_000_000, 1),
+        "BINBOT_MAX_FULL_DECODE_PIXELS": _int("BINBOT_MAX_FULL_DECODE_PIXELS", 8_000_000, 1),
+        "BINBOT_MAX_ASPECT_RATIO": _float("BINBOT_MAX_ASPECT_RATIO", 10, 1),
         # Stored photos are re-encoded to at most this side, as JPEG of this quality.
-        "BINBOT_STORED_MAX_SIDE": int(os.environ.get("BINBOT_STORED_MAX_SIDE", 1600)),
+        "BINBOT_STORED_MAX_SIDE": _int("BINBOT_STORED_MAX_SIDE", 1600, 64),
         "BINBOT_STORED_JPEG_QUALITY": 90,
         # A candidate more than this much less accurate than the published model is refused.
         # Retraining: the dataset corrections are added to, and when a silent worker is dead.
         "BINBOT_BASE_DATASET": os.environ.get("BINBOT_BASE_DATASET")
         or os.environ.get("BINBOT_DATASET"),
-        "BINBOT_JOB_TIMEOUT": float(os.environ.get("BINBOT_JOB_TIMEOUT", 300)),
-        "BINBOT_PUBLISH_MARGIN": float(os.environ.get("BINBOT_PUBLISH_MARGIN", 0.01)),
+        "BINBOT_JOB_TIMEOUT": _float("BINBOT_JOB_TIMEOUT", 300, 1),
+        "BINBOT_PUBLISH_MARGIN": _float("BINBOT_PUBLISH_MARGIN", 0.01, 0, 1),
         # Per-client limits (count, window in seconds), answered 429 with Retry-After.
         "BINBOT_LIMITS": {
-            "uploads per minute": (_int("BINBOT_UPLOADS_PER_MINUTE", 30), 60),
-            "uploads per day": (_int("BINBOT_UPLOADS_PER_DAY", 500), 86400),
-            "failed console logins": (_int("BINBOT_LOGIN_FAILURES", 5), 900),
-            "failed admin tokens": (_int("BINBOT_TOKEN_FAILURES", 20), 900),
-            "proposals per day": (_int("BINBOT_PROPOSALS_PER_DAY", 30), 86400),
+            "uploads per minute": (_int("BINBOT_UPLOADS_PER_MINUTE", 30, 0), 60),
+            "uploads per day": (_int("BINBOT_UPLOADS_PER_DAY", 500, 0), 86400),
+            "failed console logins": (_int("BINBOT_LOGIN_FAILURES", 5, 0), 900),
+            "failed admin tokens": (_int("BINBOT_TOKEN_FAILURES", 20, 0), 900),
+            "proposals per day": (_int("BINBOT_PROPOSALS_PER_DAY", 30, 0), 86400),
         },
         # New submissions wait while this many are pending review, or while the data folder's
         # disk has less than this free.
-        "BINBOT_MAX_PENDING": _int("BINBOT_MAX_PENDING", 5000),
-        "BINBOT_MIN_FREE_BYTES": _int("BINBOT_MIN_FREE_MB", 500) * 1024 * 1024,
+        "BINBOT_MAX_PENDING": _int("BINBOT_MAX_PENDING", 5000, 1),
+        "BINBOT_MIN_FREE_BYTES": _int("BINBOT_MIN_FREE_MB", 500, 0) * 1024 * 1024,
         # Behind the front (nginx): how many proxies set X-Forwarded-For (0: none trusted).
-        "BINBOT_PROXIES": _int("BINBOT_PROXIES", 0),
+        "BINBOT_PROXIES": _int("BINBOT_PROXIES", 0, 0, 10),
         # Admin console sessions: signed cookie, HttpOnly, SameSite=Strict, Secure (browsers
         # accept Secure cookies from http://127.0.0.1 and localhost; set 0 only for plain HTTP
         # on another host, e.g. a test LAN).
@@ -69,8 +73,52 @@ def load_config(instance_path: str) -> dict[str, Any]:
     }
 
 
-def _int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+def _int(name: str, default: int, least: int, most: int | None = None) -> int:
+    """A whole-number setting: a typo or a value out of bounds stops the start with a clear
+    message instead of a traceback (or a server that refuses every upload)."""
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = int(raw) if raw else default
+    except ValueError:
+        raise BinbotError(f"{name} must be a whole number (got {raw!r})") from None
+    return _bounded(name, value, least, most)
+
+
+def _float(name: str, default: float, least: float, most: float | None = None) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise BinbotError(f"{name} must be a number (got {raw!r})") from None
+    if value != value:  # NaN compares false with every bound
+        raise BinbotError(f"{name} must be a number (got {raw!r})")
+    return _bounded(name, value, least, most)
+
+
+def _bounded(name: str, value, least, most):
+    if value < least or (most is not None and value > most):
+        bounds = f"from {least} to {most}" if most is not None else f"at least {least}"
+        raise BinbotError(f"{name} must be {bounds} (got {value})")
+    return value
+
+
+def _database_url(url: str) -> str:
+    """DATABASE_URL, checked to name a database BinBot can talk to (SQLite, PostgreSQL)."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        backend = f"none ({exc})"
+    if backend not in ("sqlite", "postgresql"):
+        raise BinbotError(
+            f"DATABASE_URL names a database BinBot cannot use: {backend}; it takes "
+            "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/NAME"
+        )
+    return url
+
+
+def masked_database_url(url: str) -> str:
+    """The database URL with its password hidden, for logs and error messages."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def load_secret_key(instance: Path) -> str:

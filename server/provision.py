@@ -10,14 +10,18 @@ upgraded from there, so its rows are kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import flask_migrate
 from flask import Flask, current_app
 from sqlalchemy import inspect
+from sqlalchemy.exc import DBAPIError
 
 from binbot.errors import BinbotError
+from server.config import masked_database_url
 from server.errors import ServiceError
 from server.extensions import MIGRATIONS_DIR, db
 from server.registry.bundles import publish, published_version, register_bundle
@@ -30,7 +34,12 @@ Log = Callable[[str], None]
 def _ensure_sqlite_folder(app: Flask) -> None:
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise BinbotError(f"the database's folder {folder} cannot be made ({reason})") from None
 
 
 def upgrade_database(app: Flask, log: Log = print) -> None:
@@ -71,9 +80,35 @@ def ensure_published_model(log: Log = print) -> ModelVersion | None:
         raise BinbotError(f"the starter model at {starter} cannot be published: {exc}") from None
 
 
+@contextmanager
+def reaching_the_database(app: Flask) -> Iterator[None]:
+    """A database that refuses the connection (down, wrong host, wrong password) is a
+    one-line error naming it (password hidden), not a driver's traceback."""
+    try:
+        yield
+    except DBAPIError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        url = masked_database_url(app.config["SQLALCHEMY_DATABASE_URI"])
+        raise BinbotError(f"cannot use the database {url}: {reason}") from None
+
+
+def ensure_data_folder(app: Flask) -> None:
+    """Create the data folder and prove it writable now, rather than fail the first upload."""
+    folder = Path(app.config["BINBOT_DATA_DIR"])
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise BinbotError(f"the data folder {folder} cannot be written ({reason})") from None
+
+
 def provision(app: Flask, *, starter: bool = True, log: Log = print) -> None:
     """Everything a fresh or older instance needs before it serves."""
-    upgrade_database(app, log)
-    if starter:
-        with app.app_context():
-            ensure_published_model(log)
+    ensure_data_folder(app)
+    with reaching_the_database(app):
+        upgrade_database(app, log)
+        if starter:
+            with app.app_context():
+                ensure_published_model(log)

@@ -23,12 +23,13 @@ def prepare(new_token: bool, log: Callable[[str], None]) -> None:
     """Provision the instance (schema, starter model) and make sure an admin can log in."""
     from server import create_app
     from server.admin.tokens import admin_token_exists, create_admin_token
+    from server.config import masked_database_url
     from server.extensions import db
     from server.provision import provision
     from server.registry.bundles import published_version
 
     app = create_app()
-    log(f"Database: {app.config['SQLALCHEMY_DATABASE_URI']}")
+    log(f"Database: {masked_database_url(app.config['SQLALCHEMY_DATABASE_URI'])}")
     provision(app, log=log)
     with app.app_context():
         current = published_version()

@@ -141,3 +141,41 @@ def test_a_killed_retraining_worker_is_restarted_and_the_web_service_keeps_servi
         assert "killed by signal SIGKILL (job 1 failed)" in page.text
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"BINBOT_UPLOADS_PER_MINUTE": "thirty"}, "BINBOT_UPLOADS_PER_MINUTE must be a whole"),
+        ({"BINBOT_JOB_TIMEOUT": "-5"}, "BINBOT_JOB_TIMEOUT must be at least 1"),
+        ({"BINBOT_PUBLISH_MARGIN": "nan"}, "BINBOT_PUBLISH_MARGIN must be a number"),
+        (
+            {"DATABASE_URL": "mysql://bob@db/binbot"},
+            "DATABASE_URL names a database BinBot cannot use: mysql",
+        ),
+        (
+            {"DATABASE_URL": "postgresql+psycopg://bob:hunter2@127.0.0.1:1/binbot"},
+            "cannot use the database postgresql+psycopg://bob:***@127.0.0.1:1/binbot: connection",
+        ),
+        ({"BINBOT_DATA_DIR": "{file}/data"}, "the data folder {file}/data cannot be written"),
+    ],
+)
+def test_a_bad_setting_stops_the_start_with_one_clear_line(tmp_path, setting, message):
+    """A typo in the environment, an unreachable database or a data folder that cannot be
+    written: `binbot serve` says which, in one line (the password hidden), and exits 2
+    before serving, instead of a traceback or a server whose first upload fails."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    setting = {name: value.format(file=a_file) for name, value in setting.items()}
+    env = os.environ | {"BINBOT_INSTANCE_DIR": str(tmp_path / "instance"), **setting}
+    if "DATABASE_URL" not in setting:
+        env.pop("DATABASE_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "binbot", "serve", "--port", str(free_port())],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"binbot: error: {message.format(file=a_file)}"), result.stderr
+    assert "hunter2" not in result.stdout + result.stderr
