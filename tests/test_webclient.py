@@ -275,6 +275,32 @@ def test_a_photo_chosen_while_a_big_one_is_read_gets_the_verdict(browser, server
     page.close()
 
 
+def test_a_phone_without_storage_space_still_classifies_and_says_so(browser, server,
+                                                                     small_ewaste):  # fmt: skip
+    """A phone whose storage is full refuses to keep the model (Chromium enforces a quota set
+    here, 1 MB, below the model's size). The app still answers with the model it downloaded,
+    says why it cannot work offline, and keeps the model once there is room again."""
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    origin = server.url.rstrip("/")
+    cdp.send("Storage.overrideQuotaForOrigin", {"origin": origin, "quotaSize": 1_000_000})
+    page.goto(server.url)
+    choose_photo(page, split_photos(small_ewaste)[0])
+    assert page.locator("#result").get_attribute("data-verdict") in ("known", "unsure", "unknown")
+    line = page.locator("#model-status").inner_text()
+    assert f"Model {STARTER_VERSION}" in line
+    assert "not kept for offline use: this device is out of storage space" in line
+    assert page.evaluate("window.binbot.cachedVersions()") == []
+
+    cdp.send("Storage.overrideQuotaForOrigin", {"origin": origin})  # room again
+    page.reload()
+    wait_until_ready(page)
+    assert page.evaluate("window.binbot.cachedVersions()") == [STARTER_VERSION]
+    assert "not kept" not in page.locator("#model-status").inner_text()
+    context.close()
+
+
 def test_a_rejected_correction_is_shown_and_not_retried(browser, tmp_path, small_ewaste):
     # The server accepts uploads of at most 2 kB: every correction is refused with 413.
     server = AppServer(tmp_path / "instance", extra_env={"BINBOT_MAX_UPLOAD_BYTES": "2000"}).start()

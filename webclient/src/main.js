@@ -11,7 +11,9 @@ import { createClassifier } from './classifier.js';
 import { UnusableModel, checkManifest } from './model-contract.js';
 import { prepareBundle } from './graph-model.js';
 import { verdict } from './openset.js';
-import { activate, activeModel, cachedVersions, checkForUpdate, discard, readModelFiles } from './model-store.js';
+import {
+  activate, activeModel, cachedVersions, checkForUpdate, discard, downloadedModelFiles, readModelFiles,
+} from './model-store.js';
 import { SYNC_TAG, dismiss, enqueue, flush, listCorrections, onQueueChange, pausedUntil } from './queue.js';
 import * as ui from './ui.js';
 
@@ -32,6 +34,7 @@ const state = {
   photoWaiting: false, // a photo was chosen before the first model was ready
   photos: 0, // photos chosen so far: only the latest one's answer is shown
   classifying: 0, // photos being classified now
+  unsaved: null, // {version, reason}: the version in use that this device could not keep
 };
 let markModelReady;
 const modelReady = new Promise((resolve) => { markModelReady = resolve; });
@@ -41,9 +44,12 @@ function markOnce(name) {
   if (!performance.getEntriesByName(name).length) performance.mark(name);
 }
 
-async function loadIntoClassifier(entry) {
+/** Load a version into the classifier: from its cache, or from the bytes just downloaded. */
+async function loadIntoClassifier(entry, downloaded = null) {
   checkManifest(entry.manifest);
-  const { modelJson, shards, openset } = await readModelFiles(entry);
+  const { modelJson, shards, openset } = downloaded
+    ? await downloadedModelFiles(entry, downloaded)
+    : await readModelFiles(entry);
   markOnce('binbot:model-files-read');
   // Decoded and folded here, on the page, while the inference worker starts the runtime.
   const prepared = await prepareBundle(modelJson, shards);
@@ -60,9 +66,14 @@ async function loadIntoClassifier(entry) {
   state.entry = entry;
   state.openset = openset;
   ui.fillLabelPicker(entry.labels);
-  ui.showModel(entry, state.info, navigator.onLine);
+  showModelLine();
   markOnce('binbot:model-ready');
   markModelReady();
+}
+
+function showModelLine() {
+  const unkept = state.unsaved?.version === state.entry?.version ? state.unsaved.reason : null;
+  ui.showModel(state.entry, state.info, navigator.onLine, unkept);
 }
 
 const megabytes = (bytes) => (bytes / 1e6).toFixed(1);
@@ -72,6 +83,7 @@ const megabytes = (bytes) => (bytes / 1e6).toFixed(1);
  * `force` downloads the published version even when it is the active one (a damaged cache).
  */
 function checkForNewModel({ quiet = true, force = false } = {}) {
+  if (quiet && state.unsaved) return Promise.resolve('unsaved');
   state.checking ??= (async () => {
     try {
       const outcome = await checkForUpdate(APP_BASE, {
@@ -84,13 +96,21 @@ function checkForNewModel({ quiet = true, force = false } = {}) {
       });
       if (outcome.status === 'downloaded') {
         try {
-          await loadIntoClassifier(outcome.entry);
+          await loadIntoClassifier(outcome.entry, outcome.bytes);
         } catch (error) {
           if (outcome.entry.version !== state.entry?.version) await discard(outcome.entry);
           throw error;
         }
-        state.entry = await activate(outcome.entry);
-        ui.setStatus(`Model ${outcome.entry.version} is ready.`);
+        if (outcome.unsaved) {
+          // In use now; not kept, so not recorded as this device's model either, and not
+          // downloaded again by the background checks (a reload tries again).
+          state.unsaved = { version: outcome.entry.version, reason: outcome.unsaved };
+          showModelLine();
+          ui.setStatus(`Model ${outcome.entry.version} is ready, but ${outcome.unsaved}: BinBot cannot keep it for use offline. Free some space and reload to keep it.`);
+        } else {
+          state.entry = await activate(outcome.entry);
+          ui.setStatus(`Model ${outcome.entry.version} is ready.`);
+        }
       } else if (outcome.status === 'advice') {
         state.entry = outcome.entry;
         ui.fillLabelPicker(outcome.entry.labels);
@@ -228,7 +248,7 @@ function wireControls() {
   elements.closeLiveButton.addEventListener('click', closeLive);
 
   const connectivityChanged = () => {
-    ui.showModel(state.entry, state.info, navigator.onLine);
+    showModelLine();
     if (navigator.onLine) { sendQueue(); checkForNewModel(); }
   };
   window.addEventListener('online', connectivityChanged);

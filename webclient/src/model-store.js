@@ -30,30 +30,44 @@ export async function activeModel() {
 }
 
 /**
- * The active version's model.json, shards and open-set arrays, read from its cache and
- * checked by hash.
- * Throws when a file is missing or damaged (the caller then downloads the version again).
+ * A version's model.json, shards and open-set arrays, each file read by `read(file)` (from its
+ * cache, or from memory) and checked by hash.
  */
-export async function readModelFiles(entry) {
-  const cache = await caches.open(cacheName(entry.version));
-  const read = async (file) => {
-    const response = await cache.match(file.url);
-    if (!response) throw new Error(`model file ${file.path} is not cached`);
-    const buffer = await response.arrayBuffer();
+async function modelFiles(entry, read) {
+  const checked = async (file) => {
+    const buffer = await read(file);
     if ((await sha256Hex(buffer)) !== file.sha256) throw new Error(`model file ${file.path} is damaged`);
     return buffer;
   };
   const byPath = new Map(entry.files.map((file) => [file.path, file]));
-  const modelJson = JSON.parse(new TextDecoder().decode(await read(byPath.get(entry.manifest.model))));
+  const modelJson = JSON.parse(new TextDecoder().decode(await checked(byPath.get(entry.manifest.model))));
   const shardFiles = modelJson.weightsManifest.flatMap((group) => group.paths).map((p) => {
     const file = byPath.get(p);
     if (!file) throw new Error(`the manifest does not list shard ${p}`);
     return file;
   });
-  const shards = await Promise.all(shardFiles.map(read));
+  const shards = await Promise.all(shardFiles.map(checked));
   const { openset } = entry.manifest;
-  const scorer = openset ? parseOpenSet(new TextDecoder().decode(await read(byPath.get(openset.file)))) : null;
+  const scorer = openset ? parseOpenSet(new TextDecoder().decode(await checked(byPath.get(openset.file)))) : null;
   return { modelJson, shards, openset: scorer };
+}
+
+/**
+ * The active version's files, read from its cache. Throws when a file is missing or damaged
+ * (the caller then downloads the version again).
+ */
+export async function readModelFiles(entry) {
+  const cache = await caches.open(cacheName(entry.version));
+  return modelFiles(entry, async (file) => {
+    const response = await cache.match(file.url);
+    if (!response) throw new Error(`model file ${file.path} is not cached`);
+    return response.arrayBuffer();
+  });
+}
+
+/** A version's files from what `checkForUpdate` just downloaded (`downloaded.bytes`). */
+export function downloadedModelFiles(entry, bytes) {
+  return modelFiles(entry, async (file) => bytes.get(file.url));
 }
 
 async function fetchJson(url) {
@@ -91,14 +105,18 @@ async function readCounting(response, onBytes) {
 /**
  * Download every file of `current` (the server's /api/models/current) into its cache.
  * `onProgress({received, total})` counts the bytes that have arrived (or were already cached)
- * against the manifest's total.
+ * against the manifest's total. Resolves to {bytes: Map url -> ArrayBuffer, unsaved}: the
+ * files stay in memory, so a device whose storage is full (the cache refuses them: `unsaved`,
+ * the reason) can still use the model now, only not offline later.
  */
 async function download(current, apiBase, onProgress) {
   const cache = await caches.open(cacheName(current.version));
   const total = current.files.reduce((sum, f) => sum + f.bytes, 0);
+  const bytes = new Map();
+  let unsaved = null;
   let received = 0;
-  const count = (bytes) => {
-    received += bytes;
+  const count = (size) => {
+    received += size;
     onProgress?.({ received: Math.min(received, total), total });
   };
   try {
@@ -107,6 +125,7 @@ async function download(current, apiBase, onProgress) {
       const cached = await cache.match(url);
       const kept = cached ? await cached.arrayBuffer() : null;
       if (kept && (await sha256Hex(kept)) === file.sha256) {
+        bytes.set(url, kept);
         count(file.bytes);
         continue;
       }
@@ -116,11 +135,25 @@ async function download(current, apiBase, onProgress) {
       if (!response.ok) throw new Error(`${file.path}: HTTP ${response.status}`);
       const buffer = await readCounting(response, count);
       if ((await sha256Hex(buffer)) !== file.sha256) throw new Error(`${file.path}: hash mismatch`);
-      await cache.put(url, new Response(buffer, { headers: { 'Content-Type': response.headers.get('Content-Type') ?? 'application/octet-stream' } }));
+      bytes.set(url, buffer);
+      if (!unsaved) unsaved = await keep(cache, url, buffer, response.headers.get('Content-Type'));
     }
   } catch (error) {
     await caches.delete(cacheName(current.version));
     throw error;
+  }
+  if (unsaved) await caches.delete(cacheName(current.version)); // half a version is no use
+  return { bytes, unsaved };
+}
+
+/** Store one file in the version's cache: null, or why the device would not keep it. */
+async function keep(cache, url, buffer, type) {
+  try {
+    await cache.put(url, new Response(buffer, { headers: { 'Content-Type': type ?? 'application/octet-stream' } }));
+    return null;
+  } catch (error) {
+    if (error?.name !== 'QuotaExceededError') throw error;
+    return 'this device is out of storage space';
   }
 }
 
@@ -134,7 +167,8 @@ async function dropOtherVersions(keep) {
  * Ask the server which version is published; download it when it is new.
  * Resolves to {status: 'current' | 'advice' | 'downloaded', entry} ('advice': same model, newer
  * disposal advice; 'downloaded': in its own cache, not active until `activate(entry)`, once the
- * page has loaded it). Rejects when offline.
+ * page has loaded it; with its files' `bytes`, and `unsaved` (why) when the device would not
+ * keep them). Rejects when offline.
  */
 export async function checkForUpdate(apiBase, { onProgress, force = false } = {}) {
   const active = await activeModel();
@@ -148,7 +182,7 @@ export async function checkForUpdate(apiBase, { onProgress, force = false } = {}
   if (labels.model_version !== current.version) {
     throw new Error('the published model changed during the check; try again');
   }
-  await download(current, apiBase, onProgress);
+  const { bytes, unsaved } = await download(current, apiBase, onProgress);
   const entry = {
     version: current.version,
     publishedAt: current.published_at,
@@ -157,7 +191,7 @@ export async function checkForUpdate(apiBase, { onProgress, force = false } = {}
     adviceVersion: labels.advice_version,
     files: current.files.map((f) => ({ ...f, url: new URL(f.url, apiBase).href })),
   };
-  return { status: 'downloaded', entry };
+  return { status: 'downloaded', entry, bytes, unsaved };
 }
 
 /**

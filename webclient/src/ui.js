@@ -41,10 +41,12 @@ export function setStatus(text, { busy = false } = {}) {
   elements.status.setAttribute('aria-busy', String(busy));
 }
 
-export function showModel(entry, info, online) {
+/** The model line: version, runtime, online or not, and `unkept` (why the model is not kept). */
+export function showModel(entry, info, online, unkept = null) {
   const parts = [entry ? `Model ${entry.version}` : 'No model yet'];
   if (info) parts.push(`${info.backend}${info.simd ? ' SIMD' : ''}${info.backend === 'wasm' ? `, ${info.threads} thread${info.threads === 1 ? '' : 's'}` : ''}`);
   parts.push(online ? 'online' : 'offline');
+  if (unkept) parts.push(`not kept for offline use: ${unkept}`);
   elements.modelStatus.textContent = parts.join(' · ');
   elements.modelStatus.dataset.version = entry?.version ?? '';
 }
