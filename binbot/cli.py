@@ -33,11 +33,13 @@ def _import_tensorflow_quietly() -> None:
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
+        import tensorflow
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+    # Its Python-side warnings (tf.function retracing advice) are for developers, not users.
+    tensorflow.get_logger().setLevel("ERROR")
 
 
 def _log(message: str) -> None:

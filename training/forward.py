@@ -9,6 +9,7 @@ evaluation and conversion's reference all go through here.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -17,11 +18,22 @@ import numpy as np
 IMAGE_BATCH = 4
 
 
+# One traced function per model: tracing MobileNetV2 takes about a second, and a run asks for
+# the same model's forward pass more than once (train and validation features, evaluation).
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def compiled(model) -> Callable:
-    """``model(x, training=False)`` as one traced graph (retraced only for a new batch shape)."""
+    """``model(x, training=False)`` as one traced graph (retraced only for a new batch shape),
+    made once per model. Its variables are read at each call, so later training shows."""
     import tensorflow as tf
 
-    return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    if model not in _COMPILED:
+        # A weak reference: a function holding its model would keep it, and its entry, alive
+        # for the life of the process (a retraining worker runs job after job).
+        ref = weakref.ref(model)
+        _COMPILED[model] = tf.function(lambda x: ref()(x, training=False), reduce_retracing=True)
+    return _COMPILED[model]
 
 
 def run_batches(call: Callable, batches: Iterable) -> list:
