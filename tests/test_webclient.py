@@ -28,6 +28,7 @@ from browser import (
 )
 from conftest import STARTER_VERSION, binbot
 from PIL import Image
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.slow
 
@@ -321,6 +322,51 @@ def test_a_rejected_correction_is_shown_and_not_retried(browser, tmp_path, small
         page.close()
     finally:
         server.stop()
+
+
+def test_a_wifi_login_page_in_the_way_does_not_swallow_corrections(browser, server, small_ewaste):
+    """On a hotel or station Wi-Fi the phone is 'online', but a login page answers in the
+    server's place: a redirect to it, the page itself (200), or a proxy's refusal. None of them
+    is BinBot's answer, so the correction stays waiting, and it arrives once the network lets it
+    through. (The network in between is the one thing simulated: the context's routes, which
+    see the service worker's requests too.)"""
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.goto(server.url)
+    wait_until_ready(page)
+    portal = {"answer": None}
+
+    def login_page(route) -> None:
+        answers = {
+            "redirect": {"status": 302, "headers": {"Location": server.url + "?wifi-login"}},
+            "page": {"status": 200, "content_type": "text/html",
+                     "body": "<html><h1>Sign in to Station Wi-Fi</h1></html>"},
+            "refused": {"status": 403, "content_type": "text/html",
+                        "body": "<html>Access denied by proxy</html>"},
+        }  # fmt: skip
+        route.fulfill(**answers[portal["answer"]])
+
+    context.route("**/api/submissions", login_page)
+    for answer in ("redirect", "page", "refused"):
+        portal["answer"] = answer
+        if answer == "redirect":
+            correct(page, split_photos(small_ewaste)[3], "Mouse")
+        page.evaluate("window.binbot.sendQueue()")
+        assert waiting(page) == 1, answer
+        assert page.locator("#queue-status").get_attribute("data-rejected") == "0", answer
+    assert stored_submissions(server) == []
+    # The same page in place of the model check: the app says what is in the way.
+    portal["answer"] = "page"
+    context.route("**/api/models/current", login_page)
+    page.get_by_role("button", name="Check for a new model").click()
+    expect(page.locator("#status")).to_contain_text("a Wi-Fi sign-in page?")
+
+    context.unroute("**/api/models/current")
+    context.unroute("**/api/submissions")
+    page.evaluate("window.binbot.sendQueue()")
+    page.wait_for_function("document.getElementById('queue-status').dataset.waiting === '0'")
+    assert [r["label"] for r in stored_submissions(server)] == ["Mouse"]
+    context.close()
 
 
 def test_a_newly_published_model_is_picked_up_and_the_old_one_dropped(

@@ -73,6 +73,10 @@ export function downloadedModelFiles(entry, bytes) {
 async function fetchJson(url) {
   const response = await fetch(url, { cache: 'no-store' });
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  if (!(response.headers.get('Content-Type') ?? '').startsWith('application/json')) {
+    // BinBot answers JSON; a web page here is a Wi-Fi sign-in page or a proxy in the way.
+    throw new Error('the network answered instead of BinBot (a Wi-Fi sign-in page?)');
+  }
   return response.json();
 }
 

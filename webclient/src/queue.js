@@ -7,8 +7,10 @@
  * server's message and kept for the user to see and dismiss. Network errors leave it waiting;
  * "not now" answers (429, 503, 507 and other 5xx) leave it waiting too and pause the whole queue
  * for as long as the server's Retry-After says (or a doubling backoff), so that a busy server
- * is neither hammered nor loses a correction. Used by the page and by the service worker (Background Sync), which take turns
- * through a Web Lock.
+ * is neither hammered nor loses a correction. Only BinBot's own answer (JSON, like all its
+ * answers, errors included) settles an item: a Wi-Fi login page or a proxy that answers in the
+ * server's place, with a redirect, a 200 page or a 4xx of its own, leaves it waiting. Used by
+ * the page and by the service worker (Background Sync), which take turns through a Web Lock.
  */
 
 import { CORRECTIONS, STATE, get, getAll, put, remove } from './db.js';
@@ -82,11 +84,14 @@ async function sendOne(item, apiBase) {
       body: formFor(item),
       headers: { 'Idempotency-Key': item.id },
       cache: 'no-store',
+      redirect: 'manual', // BinBot never redirects this request; a login page on the way does
     });
   } catch {
     return 'offline';
   }
+  const answer = await serverAnswer(response);
   if (response.ok) {
+    if (!answer?.submission && answer?.received !== true) return 'offline';
     await remove(CORRECTIONS, item.id);
     return 'sent';
   }
@@ -97,13 +102,23 @@ async function sendOne(item, apiBase) {
     await put(STATE, Date.now() + retryDelay(response, attempts), PAUSE_KEY);
     return 'later';
   }
-  if (response.status >= 400 && response.status < 500) {
-    let message = `HTTP ${response.status}`;
-    try { message = (await response.json()).error ?? message; } catch { /* not JSON */ }
-    await put(CORRECTIONS, { ...item, status: 'rejected', error: message, attempts: item.attempts + 1 });
+  if (response.status >= 400 && response.status < 500 && typeof answer?.error === 'string') {
+    await put(CORRECTIONS, { ...item, status: 'rejected', error: answer.error, attempts: item.attempts + 1 });
     return 'rejected';
   }
-  return 'offline';
+  return 'offline'; // a redirect, or an answer that is not BinBot's: try again later
+}
+
+/** The JSON body of BinBot's answer, or null when the answer is not BinBot's. */
+async function serverAnswer(response) {
+  if (response.type === 'opaqueredirect') return null;
+  if (!(response.headers.get('Content-Type') ?? '').startsWith('application/json')) return null;
+  try {
+    const body = await response.json();
+    return body !== null && typeof body === 'object' ? body : null;
+  } catch {
+    return null;
+  }
 }
 
 /**
