@@ -572,12 +572,17 @@ def test_the_page_stays_responsive_while_classifying(browser, server, small_ewas
     page.close()
 
 
-def test_live_camera_capture_is_classified(playwright, server):
-    """Chromium's fake camera stands in for the phone's: open, capture, get a verdict."""
+def fake_camera_browser(playwright) -> TestBrowser:
+    """Chromium with its fake camera, standing in for the phone's, and permission granted."""
     options = launch_options()
     options["args"] = [*options["args"], "--use-fake-device-for-media-stream",
                        "--use-fake-ui-for-media-stream"]  # fmt: skip
-    browser = TestBrowser(playwright.chromium.launch(**options))
+    return TestBrowser(playwright.chromium.launch(**options))
+
+
+def test_live_camera_capture_is_classified(playwright, server):
+    """Open the live camera, capture, get a verdict."""
+    browser = fake_camera_browser(playwright)
     try:
         page = browser.new_page(viewport=PHONE)
         page.goto(server.url)
@@ -590,6 +595,54 @@ def test_live_camera_capture_is_classified(playwright, server):
         assert page.locator("#live-view").is_hidden()
         assert page.locator("#top-list li").count() == 3
         assert page.evaluate("window.binbot.lastResult.width") > 0
+    finally:
+        browser.close()
+
+
+# Keeps every stream the page's getUserMedia calls return, to see which cameras are still on.
+RECORD_CAMERA_STREAMS = """
+const getUserMedia = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+window.cameraStreams = [];
+navigator.mediaDevices.getUserMedia = async (constraints) => {
+  const stream = await getUserMedia(constraints);
+  window.cameraStreams.push(stream);
+  return stream;
+};
+"""
+CAMERAS_ON = "window.cameraStreams.flatMap((s) => s.getTracks()).filter((t) => t.readyState === 'live').length"
+
+
+def test_the_camera_goes_off_when_closed_however_quickly_it_was_tapped(playwright, server):
+    """A camera the user closed must not stay on (the phone's camera light says so): not when
+    "Live camera" was tapped twice, and not when the view was closed while the camera was still
+    starting (on a phone, while the permission prompt is open)."""
+    browser = fake_camera_browser(playwright)
+    try:
+        page = browser.new_page(viewport=PHONE)
+        page.add_init_script(RECORD_CAMERA_STREAMS)
+        page.goto(server.url)
+        wait_until_ready(page)
+
+        page.evaluate(
+            "() => { const live = document.getElementById('live-button'); live.click(); live.click(); }"
+        )
+        page.wait_for_function("window.cameraStreams.length === 2")
+        page.wait_for_function("document.getElementById('live-video').videoWidth > 0")
+        assert page.evaluate(CAMERAS_ON) == 1  # the second tap replaced the first camera
+        page.get_by_role("button", name="Close camera").click()
+        assert page.evaluate(CAMERAS_ON) == 0
+
+        page.evaluate("() => { document.getElementById('live-button').click();"
+                      " document.getElementById('close-live-button').click(); }")  # fmt: skip
+        page.wait_for_function("window.cameraStreams.length === 3")
+        page.wait_for_timeout(500)  # what the app does once the camera has started
+        assert page.evaluate(CAMERAS_ON) == 0
+        assert page.locator("#live-view").is_hidden()
+        assert "camera is not available" not in page.locator("#status").inner_text()
+
+        page.get_by_role("button", name="Live camera").click()  # and it still opens
+        page.wait_for_function("document.getElementById('live-video').videoWidth > 0")
+        assert page.evaluate(CAMERAS_ON) == 1
     finally:
         browser.close()
 

@@ -23,17 +23,54 @@ export function liveCameraAvailable() {
   return Boolean(navigator.mediaDevices?.getUserMedia);
 }
 
-/** Start the back camera in `video`; resolves to a function that stops it. */
-export async function startLiveCamera(video) {
-  const stream = await navigator.mediaDevices.getUserMedia({
-    video: { facingMode: { ideal: 'environment' }, width: { ideal: 1280 }, height: { ideal: 1280 } },
-    audio: false,
-  });
-  video.srcObject = stream;
-  await video.play();
-  return () => {
-    stream.getTracks().forEach((track) => track.stop());
+/**
+ * The live camera view in `video`: at most one camera on, and off once closed. A phone's camera
+ * takes a moment to start (longer while its permission prompt is open), so a second tap, or a
+ * close, can come before the first start has finished: each start and close supersedes the
+ * ones before it, and a camera that arrives for a superseded start is stopped at once.
+ */
+export function liveCamera(video) {
+  let turn = 0;
+  let stream = null;
+  const stop = () => {
+    stream?.getTracks().forEach((track) => track.stop());
+    stream = null;
     video.srcObject = null;
+  };
+  return {
+    /** Start the back camera; resolves to false when closed or reopened before it started. */
+    async open() {
+      const mine = ++turn;
+      stop();
+      let started;
+      try {
+        started = await navigator.mediaDevices.getUserMedia({
+          video: { facingMode: { ideal: 'environment' }, width: { ideal: 1280 }, height: { ideal: 1280 } },
+          audio: false,
+        });
+      } catch (error) {
+        if (mine !== turn) return false; // refused, but the user has moved on
+        throw error;
+      }
+      if (mine !== turn) {
+        started.getTracks().forEach((track) => track.stop());
+        return false;
+      }
+      stream = started;
+      video.srcObject = stream;
+      try {
+        await video.play();
+      } catch (error) {
+        if (mine !== turn) return false; // closed while it began to play
+        stop();
+        throw error;
+      }
+      return mine === turn;
+    },
+    close() {
+      turn += 1;
+      stop();
+    },
   };
 }
 

@@ -6,7 +6,7 @@
  * version is published and whether queued corrections can be sent.
  */
 
-import { captureFrame, liveCameraAvailable, startLiveCamera, watchFileInputs } from './camera.js';
+import { captureFrame, liveCamera, liveCameraAvailable, watchFileInputs } from './camera.js';
 import { createClassifier } from './classifier.js';
 import { UnusableModel, checkManifest } from './model-contract.js';
 import { prepareBundle } from './graph-model.js';
@@ -227,20 +227,20 @@ function wireControls() {
   });
   elements.updateButton.addEventListener('click', () => checkForNewModel({ quiet: false }));
 
-  let stopCamera = null;
-  const closeLive = () => { stopCamera?.(); stopCamera = null; elements.liveView.hidden = true; elements.liveButton.focus(); };
+  const camera = liveCamera(elements.video);
+  const closeLive = () => { camera.close(); elements.liveView.hidden = true; elements.liveButton.focus(); };
   elements.liveButton.hidden = !liveCameraAvailable();
   elements.liveButton.addEventListener('click', async () => {
+    elements.liveView.hidden = false;
     try {
-      elements.liveView.hidden = false;
-      stopCamera = await startLiveCamera(elements.video);
-      elements.captureButton.focus();
+      if (await camera.open()) elements.captureButton.focus();
     } catch (error) {
       elements.liveView.hidden = true;
       ui.setStatus(`The camera is not available (${error.message}). Use "Take a photo" instead.`);
     }
   });
   elements.captureButton.addEventListener('click', async () => {
+    if (!elements.video.videoWidth) return; // the camera has not started yet
     const blob = await captureFrame(elements.video);
     closeLive();
     classifyPhoto(blob);
