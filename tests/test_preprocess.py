@@ -8,7 +8,12 @@ import tensorflow as tf
 from conftest import jpeg_bytes
 from PIL import Image, ImageOps
 
-from training.preprocess import apply_exif_orientation, fit_to_model_input, load_for_model
+from training.preprocess import (
+    apply_exif_orientation,
+    decode_image,
+    fit_to_model_input,
+    load_for_model,
+)
 
 
 def reference_bilinear(image: np.ndarray, size: int) -> np.ndarray:
@@ -120,3 +125,26 @@ def test_the_web_apps_preprocessing_gives_the_same_model_input(tmp_path):
         python = fit_to_model_input(turned).numpy()
         javascript = np.fromfile(case["rgb"] + ".f32", np.float32).reshape(224, 224, 3)
         np.testing.assert_allclose(javascript, python, atol=2e-3, err_msg=str(case))
+
+
+def test_transparency_is_flattened_onto_white_in_every_format(tmp_path):
+    """A cut-out photo's transparent part is white, not the colour stored under it (which
+    TensorFlow's PNG decoder kept) nor black (what a browser canvas gave): the web app and the
+    server put it on white too."""
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 200  # red stored everywhere, also under the transparent pixels
+    rgba[:2, :, 3] = 255  # top half opaque
+    rgba[2, :, 3] = 128  # half transparent
+    png, gif = tmp_path / "cut-out.png", tmp_path / "cut-out.gif"
+    Image.fromarray(rgba, "RGBA").save(png)
+    palette = Image.new("P", (4, 4), 1)
+    palette.putpalette([0, 0, 0, 200, 0, 0] + [0] * 762)
+    palette.putpixel((0, 3), 0)
+    palette.save(gif, transparency=0)
+
+    decoded = decode_image(tf.constant(png.read_bytes())).numpy()
+    assert decoded[0, 0].tolist() == [200, 0, 0]
+    assert np.abs(decoded[2, 0].astype(int) - [228, 127, 127]).max() <= 1
+    assert decoded[3, 0].tolist() == [255, 255, 255]
+    decoded = decode_image(tf.constant(gif.read_bytes())).numpy()
+    assert decoded[0, 0].tolist() == [200, 0, 0] and decoded[3, 0].tolist() == [255, 255, 255]

@@ -91,6 +91,20 @@ def webp_copy(source: Path, target: Path) -> Path:
     return target
 
 
+def cut_out_copy(source: Path, target: Path) -> Path:
+    """The photo as a PNG cut-out, as shops put products on the web: transparent around an
+    ellipse, with a soft edge, and the photo's own colours still stored under the transparent
+    part (decoders that drop transparency show them; the app, the server and Python show white)."""
+    image = Image.open(source).convert("RGB")
+    width, height = image.size
+    y, x = np.mgrid[0:height, 0:width]
+    distance = np.hypot((x - width / 2) / (0.35 * width), (y - height / 2) / (0.35 * height))
+    alpha = np.clip((1.0 - distance) * 40 * 255, 0, 255).astype(np.uint8)
+    image.putalpha(Image.fromarray(alpha))
+    image.save(target, "PNG")
+    return target
+
+
 def test_browser_classifies_like_the_python_model(
     browser, server, small_bundle, small_ewaste, trained_run, tmp_path
 ):
@@ -100,6 +114,7 @@ def test_browser_classifies_like_the_python_model(
     version = publish_bundle(server, small_bundle)
     images = split_photos(small_ewaste)
     images.append(webp_copy(images[1], tmp_path / "from the web.webp"))
+    images.append(cut_out_copy(images[2], tmp_path / "cut-out.png"))
     images.append(rotated_copy(images[0], tmp_path / "sideways.jpg"))
     run = load_run(trained_run)
     keras = predict_files(run, images, k=len(run.labels))
@@ -248,6 +263,30 @@ def test_corrections_made_offline_arrive_exactly_once(browser, server, small_ewa
     assert rows[0]["predicted_label"] and rows[0]["model_version"] == STARTER_VERSION
     assert 0 <= rows[0]["confidence"] <= 1
     assert len({r["sha256"] for r in rows}) == 3
+
+
+def test_a_cut_out_photo_is_kept_on_white_as_the_app_saw_it(browser, server, small_ewaste,
+                                                            tmp_path):  # fmt: skip
+    """A correction of a transparent PNG reaches the server as the picture the model was shown:
+    on white (a JPEG has no transparency; drawn as it was, it turned black)."""
+    cut_out = cut_out_copy(split_photos(small_ewaste)[7], tmp_path / "cut-out.png")
+    page = browser.new_page(viewport=PHONE)
+    page.goto(server.url)
+    wait_until_ready(page)
+    correct(page, cut_out, "Mouse")
+    page.wait_for_function("document.getElementById('queue-status').dataset.waiting === '0'")
+    [row] = stored_submissions(server)
+    sha = row["sha256"]
+    stored = Image.open(
+        Path(server.config["BINBOT_DATA_DIR"]) / "submissions" / sha[:2] / f"{sha}.jpg"
+    )
+    pixels = np.asarray(stored.convert("RGB"), dtype=float)
+    assert pixels[:10, :10].mean() > 250  # the transparent corner
+    original = np.asarray(Image.open(cut_out).convert("RGB").resize(stored.size), dtype=float)
+    middle = (slice(stored.height * 2 // 5, stored.height * 3 // 5),
+              slice(stored.width * 2 // 5, stored.width * 3 // 5))  # fmt: skip
+    assert np.abs(pixels[middle] - original[middle]).mean() < 8  # the photo itself, as it was
+    page.close()
 
 
 def test_a_photo_chosen_while_a_big_one_is_read_gets_the_verdict(browser, server, small_ewaste,

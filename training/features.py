@@ -25,6 +25,7 @@ from binbot.files import write_new_file
 from training import IMAGE_SIZE
 from training.callbacks import duration
 from training.dataset import ImageRecord
+from training.preprocess import DECODE_VERSION
 
 Log = Callable[[str], None]
 PROGRESS_EVERY_S = 20.0
@@ -39,6 +40,7 @@ class FeatureSpace:
     cut: str
     views_version: int
     image_size: int = IMAGE_SIZE
+    decode_version: int = DECODE_VERSION
 
     @property
     def key(self) -> str:

@@ -4,7 +4,8 @@ The resize contract (also written into the conversion manifest as ``input.resize
 
 1. Decode to RGB uint8 (JPEG: accurate integer IDCT, bit-identical to Pillow and to browsers'
    libjpeg-turbo) and apply the EXIF orientation (phones store photos rotated and
-   set a tag; ``tf.io.decode_jpeg`` ignores it, so it is applied here).
+   set a tag; ``tf.io.decode_jpeg`` ignores it, so it is applied here). Transparency is
+   flattened onto white (``binbot.pixels.to_rgb``), as the web app and the server do.
 2. Centre-crop the largest square. Integer offsets: ``top = (h - s) // 2``, ``left = (w - s) // 2``.
 3. Box-downsample when the square is at least twice the target: ``k = s // 224``; when ``k >= 2``
    the crop is shrunk to ``(s // k) * k`` (still centred, same offset rule) and every ``k x k``
@@ -24,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from binbot.pixels import to_rgb
 from training import IMAGE_SIZE
 
 # The recipe above, as the manifest's ``input.resize``. ``recipe`` and ``version`` name it;
@@ -75,40 +77,34 @@ def fit_to_model_input(image: tf.Tensor, size: int = IMAGE_SIZE) -> tf.Tensor:
     return tf.ensure_shape(image, [size, size, 3])
 
 
+# Bump when decoding gives other pixels for some file (2: transparency on white): the feature
+# cache must not reuse what the old decoding gave.
+DECODE_VERSION = 2
+
+
 def decode_image(data: tf.Tensor) -> tf.Tensor:
-    """Decode JPEG/PNG/BMP/GIF/WebP bytes to RGB uint8 HxWx3 (grey and RGBA become RGB).
+    """Decode JPEG/PNG/BMP/GIF/WebP bytes to RGB uint8 HxWx3 (``binbot.pixels.to_rgb``).
 
     JPEGs use libjpeg-turbo's accurate integer IDCT, as Pillow and browsers do; TensorFlow's
     default (fast IDCT) gives pixels that differ by a few levels from what a phone's browser
-    decodes, enough to flip borderline predictions. TensorFlow has no WebP decoder: WebP goes
-    through Pillow's libwebp, the decoder browsers use too.
+    decodes, enough to flip borderline predictions. Every other format goes through Pillow
+    (TensorFlow has no WebP decoder, and its PNG and GIF decoders drop transparency, keeping
+    whatever colour the file stores under it): transparency is flattened onto white, as the web
+    app and the server do.
     """
     image = tf.cond(
         tf.io.is_jpeg(data),
         lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
-        lambda: tf.cond(
-            is_webp(data),
-            lambda: tf.numpy_function(_decode_with_pillow, [data], tf.uint8, stateful=False),
-            lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
-        ),
+        lambda: tf.numpy_function(_decode_with_pillow, [data], tf.uint8, stateful=False),
     )
     return tf.ensure_shape(image, [None, None, 3])
 
 
-def is_webp(data: tf.Tensor) -> tf.Tensor:
-    """A RIFF container of type WEBP (bytes 0-3 and 8-11), for any length of ``data``."""
-    head = tf.strings.join([tf.strings.substr(data, 0, 12), b"\0" * 12])
-    return tf.logical_and(
-        tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"),
-        tf.equal(tf.strings.substr(head, 8, 4), b"WEBP"),
-    )
-
-
 def _decode_with_pillow(data: np.ndarray) -> np.ndarray:
-    """The first frame as RGB uint8, alpha dropped (as TensorFlow does for PNG). ``data`` is the
-    0-d object array tf.numpy_function passes: its item is the file's bytes, trailing zeros kept."""
+    """The first frame as RGB uint8 (``to_rgb``). ``data`` is the 0-d object array
+    tf.numpy_function passes: its item is the file's bytes, trailing zeros kept."""
     with Image.open(io.BytesIO(data.item())) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        return np.asarray(to_rgb(image), dtype=np.uint8)
 
 
 def load_for_model(path: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:

@@ -21,6 +21,7 @@ from flask import current_app
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from binbot.files import write_new_file
+from binbot.pixels import to_rgb
 from server.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 
 # MPO is a JPEG with more pictures after the first (many phone cameras write one); Pillow names
@@ -30,7 +31,6 @@ ALLOWED_FORMATS = JPEG_FORMATS | {"PNG", "WEBP"}
 # JPEGs decode at a reduced scale (draft mode: 1/2 .. 1/8 in the decoder itself), so their
 # cost follows the stored size; PNG and WebP decode whole, so they get a lower pixel limit.
 FULL_DECODE_FORMATS = {"PNG", "WEBP"}
-WHITE = (255, 255, 255)
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def sanitize_image(raw: bytes, *, limits: DecodeLimits, max_side: int, quality: 
                 image.draft("RGB", (max_side, max_side))  # decode at the scale kept
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # no copy of an upright photo
-            upright = _to_rgb(image)
+            upright = to_rgb(image)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise PayloadTooLarge("image too large (decompression bomb)") from None
         except UnidentifiedImageError:
@@ -102,21 +102,6 @@ def sanitize_image(raw: bytes, *, limits: DecodeLimits, max_side: int, quality: 
     bare.save(out, "JPEG", quality=quality, optimize=True)
     data = out.getvalue()
     return CleanImage(data, hashlib.sha256(data).hexdigest(), bare.width, bare.height)
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB: transparency flattened onto white, 16-bit scaled down, CMYK converted."""
-    if image.mode.startswith("I"):
-        # 16-bit (or 32-bit) grey: scale the full range to 0..255 rather than clip at 255.
-        high = 65535 if image.mode.startswith("I;16") else max(image.getextrema()[1], 1)
-        image = image.convert("I").point(lambda v: v * (255 / high)).convert("L")
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa"):
-        background = Image.new("RGB", image.size, WHITE)
-        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
-        return background
-    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def photo_path(relative: str) -> Path:

@@ -116,7 +116,9 @@ async function decodeToBlockMeans(blob, size) {
     let context = null;
     const readRows = (top, rows, left, crop) => {
       if (context?.canvas.width !== crop || context.canvas.height !== rows) context = readableContext(crop, rows);
-      else context.clearRect(0, 0, crop, rows); // a transparent pixel must not show the last strip
+      // Transparency on white (binbot/pixels.py), which also hides the last strip's pixels.
+      context.fillStyle = '#ffffff';
+      context.fillRect(0, 0, crop, rows);
       context.drawImage(bitmap, left, top, crop, rows, 0, 0, crop, rows);
       return { data: context.getImageData(0, 0, crop, rows).data, channels: 4, rowBytes: crop * 4, offset: 0 };
     };
@@ -155,13 +157,19 @@ export async function classify(blob) {
 
 /** An upright JPEG of at most `maxSide` pixels: what a correction uploads. */
 export async function downscaleForUpload(blob, maxSide = 1024, quality = 0.9) {
-  const probe = await createImageBitmap(blob, { imageOrientation: 'from-image' });
+  // Decoded as for classifying: the server keeps the picture the model saw, not a colour-managed
+  // one, and transparency lies on white there too (a JPEG has none: it would turn black).
+  const probe = await createImageBitmap(blob, {
+    imageOrientation: 'from-image', colorSpaceConversion: 'none', premultiplyAlpha: 'none',
+  });
   const scale = Math.min(1, maxSide / Math.max(probe.width, probe.height));
   const width = Math.max(1, Math.round(probe.width * scale));
   const height = Math.max(1, Math.round(probe.height * scale));
   const canvas = newCanvas(width, height);
   const context = canvas.getContext('2d');
   context.imageSmoothingQuality = 'high';
+  context.fillStyle = '#ffffff';
+  context.fillRect(0, 0, width, height);
   context.drawImage(probe, 0, 0, width, height);
   probe.close();
   if (canvas.convertToBlob) return canvas.convertToBlob({ type: 'image/jpeg', quality });
