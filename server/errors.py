@@ -52,6 +52,10 @@ class Conflict(ServiceError, status=409):
     """The request clashes with the current state: a finished job, a refused publish."""
 
 
+class PreconditionFailed(ServiceError, status=412):
+    """An edit made from a state that has changed since (``If-Match`` no longer holds)."""
+
+
 class PayloadTooLarge(ServiceError, status=413):
     """The upload is bigger than the service takes (in bytes or in decoded pixels)."""
 

@@ -187,6 +187,9 @@ class Advice(db.Model):
     kind_id: Mapped[int] = mapped_column(ForeignKey("kind.id", ondelete="CASCADE"), index=True)
     advice_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The revision this one was edited from. Unique: a revision is replaced once, so of two
+    # admins who saved edits of the same text, the second is told instead of overwriting.
+    replaces_id: Mapped[int | None] = mapped_column(Integer, unique=True, nullable=True)
 
     @property
     def advice(self) -> dict[str, Any]:

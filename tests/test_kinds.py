@@ -3,7 +3,9 @@ photos people name "something else", and the advice reaching phones without a ne
 
 from __future__ import annotations
 
+import re
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -62,6 +64,79 @@ def test_bad_advice_is_refused_and_nothing_changes(live, auth, change, why):
                            headers=auth, timeout=30)  # fmt: skip
     assert refused.status_code == 422 and why in refused.json()["error"]
     assert requests.get(f"{live.url}/api/advice", timeout=30).json()["advice_version"] == version
+
+
+def battery_revision(live, auth) -> int:
+    kinds = requests.get(f"{live.url}/api/admin/kinds", headers=auth, timeout=30).json()["kinds"]
+    return next(k["revision"] for k in kinds if k["name"] == "Battery")
+
+
+def saved_bin(live) -> str:
+    return requests.get(f"{live.url}/api/advice", timeout=30).json()["kinds"]["Battery"]["bin"]
+
+
+def test_an_edit_of_advice_someone_changed_meanwhile_is_refused_not_saved_over(live, auth):
+    """Two admins edit the same advice: the one who saves second started from text that is no
+    longer current, and is told so (412) instead of silently undoing the first one's edit."""
+    url = f"{live.url}/api/admin/kinds/Battery/advice"
+    opened = battery_revision(live, auth)
+    first = requests.put(url, json=ADVICE, headers={**auth, "If-Match": f'"{opened}"'}, timeout=30)
+    assert first.status_code == 200 and first.headers["ETag"] == f'"{first.json()["revision"]}"'
+    late = requests.put(url, json={**ADVICE, "bin": "Somewhere else"},
+                        headers={**auth, "If-Match": f'"{opened}"'}, timeout=30)  # fmt: skip
+    assert late.status_code == 412 and "changed by someone else" in late.json()["error"]
+    assert saved_bin(live) == ADVICE["bin"]
+    again = requests.put(url, json={**ADVICE, "bin": "Somewhere else"},
+                         headers={**auth, "If-Match": first.headers["ETag"]}, timeout=30)  # fmt: skip
+    assert again.status_code == 200 and saved_bin(live) == "Somewhere else"
+    odd = requests.put(url, json=ADVICE, headers={**auth, "If-Match": "yesterday"}, timeout=30)
+    assert odd.status_code == 400 and "If-Match" in odd.json()["error"]
+
+    # Eight saves from the same revision at once: one is saved, the others are told.
+    opened = battery_revision(live, auth)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(
+            lambda n: requests.put(url, json={**ADVICE, "bin": f"Bin {n}"},
+                                   headers={**auth, "If-Match": f'"{opened}"'}, timeout=60),
+            range(8),
+        ))  # fmt: skip
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200] + [412] * 7, statuses
+    [winner] = [a for a in answers if a.status_code == 200]
+    assert saved_bin(live) == winner.json()["guidance"]["bin"]
+
+
+def test_the_console_keeps_a_refused_edit_in_its_form(live, auth):
+    """In the console, the admin whose page is out of date gets the form back with their own
+    text in it, and a message, not a page with their typing gone."""
+    from server.admin.tokens import create_admin_token
+
+    with live.app.app_context():
+        token = create_admin_token()
+    login = requests.post(f"{live.url}/admin/login", data={"token": token}, timeout=30,
+                          allow_redirects=False)  # fmt: skip
+    jar = {"binbot_admin": login.cookies["binbot_admin"]}  # Secure: passed by hand over http
+    page = requests.get(f"{live.url}/admin/kinds", cookies=jar, timeout=30).text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    opened = re.search(r'id="kind-Battery".*?name="revision" value="(\d+)"', page, re.S).group(1)
+
+    requests.put(f"{live.url}/api/admin/kinds/Battery/advice", json=ADVICE, headers=auth,
+                 timeout=30)  # another admin saves first  # fmt: skip
+    form = {"csrf_token": csrf, "revision": opened, "category": "Batteries",
+            "bin": "My carefully typed bin", "steps": "Step one\nStep two", "hazards": "",
+            "link": ""}  # fmt: skip
+    refused = requests.post(f"{live.url}/admin/kinds/Battery/advice", data=form, cookies=jar,
+                            timeout=30)  # fmt: skip
+    assert refused.status_code == 409
+    assert "changed by someone else" in refused.text and "not saved yet" in refused.text
+    assert 'value="My carefully typed bin"' in refused.text and "Step one\nStep two" in refused.text
+    assert saved_bin(live) == ADVICE["bin"]
+
+    current = re.search(r'id="kind-Battery".*?name="revision" value="(\d+)"', refused.text,
+                        re.S).group(1)  # fmt: skip
+    saved = requests.post(f"{live.url}/admin/kinds/Battery/advice",
+                          data={**form, "revision": current}, cookies=jar, timeout=30)  # fmt: skip
+    assert saved.status_code == 200 and saved_bin(live) == "My carefully typed bin"
 
 
 def proposals(live, archive_zip, name: str, start: int, count: int) -> None:

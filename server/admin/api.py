@@ -20,6 +20,7 @@ from server.admin.submissions import (
 )
 from server.admin.tokens import admin_required
 from server.admin.versions import version_rows
+from server.errors import BadRequest
 from server.jobs.queue import cancel, enqueue, job_status, recent_jobs, validate_settings
 from server.registry.bundles import (
     REPORT_FILES,
@@ -30,6 +31,7 @@ from server.registry.bundles import (
     version_summary,
 )
 from server.registry.kinds import (
+    advice_revisions,
     advice_version,
     all_kinds,
     create_kind,
@@ -37,7 +39,7 @@ from server.registry.kinds import (
     edit_advice,
     guidance_for,
 )
-from server.untrusted import json_object, whole_number
+from server.untrusted import json_object, parse_row_id, whole_number
 
 admin_api = Blueprint("admin", __name__, url_prefix="/api/admin")
 
@@ -82,19 +84,35 @@ def settle():
 
 @admin_api.get("/kinds")
 def list_kinds():
-    """Every kind with its current advice."""
-    return jsonify({"kinds": [{"name": k.name, "guidance": guidance_for(k.name)} for k in all_kinds()],
+    """Every kind with its current advice and that advice's revision."""
+    revisions = advice_revisions()
+    return jsonify({"kinds": [{"name": k.name, "guidance": guidance_for(k.name),
+                               "revision": revisions.get(k.name)} for k in all_kinds()],
                     "advice_version": advice_version()})  # fmt: skip
+
+
+def _if_match_revision() -> int | None:
+    """The revision an edit started from, from ``If-Match: "<revision>"`` (None: not given)."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        return None
+    revision = parse_row_id(header.strip().removeprefix("W/").strip('"'))
+    if revision is None:
+        raise BadRequest('If-Match must be an advice revision as an ETag, like "12"')
+    return revision
 
 
 @admin_api.put("/kinds/<name>/advice")
 def put_advice(name: str):
     """A new revision of a kind's advice: {"category", "bin", "steps": [...], "hazards": [...],
-    "link"}; phones get it at their next check, with no new model."""
-    edit_advice(name, json_object())
-    return jsonify(
-        {"name": name, "guidance": guidance_for(name), "advice_version": advice_version()}
-    )
+    "link"}; phones get it at their next check, with no new model. With ``If-Match`` (the
+    ``revision`` from GET /kinds, or the ETag of an earlier PUT), an edit started from advice
+    that someone has changed since is refused with 412 instead of undoing their change."""
+    saved = edit_advice(name, json_object(), based_on=_if_match_revision())
+    response = jsonify({"name": name, "guidance": guidance_for(name), "revision": saved.id,
+                        "advice_version": advice_version()})  # fmt: skip
+    response.headers["ETag"] = f'"{saved.id}"'
+    return response
 
 
 @admin_api.post("/kinds")

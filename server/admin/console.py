@@ -66,6 +66,8 @@ from server.registry.bundles import (
 from server.registry.dataset_images import base_test_image
 from server.registry.kinds import (
     MIN_NEW_KIND_PHOTOS,
+    StaleAdvice,
+    advice_revisions,
     all_kinds,
     create_kind,
     edit_advice,
@@ -246,10 +248,19 @@ def cancel_job(job_id: int):
 @console.get("/kinds")
 @login_required
 def kinds():
+    return _kinds_page()
+
+
+def _kinds_page(unsaved: dict[str, dict[str, Any]] | None = None) -> str:
+    """The kinds with their advice forms; ``unsaved``: an edit that was refused, shown in its
+    kind's form instead of the saved advice, so the admin's text is not lost."""
     live = published_version()
+    unsaved = unsaved or {}
     return render_template(
         "console/kinds.html",
-        kinds=[(k, guidance_for(k.name)) for k in all_kinds()],
+        kinds=[(k, unsaved.get(k.name) or guidance_for(k.name)) for k in all_kinds()],
+        revisions=advice_revisions(),
+        unsaved=unsaved,
         live_labels=live.manifest["labels"] if live else [],
         proposals=proposals(),
         proposal=request.args.get("proposal", ""),
@@ -264,8 +275,18 @@ def _advice_form() -> dict[str, str]:
 @console.post("/kinds/<name>/advice")
 @login_required
 def save_advice(name: str):
-    attempt(lambda: edit_advice(name, _advice_form()),
-            lambda _: f"Advice for {name} saved; phones get it at their next check.")  # fmt: skip
+    based_on = parse_row_id(request.form.get("revision", ""))
+    try:
+        edit_advice(name, _advice_form(), based_on=based_on)
+    except StaleAdvice as exc:
+        flash(f"Refused: {exc}", "error")
+        form = _advice_form()
+        edit = {**form, **{k: form[k].splitlines() for k in ("steps", "hazards")}}
+        return _kinds_page(unsaved={name: edit}), 409
+    except ServiceError as exc:
+        flash(f"Refused: {exc}", "error")
+    else:
+        flash(f"Advice for {name} saved; phones get it at their next check.", "ok")
     return redirect(url_for("console.kinds") + f"#kind-{name}")
 
 

@@ -15,8 +15,9 @@ import re
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
-from server.errors import Conflict, NotFound, Unprocessable
+from server.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from server.extensions import db
 from server.public.names import clean_name, name_key
 from server.registry.bundles import published_version
@@ -115,12 +116,43 @@ def clean_advice(fields: dict[str, Any]) -> dict[str, Any]:
             "hazards": lines("hazards"), "link": link}  # fmt: skip
 
 
-def edit_advice(name: str, fields: dict[str, Any]) -> Advice:
-    """A new revision of a kind's advice; phones get it at their next check."""
+class StaleAdvice(PreconditionFailed):
+    """Someone saved the kind's advice after this edit was started from it."""
+
+
+def advice_revisions() -> dict[str, int]:
+    """Each kind's current advice revision (what an edit says it started from)."""
+    newest = select(Advice.kind_id, func.max(Advice.id)).group_by(Advice.kind_id).subquery()
+    rows = db.session.execute(
+        select(Kind.name, newest.c[1]).join(newest, newest.c.kind_id == Kind.id)
+    )
+    return {name: revision for name, revision in rows}
+
+
+def edit_advice(name: str, fields: dict[str, Any], based_on: int | None = None) -> Advice:
+    """A new revision of a kind's advice; phones get it at their next check.
+
+    ``based_on`` is the revision the editor started from: when another edit was saved since,
+    nothing is saved (StaleAdvice), rather than undoing that edit unseen. Two saves racing from
+    the same revision meet the unique ``replaces_id``: one of them is refused the same way.
+    """
     kind = find_kind(name)
-    advice = Advice(kind_id=kind.id, advice_json=json.dumps(clean_advice(fields)))
+    cleaned = clean_advice(fields)
+    current = _current(kind)
+    now = current.id if current else None
+    stale = StaleAdvice(
+        f"the advice for {name} was changed by someone else after revision {based_on} was "
+        f"opened; nothing was saved. Look at the current advice, then save your edit again"
+    )
+    if based_on is not None and based_on != now:
+        raise stale
+    advice = Advice(kind_id=kind.id, advice_json=json.dumps(cleaned), replaces_id=now)
     db.session.add(advice)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise stale from None
     return advice
 
 
@@ -146,7 +178,14 @@ def create_kind(name: str, fields: dict[str, Any], proposal_key: str) -> Kind:
     kind = existing or Kind(name=name, key=key)  # a seeded kind no model knows yet is taken up
     db.session.add(kind)
     db.session.flush()
-    db.session.add(Advice(kind_id=kind.id, advice_json=json.dumps(advice)))
+    replaced = _current(kind) if existing else None
+    db.session.add(
+        Advice(
+            kind_id=kind.id,
+            advice_json=json.dumps(advice),
+            replaces_id=replaced.id if replaced else None,
+        )
+    )
     for photo in photos:
         photo.label, photo.status = name, "accepted"
     db.session.commit()
