@@ -505,6 +505,21 @@ def test_layout_keyboard_and_screen_reader_basics(browser, server, small_ewaste,
     page.close()
 
 
+def test_the_admin_console_opens_in_a_browser_that_has_the_app(browser, server):
+    """The app's service worker controls the whole site; it must answer only the app's own
+    page with the app, not the console's pages (an admin who tried the app got the app again
+    at /admin, until a reload that bypassed the service worker)."""
+    page = browser.new_page(viewport=DESKTOP)
+    page.goto(server.url)
+    wait_until_ready(page)
+    page.goto(server.url + "admin/login")
+    assert page.title() == "Log in · BinBot admin"
+    assert page.get_by_role("heading", name="Log in").is_visible()
+    page.goto(server.url + "?threads=1")  # and the app is still the app
+    wait_until_ready(page)
+    page.close()
+
+
 def test_the_app_is_an_installable_pwa(server):
     import requests
 

@@ -4,7 +4,8 @@
  * The build writes BUILD_ID (a hash of every shell file) and SHELL_FILES into this file, so a
  * new build is a new service worker: it installs the new shell next to the old one and only
  * removes the old cache once it is active. Model files are not handled here: the page keeps
- * them in per-version caches itself (model-store.js). API calls always go to the network.
+ * them in per-version caches itself (model-store.js). API calls and the pages of the rest of
+ * the site (the admin console) always go to the network.
  */
 
 import { SYNC_TAG, flush } from './queue.js';
@@ -39,11 +40,15 @@ self.addEventListener('activate', (event) => {
   })());
 });
 
+// The app's own page: every other page on this site (the admin console) is the server's.
+const APP_PAGES = new Set([scope.pathname, `${scope.pathname}index.html`]);
+
 self.addEventListener('fetch', (event) => {
   const { request } = event;
   const url = new URL(request.url);
   if (request.method !== 'GET' || url.origin !== scope.origin) return;
   if (url.pathname.startsWith(`${scope.pathname}api/`)) return; // always the network
+  if (request.mode === 'navigate' && !APP_PAGES.has(url.pathname)) return;
   event.respondWith((async () => {
     const cache = await caches.open(SHELL_CACHE);
     const key = request.mode === 'navigate' ? new URL('./', scope).href : request;
