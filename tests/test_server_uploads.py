@@ -227,12 +227,32 @@ def test_something_else_named_like_a_kind_is_a_correction_to_that_kind(live, pho
         ("cable\x00", "control or invisible"),
         ("1234 !!!", "no letters"),
         ("B\u0430ttery", "mixes alphabets"),  # a Cyrillic а posing as a Latin a
+        ("B\u03b1ttery", "mixes alphabets"),  # a Greek α
+        ("ケーブルкабель", "mixes alphabets"),  # Katakana and Cyrillic are not written together
     ],
 )
 def test_odd_proposed_names_are_refused_and_nothing_is_stored(live, photo, name, why):
     response = submit(live, photo, key="odd", label="", proposed_name=name)
     assert response.status_code == 422 and why in response.json()["error"]
     assert live.submissions() == 0 and live.stored_files() == []
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "モバイルバッテリー",  # Katakana with the long-vowel mark (a mobile battery)
+        "携帯電話の充電器",  # Han and Hiragana (a phone charger)
+        "USBケーブル",  # Latin and Katakana
+        "전자레인지",  # Hangul (a microwave)
+        "ʻukulele",  # an okina: a modifier letter that Hawaiian writes with Latin
+    ],
+)
+def test_names_in_scripts_written_together_are_proposals(live, photo, name):
+    """Japanese writes Han, Hiragana and Katakana together, often with Latin: such a name is a
+    name, not mischief (all but Hangul were refused as mixing alphabets)."""
+    response = submit(live, photo, key="script", label="", proposed_name=name)
+    assert response.status_code == 201, response.text
+    assert response.json()["submission"]["proposed_name"] == name
 
 
 def test_a_flood_of_proposals_is_limited(live, photo, ewaste_zip):

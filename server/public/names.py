@@ -2,9 +2,12 @@
 
 A proposed name is kept as the person wrote it (tidied) and compared by its key: Unicode
 NFKC-normalised, case-folded, inner spaces collapsed. Names that could only be mischief are
-refused: control characters, no letter at all, over 60 characters, and letters from more than
-one alphabet (a Cyrillic "а" posing as a Latin "a" would otherwise make "Bаttery" look like a
-new kind next to "Battery").
+refused: control characters, no letter at all, over 60 characters, and letters from scripts
+that are not written together (a Cyrillic "а" posing as a Latin "a" would otherwise make
+"Bаttery" look like a new kind next to "Battery"). Scripts that are written together are
+allowed, as Unicode's "highly restrictive" profile has it (UTS #39): Japanese mixes Han,
+Hiragana and Katakana ("携帯電話の充電器", "USBケーブル"), Korean Han and Hangul, Chinese Han
+and Bopomofo, each with Latin.
 """
 
 from __future__ import annotations
@@ -16,11 +19,25 @@ from server.errors import Unprocessable
 MAX_NAME = 60
 
 
+# Letters whose Unicode name does not start with their script's name, and letters shared by
+# scripts (the long-vowel mark "ー", modifier letters such as the okina "ʻ"): None is no script.
+_SCRIPT_OF_NAME = {
+    "CJK": "HAN", "IDEOGRAPHIC": "HAN", "KATAKANA-HIRAGANA": None, "MODIFIER": None,
+}  # fmt: skip
+# Sets of scripts written together (UTS #39, highly restrictive); any single script is fine.
+_WRITTEN_TOGETHER = (
+    {"LATIN", "HAN", "HIRAGANA", "KATAKANA"},
+    {"LATIN", "HAN", "BOPOMOFO"},
+    {"LATIN", "HAN", "HANGUL"},
+)
+
+
 def _script(character: str) -> str | None:
-    """The alphabet a letter belongs to, from its Unicode name (LATIN, CYRILLIC, GREEK, ...)."""
+    """The script a letter belongs to, from its Unicode name (LATIN, CYRILLIC, HAN, ...)."""
     if not character.isalpha():
         return None
-    return unicodedata.name(character, "UNKNOWN").split(" ")[0]
+    first = unicodedata.name(character, "UNKNOWN").split(" ")[0]
+    return _SCRIPT_OF_NAME.get(first, first)
 
 
 def tidy(text: str | None) -> str:
@@ -45,6 +62,6 @@ def clean_name(text: str | None) -> tuple[str, str]:
     scripts = {s for s in map(_script, name) if s}
     if not scripts:
         raise Unprocessable("the name has no letters")
-    if len(scripts) > 1:
+    if len(scripts) > 1 and not any(scripts <= together for together in _WRITTEN_TOGETHER):
         raise Unprocessable(f"the name mixes alphabets ({', '.join(sorted(scripts)).lower()})")
     return name, name_key(name)
