@@ -163,6 +163,10 @@ def test_a_new_kind_needs_a_fresh_name_advice_and_enough_photos(live, auth, ewas
     for taken in ("battery", "  BATTERY ", "B\u0430ttery"):  # case, spaces, a look-alike letter
         clash = requests.post(url, json={**body, "name": taken}, headers=auth, timeout=30)
         assert clash.status_code in (409, 422), taken
+    # A name is also the folder training reads the kind's photos from.
+    for folder_breaking in ("Mouse/trackpad", "Mouse\\trackpad", ".mouse", "__MACOSX"):
+        odd = requests.post(url, json={**body, "name": folder_breaking}, headers=auth, timeout=30)
+        assert odd.status_code == 422 and "training" in odd.json()["error"], folder_breaking
     kinds = requests.get(url, headers=auth, timeout=30).json()["kinds"]
     assert "Computer mouse" not in [k["name"] for k in kinds]  # nothing half-made
 

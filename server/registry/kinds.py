@@ -22,6 +22,7 @@ from server.extensions import db
 from server.public.names import clean_name, name_key
 from server.registry.bundles import published_version
 from server.tables import Advice, Kind, ModelVersion, Submission
+from training.dataset import IGNORED_NAMES
 
 NOTE = "Rules differ by place: check your municipality's guidance."
 # What a kind says until an admin writes its own advice.
@@ -156,9 +157,27 @@ def edit_advice(name: str, fields: dict[str, Any], based_on: int | None = None) 
     return advice
 
 
+def check_kind_name(name: str) -> None:
+    """A kind's name is also the folder its photos are trained from, and a part of the
+    console's and the API's URLs: a slash would split it in two, and training skips hidden
+    folders and the ones archivers leave, so such a kind would never be learned."""
+    if "/" in name or "\\" in name:
+        suggestion = name.replace("/", "-").replace("\\", "-")
+        raise Unprocessable(
+            "a kind's name cannot contain / or \\ (it names the folder training reads its "
+            f"photos from): write {suggestion!r}, for instance"
+        )
+    if name.startswith(".") or name in IGNORED_NAMES:
+        raise Unprocessable(
+            f"a kind cannot be called {name!r}: training skips folders named so (a name may "
+            f"not start with '.' or be one of {', '.join(sorted(IGNORED_NAMES))})"
+        )
+
+
 def create_kind(name: str, fields: dict[str, Any], proposal_key: str) -> Kind:
     """A new kind from the photos proposed under ``proposal_key``: all or nothing."""
     name, key = clean_name(name)
+    check_kind_name(name)
     existing = db.session.scalars(select(Kind).where(Kind.key == key)).first()
     if existing is not None and existing.name in learned_kinds():
         raise Conflict(
