@@ -109,15 +109,8 @@ def test_an_edit_of_advice_someone_changed_meanwhile_is_refused_not_saved_over(l
 def test_the_console_keeps_a_refused_edit_in_its_form(live, auth):
     """In the console, the admin whose page is out of date gets the form back with their own
     text in it, and a message, not a page with their typing gone."""
-    from server.admin.tokens import create_admin_token
-
-    with live.app.app_context():
-        token = create_admin_token()
-    login = requests.post(f"{live.url}/admin/login", data={"token": token}, timeout=30,
-                          allow_redirects=False)  # fmt: skip
-    jar = {"binbot_admin": login.cookies["binbot_admin"]}  # Secure: passed by hand over http
+    jar, csrf = console_session(live)
     page = requests.get(f"{live.url}/admin/kinds", cookies=jar, timeout=30).text
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     opened = re.search(r'id="kind-Battery".*?name="revision" value="(\d+)"', page, re.S).group(1)
 
     requests.put(f"{live.url}/api/admin/kinds/Battery/advice", json=ADVICE, headers=auth,
@@ -137,6 +130,41 @@ def test_the_console_keeps_a_refused_edit_in_its_form(live, auth):
     saved = requests.post(f"{live.url}/admin/kinds/Battery/advice",
                           data={**form, "revision": current}, cookies=jar, timeout=30)  # fmt: skip
     assert saved.status_code == 200 and saved_bin(live) == "My carefully typed bin"
+
+
+def console_session(live) -> tuple[dict, str]:
+    """A logged-in console session's cookie jar and its CSRF token."""
+    from server.admin.tokens import create_admin_token
+
+    with live.app.app_context():
+        token = create_admin_token()
+    login = requests.post(f"{live.url}/admin/login", data={"token": token}, timeout=30,
+                          allow_redirects=False)  # fmt: skip
+    jar = {"binbot_admin": login.cookies["binbot_admin"]}  # Secure: passed by hand over http
+    page = requests.get(f"{live.url}/admin/kinds", cookies=jar, timeout=30).text
+    return jar, re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def test_advice_of_a_kind_named_in_any_language_is_saved_from_the_console(live):
+    """Kinds are named after their dataset's folders or by admins, in any language; the
+    console's answer to a save points back at the kind's section, which must still be a
+    header the server can send."""
+    from server.extensions import db
+    from server.registry.kinds import ensure_kinds
+
+    with live.app.app_context():
+        ensure_kinds(["Żarówka", "充電器"])
+        db.session.commit()
+    jar, csrf = console_session(live)
+    for name in ("Żarówka", "充電器"):
+        form = {"csrf_token": csrf, "category": "Lamps", "bin": f"{name} box", "steps": "Take it",
+                "hazards": "", "link": ""}  # fmt: skip
+        saved = requests.post(f"{live.url}/admin/kinds/{name}/advice", data=form, cookies=jar,
+                              timeout=30, allow_redirects=False)  # fmt: skip
+        assert saved.status_code == 302, name
+        assert saved.headers["Location"].startswith("/admin/kinds#"), name
+        advice = requests.get(f"{live.url}/api/advice", timeout=30).json()["kinds"][name]
+        assert advice["bin"] == f"{name} box"
 
 
 def proposals(live, archive_zip, name: str, start: int, count: int) -> None:
