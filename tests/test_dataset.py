@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 import zipfile
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -128,6 +130,37 @@ def test_a_zip_bomb_is_skipped_without_filling_the_disk_or_the_memory(tmp_path):
         assert len(dataset.records) == 30
     extracted = sum(f.stat().st_size for f in (tmp_path / "cache").rglob("*") if f.is_file())
     assert extracted < 1 << 20
+
+
+def test_class_folders_named_in_any_language_keep_their_names_from_any_archiver(tmp_path):
+    """Zip flags UTF-8 names, but archivers do not all say what they wrote: Info-ZIP's ``zip``
+    on Linux writes UTF-8 unflagged, Windows writes its code page, and some archivers add the
+    UTF-8 name in an extra field. Each class keeps its real name (a Linux zip of
+    ``Kühlschrank/`` gave the class ``K├╝hlschrank``)."""
+    stored = {  # placeholder of the same length -> the bytes an archiver stores
+        "Kuuhlschrank": "Kühlschrank".encode(),  # Info-ZIP on Linux: UTF-8, no flag
+        "Glxhbirne": "Glühbirne".encode("cp437"),  # Windows (code page 437), no flag
+    }
+    path = tmp_path / "photos.zip"
+    photo = tmp_path / "photo.jpg"
+    with zipfile.ZipFile(path, "w") as archive:
+        for c, folder in enumerate([*stored, "charger"]):
+            for i in range(10):
+                solid_jpeg(photo, (40 * c, 90, 200 - 40 * c), noise_seed=10 * c + i)
+                info = zipfile.ZipInfo(f"photos/{folder}/img {i}.jpg")
+                if folder == "charger":  # an ASCII name, and the real one in the extra field
+                    name = f"photos/充電器/img {i}.jpg".encode()
+                    crc = zlib.crc32(info.filename.encode())
+                    info.extra = struct.pack("<HHBI", 0x7075, 5 + len(name), 1, crc) + name
+                archive.writestr(info, photo.read_bytes())
+    data = path.read_bytes()
+    for placeholder, raw in stored.items():
+        data = data.replace(f"photos/{placeholder}/".encode(), b"photos/" + raw + b"/")
+    path.write_bytes(data)
+
+    dataset = load_dataset(path, cache_dir=tmp_path / "cache")
+    assert sorted(dataset.classes) == sorted(["Kühlschrank", "Glühbirne", "充電器"])
+    assert len(dataset.records) == 30
 
 
 def test_a_huge_file_in_a_folder_is_skipped_unread(tmp_path):

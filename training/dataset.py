@@ -19,6 +19,7 @@ import io
 import json
 import os
 import shutil
+import struct
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable
@@ -37,6 +38,11 @@ SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "test": "t
 # phone cameras write one): the JPEG decoder reads its first picture, as browsers show it.
 DECODABLE_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP"}
 IGNORED_NAMES = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"}
+UTF8_NAME_FLAG = 0x800  # general purpose bit 11: the name is UTF-8
+UNICODE_PATH_FIELD = 0x7075  # Info-ZIP's Unicode Path extra field
+# Bump when extraction gives other files or names for some zip (2: member names as meant,
+# see member_name): an extraction cached by an older version must not be reused.
+EXTRACTION_VERSION = 2
 EXIF_ORIENTATION_TAG = 0x0112
 # Fewer images than this in a class of the val or test split gets a warning.
 SMALL_EVALUATION_CLASS = 10
@@ -329,13 +335,13 @@ def _extract_zip(source: Path, cache_dir: str | os.PathLike[str] | None) -> Path
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     cache = Path(cache_dir or os.environ.get("BINBOT_CACHE_DIR") or _default_cache())
-    target = cache / "datasets" / digest.hexdigest()[:16]
+    target = cache / "datasets" / f"{digest.hexdigest()[:16]}-{EXTRACTION_VERSION}"
     if (target / ".complete").exists():
         return target
     try:
         with staged_folder(target) as staging, zipfile.ZipFile(source) as archive:
             for member in archive.infolist():
-                name = member.filename
+                name = member_name(member)
                 if name.startswith(("/", "\\")) or ".." in Path(name).parts:
                     raise BinbotError(f"refusing zip entry outside the dataset: {name}")
                 if member.is_dir():
@@ -344,7 +350,7 @@ def _extract_zip(source: Path, cache_dir: str | os.PathLike[str] | None) -> Path
             _check_room(members, staging, source)
             skipped = {}
             for member in members:
-                relpath = Path(member.filename).as_posix()
+                relpath = Path(member_name(member)).as_posix()
                 reason = _extract_bounded(archive, member, staging / relpath)
                 if reason:
                     skipped[relpath] = reason
@@ -352,7 +358,49 @@ def _extract_zip(source: Path, cache_dir: str | os.PathLike[str] | None) -> Path
             (staging / ".complete").touch()
     except zipfile.BadZipFile as exc:
         raise BinbotError(f"corrupt zip file {source}: {exc}") from None
+    # What an older version extracted from this zip is never read again.
+    shutil.rmtree(cache / "datasets" / digest.hexdigest()[:16], ignore_errors=True)
     return target
+
+
+def member_name(member: zipfile.ZipInfo) -> str:
+    """A zip member's name as its archiver meant it (class folders are named in any language).
+
+    Zip marks UTF-8 names with a flag; without it, ``zipfile`` reads the bytes as code page 437
+    (what DOS wrote). But Info-ZIP's ``zip`` on Linux and macOS writes UTF-8 without the flag
+    (``Kühlschrank/`` came out as ``K├╝hlschrank/``), and some Windows archivers add the UTF-8
+    name in an extra field (Info-ZIP's Unicode Path, 0x7075). So: that field when it matches
+    the name, else the bytes as UTF-8 when they are, else code page 437.
+    """
+    if member.flag_bits & UTF8_NAME_FLAG:
+        return member.filename
+    raw = member.filename.encode("cp437")  # the bytes as stored: cp437 maps all 256 of them
+    unicode_path = _unicode_path_field(member.extra, raw)
+    if unicode_path is not None:
+        return unicode_path
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return member.filename
+
+
+def _unicode_path_field(extra: bytes, raw_name: bytes) -> str | None:
+    """The UTF-8 name of an Info-ZIP Unicode Path extra field whose CRC matches the stored
+    name (a stale field, left by a tool that renamed the member, does not count)."""
+    position = 0
+    while position + 4 <= len(extra):
+        tag, size = struct.unpack_from("<HH", extra, position)
+        body = extra[position + 4 : position + 4 + size]
+        position += 4 + size
+        if tag != UNICODE_PATH_FIELD or len(body) < 5 or body[0] != 1:
+            continue
+        if struct.unpack_from("<I", body, 1)[0] != zlib.crc32(raw_name):
+            return None
+        try:
+            return body[5:].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return None
 
 
 def _too_large(size: int) -> str:
