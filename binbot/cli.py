@@ -124,8 +124,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         retrain_workers=args.retrain_workers, front=args.front, https_port=args.https_port,
         new_token=args.new_admin_token,
     )  # fmt: skip
-    serve(options, _log)
-    return 0
+    return serve(options, _log)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

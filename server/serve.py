@@ -8,6 +8,7 @@ prints it; later starts say one exists (only its hash is stored, so it cannot be
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -15,6 +16,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from binbot.errors import BinbotError
 
 STOP_SECONDS = 20  # Ctrl-C: how long the children get to finish before they are killed
 
@@ -59,11 +62,38 @@ class ServeOptions:
     new_token: bool = False
 
 
-def serve(options: ServeOptions, log: Callable[[str], None]) -> None:
-    """gunicorn (and nginx with --front) and the retraining workers; Ctrl-C stops them."""
+def check_can_listen(host: str, port: int, option: str) -> None:
+    """Fail at once, in one line, where the server could not listen: gunicorn would otherwise
+    retry for 5 s, log its own errors, and leave nothing serving."""
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM
+        )[0]
+    except socket.gaierror:
+        raise BinbotError(f"--host {host} is not an address this machine knows") from None
+    with socket.socket(family, kind, protocol) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn and nginx do
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            why = {
+                errno.EADDRINUSE: "is in use (another BinBot, or another program): stop it, "
+                f"or choose another port with {option}",
+                errno.EACCES: f"needs root (ports below 1024 do): choose another with {option}",
+                errno.EADDRNOTAVAIL: "is not on this machine: check --host",
+            }.get(exc.errno, f"cannot be listened on: {exc.strerror}")
+            raise BinbotError(f"{host}:{port} {why}") from None
+
+
+def serve(options: ServeOptions, log: Callable[[str], None]) -> int:
+    """gunicorn (and nginx with --front) and the retraining workers; Ctrl-C stops them.
+    Returns the exit code: 0 when stopped, 1 when gunicorn or nginx ended on its own."""
     from server import create_app
     from server.supervise import Supervisor
 
+    check_can_listen(options.host, options.port, "--port")
+    if options.front:
+        check_can_listen(options.host, options.https_port, "--https-port")
     prepare(options.new_token, log)
     app = create_app()
     children, url = service_processes(options, Path(app.config["BINBOT_INSTANCE_DIR"]))
@@ -80,14 +110,16 @@ def serve(options: ServeOptions, log: Callable[[str], None]) -> None:
     # cleanly; SIGINT is set explicitly because a shell starts background jobs ignoring it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, stop)
+    ended = None
     try:
-        supervisor.run()
+        ended = supervisor.run()
     except KeyboardInterrupt:
         log("stopping ...")
     finally:
         # Ctrl-C reaches the whole process group; once stopping, more of it is only noise.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         supervisor.stop(STOP_SECONDS)
+    return 1 if ended else 0
 
 
 def service_processes(options: ServeOptions, instance: Path):

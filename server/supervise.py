@@ -53,16 +53,18 @@ class Supervisor:
     def __init__(self, app: Flask, children: list[Child], log: Log) -> None:
         self.app, self.children, self.log = app, children, log
 
-    def run(self, poll_s: float = 0.5) -> None:
-        """Until a critical child ends (or KeyboardInterrupt): restart the others."""
+    def run(self, poll_s: float = 0.5) -> str:
+        """Until a critical child ends (or KeyboardInterrupt): restart the others. Returns how
+        the critical child ended."""
         for child in self.children:
             child.start()
         while True:
             for child in self.children:
                 if child.process is not None and (code := child.process.poll()) is not None:
                     if child.critical:
-                        self.log(f"{child.name} {describe_exit(code)}; stopping the others")
-                        return
+                        ended = f"{child.name} {describe_exit(code)}"
+                        self.log(f"{ended}; stopping the others")
+                        return ended
                     self._crashed(child, code)
                 if child.restart_at is not None and time.monotonic() >= child.restart_at:
                     self.log(f"starting {child.name} again")

@@ -179,3 +179,24 @@ def test_a_bad_setting_stops_the_start_with_one_clear_line(tmp_path, setting, me
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"binbot: error: {message.format(file=a_file)}"), result.stderr
     assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_a_port_in_use_stops_the_start_with_one_clear_line(tmp_path):
+    """Another program on the port: `binbot serve` says so and exits 2, instead of letting
+    gunicorn retry for seconds, log its own errors and leave nothing serving with exit 0."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = os.environ | {"BINBOT_INSTANCE_DIR": str(tmp_path / "instance")}
+        env.pop("DATABASE_URL", None)
+        result = subprocess.run(
+            [sys.executable, "-m", "binbot", "serve", "--port", str(port)],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip() == (
+        f"binbot: error: 127.0.0.1:{port} is in use (another BinBot, or another program): "
+        "stop it, or choose another port with --port"
+    )
+    assert not (tmp_path / "instance").exists()  # nothing was set up for a server that cannot run
