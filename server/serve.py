@@ -144,6 +144,9 @@ def service_processes(options: ServeOptions, instance: Path):
              "--worker-class", "server.gunicorn_worker.JsonErrorThreadWorker",
              "--threads", str(options.threads),
              "--bind", bind, "--graceful-timeout", str(STOP_SECONDS // 2),
+             # binbot supervises gunicorn itself; gunicorn's control socket lives in $HOME,
+             # where a second BinBot on the machine would take it over and then remove it.
+             "--no-control-socket",
              "--access-logfile", "-", "server:create_app()"],
             critical=True, env=env,
         )
