@@ -107,11 +107,20 @@ def test_an_edit_of_advice_someone_changed_meanwhile_is_refused_not_saved_over(l
 
 
 def test_the_console_keeps_a_refused_edit_in_its_form(live, auth):
-    """In the console, the admin whose page is out of date gets the form back with their own
-    text in it, and a message, not a page with their typing gone."""
+    """In the console, a refused edit comes back in its form with the admin's own text and a
+    message, not as a page with their typing gone: an invalid one (which keeps the revision it
+    started from), and one whose page was out of date (which then takes the current one)."""
     jar, csrf = console_session(live)
     page = requests.get(f"{live.url}/admin/kinds", cookies=jar, timeout=30).text
     opened = re.search(r'id="kind-Battery".*?name="revision" value="(\d+)"', page, re.S).group(1)
+    invalid = {"csrf_token": csrf, "revision": opened, "category": "Batteries",
+               "bin": "Typed with care", "steps": "Step one", "hazards": "", "link": "http://x.org"}  # fmt: skip
+    refused = requests.post(f"{live.url}/admin/kinds/Battery/advice", data=invalid, cookies=jar,
+                            timeout=30)  # fmt: skip
+    assert refused.status_code == 422 and "https://" in refused.text
+    assert 'value="Typed with care"' in refused.text and 'value="http://x.org"' in refused.text
+    kept = re.search(r'id="kind-Battery".*?name="revision" value="(\d+)"', refused.text, re.S)
+    assert kept.group(1) == opened
 
     requests.put(f"{live.url}/api/admin/kinds/Battery/advice", json=ADVICE, headers=auth,
                  timeout=30)  # another admin saves first  # fmt: skip

@@ -251,16 +251,21 @@ def kinds():
     return _kinds_page()
 
 
-def _kinds_page(unsaved: dict[str, dict[str, Any]] | None = None) -> str:
-    """The kinds with their advice forms; ``unsaved``: an edit that was refused, shown in its
-    kind's form instead of the saved advice, so the admin's text is not lost."""
+def _kinds_page(unsaved: dict[str, Any] | None = None, started_from: int | None = None) -> str:
+    """The kinds with their advice forms. ``unsaved``: a refused edit (the kind's name, the
+    form's fields), shown in its kind's form instead of the saved advice, so that the admin's
+    text is not lost; its form keeps ``started_from`` as its revision (None: the current one,
+    once the admin has been told that someone else saved since)."""
     live = published_version()
-    unsaved = unsaved or {}
+    edited, fields = unsaved or (None, None)
+    revisions = advice_revisions()
+    if edited is not None and started_from is not None:
+        revisions[edited] = started_from
     return render_template(
         "console/kinds.html",
-        kinds=[(k, unsaved.get(k.name) or guidance_for(k.name)) for k in all_kinds()],
-        revisions=advice_revisions(),
-        unsaved=unsaved,
+        kinds=[(k, fields if k.name == edited else guidance_for(k.name)) for k in all_kinds()],
+        revisions=revisions,
+        unsaved=edited,
         live_labels=live.manifest["labels"] if live else [],
         proposals=proposals(),
         proposal=request.args.get("proposal", ""),
@@ -276,17 +281,17 @@ def _advice_form() -> dict[str, str]:
 @login_required
 def save_advice(name: str):
     based_on = parse_row_id(request.form.get("revision", ""))
+    form = _advice_form()
     try:
-        edit_advice(name, _advice_form(), based_on=based_on)
-    except StaleAdvice as exc:
-        flash(f"Refused: {exc}", "error")
-        form = _advice_form()
-        edit = {**form, **{k: form[k].splitlines() for k in ("steps", "hazards")}}
-        return _kinds_page(unsaved={name: edit}), 409
+        edit_advice(name, form, based_on=based_on)
     except ServiceError as exc:
+        # Shown again with the admin's text (a refused edit must not be lost to a redirect).
         flash(f"Refused: {exc}", "error")
-    else:
-        flash(f"Advice for {name} saved; phones get it at their next check.", "ok")
+        fields = {**form, **{k: form[k].splitlines() for k in ("steps", "hazards")}}
+        if isinstance(exc, StaleAdvice):  # a form has no If-Match: a conflict, not a 412
+            return _kinds_page((name, fields)), 409
+        return _kinds_page((name, fields), based_on), exc.status
+    flash(f"Advice for {name} saved; phones get it at their next check.", "ok")
     return redirect(url_for("console.kinds") + f"#kind-{name}")
 
 

@@ -141,9 +141,10 @@ def edit_advice(name: str, fields: dict[str, Any], based_on: int | None = None) 
     cleaned = clean_advice(fields)
     current = _current(kind)
     now = current.id if current else None
+    since = f"after revision {based_on} was opened" if based_on else "while this edit was saved"
     stale = StaleAdvice(
-        f"the advice for {name} was changed by someone else after revision {based_on} was "
-        f"opened; nothing was saved. Look at the current advice, then save your edit again"
+        f"the advice for {name} was changed by someone else {since}; nothing was saved. "
+        "Look at the current advice, then save your edit again"
     )
     if based_on is not None and based_on != now:
         raise stale
