@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 from browser import PHONE, AppServer, choose_photo, wait_until_ready
-from conftest import STARTER_VERSION, submit
+from conftest import STARTER_VERSION, starter_variant, submit
 
 ADVICE = {
     "category": "Batteries",
@@ -174,6 +174,39 @@ def test_advice_of_a_kind_named_in_any_language_is_saved_from_the_console(live):
         assert saved.headers["Location"].startswith("/admin/kinds#"), name
         advice = requests.get(f"{live.url}/api/advice", timeout=30).json()["kinds"][name]
         assert advice["bin"] == f"{name} box"
+
+
+def test_a_model_trained_on_lowercase_folders_uses_the_kinds_it_names(live, auth, photo,
+                                                                      tmp_path):  # fmt: skip
+    """Folders are often lowercase (``mouse/``). Such a model's labels are the kinds whose names
+    match by key: publishing it (a 500 before: a second kind with the same key), its advice,
+    corrections sent under its labels (422 'unknown label' before) and the delete guard."""
+    from server.registry.bundles import register_bundle
+
+    def lowercase(manifest: dict) -> None:
+        manifest["labels"] = [label.lower() for label in manifest["labels"]]
+
+    with live.app.app_context():
+        register_bundle(starter_variant(tmp_path / "lower", "lower-1", lowercase))
+    mouse = requests.get(f"{live.url}/api/advice", timeout=30).json()["kinds"]["Mouse"]
+    published = requests.post(f"{live.url}/api/admin/models/lower-1/publish", headers=auth,
+                              json={"force": True, "reason": "lowercase folders"}, timeout=30)  # fmt: skip
+    assert published.status_code == 200, published.text
+    labels = requests.get(f"{live.url}/api/labels", timeout=30).json()["labels"]
+    assert next(label["guidance"] for label in labels if label["name"] == "mouse") == mouse
+
+    requests.put(f"{live.url}/api/admin/kinds/Mouse/advice", json={**ADVICE, "bin": "Mouse bin"},
+                 headers=auth, timeout=30)  # fmt: skip
+    advice = requests.get(f"{live.url}/api/advice", timeout=30).json()["kinds"]
+    assert advice["mouse"]["bin"] == "Mouse bin"  # phones look it up by the model's label
+
+    sent = submit(live, photo, label="mouse", predicted_label="battery", key="lower-case")
+    assert sent.status_code == 201, sent.text
+    assert sent.json()["submission"]["label"] == "Mouse"
+    again = submit(live, photo, label="mouse", predicted_label="battery", key="lower-case")
+    assert again.status_code == 200 and again.json()["replayed"] is True
+    kept = requests.delete(f"{live.url}/api/admin/kinds/Mouse", headers=auth, timeout=30)
+    assert kept.status_code == 409 and "live model lower-1" in kept.json()["error"]
 
 
 def proposals(live, archive_zip, name: str, start: int, count: int) -> None:

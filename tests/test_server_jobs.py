@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 import requests
-from conftest import STARTER_VERSION, submit
+from conftest import STARTER_VERSION, solid_jpeg, submit
 
 from server.admin.tokens import create_admin_token
 from server.extensions import db
@@ -199,3 +199,27 @@ def test_the_live_models_conversion_figures_stand_only_for_the_photos_it_was_mea
     changed = load_dataset(other)
     assert figures_measured_on({"metrics": metrics}, changed, changed.split("test")) is None
     assert figures_measured_on({}, dataset, test) is None  # an older manifest: score it again
+
+
+def test_corrections_join_their_kinds_dataset_folder_however_it_is_spelt(live, photo, tmp_path):
+    """The dataset has a folder ``mouse``; corrections are stored under the kind ``Mouse``.
+    Retraining puts them into ``mouse`` (a folder ``Mouse`` beside it was a second class that
+    competed with the first, its photos spread over train, val and test as a new kind's)."""
+    from server.jobs.retrain import build_training_folder
+    from server.tables import Submission
+
+    colours = {"mouse": (200, 30, 30), "battery": (30, 30, 200)}
+    for split in ("train", "val", "test"):
+        for c, (folder, colour) in enumerate(colours.items()):
+            for i in range(2):
+                solid_jpeg(tmp_path / "ds" / split / folder / f"{i}.jpg", colour,
+                           noise_seed=100 * c + 10 * len(split) + i)  # fmt: skip
+    sent = submit(live, photo, label="mouse")
+    assert sent.status_code == 201 and sent.json()["submission"]["label"] == "Mouse"
+    with live.app.app_context():
+        submissions = db.session.query(Submission).all()
+        counts = build_training_folder(load_dataset(tmp_path / "ds"), submissions, tmp_path / "out")
+    [row] = submissions
+    assert counts == {"mouse": 1}
+    assert (tmp_path / "out" / "train" / "mouse" / f"submission-{row.id}.jpg").exists()
+    assert not list((tmp_path / "out").glob("*/Mouse"))

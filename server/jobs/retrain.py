@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from binbot.errors import BinbotError
 from server.extensions import db
+from server.public.names import name_key
 from server.registry.bundles import (
     bundle_dir,
     published_version,
@@ -79,6 +80,9 @@ def build_training_folder(base, submissions: list[Submission], out: Path) -> dic
     measured on photos it was not trained on.
     """
     counts: dict[str, int] = {}
+    # A kind spelt otherwise than the dataset's folder (the kind "Mouse", the folder "mouse")
+    # is that folder's class, not a new one.
+    base_class = {name_key(name): name for name in base.classes}
     for record in base.records:
         label = base.classes[record.label]
         target = out / record.split / label / f"base-{record.sha256[:16]}{record.path.suffix}"
@@ -88,12 +92,12 @@ def build_training_folder(base, submissions: list[Submission], out: Path) -> dic
     for submission in submissions:
         if not submission.label:
             continue  # a proposal nobody has mapped to a kind yet
-        known = submission.label in base.classes
-        split = "train" if known else new_kind_split(submission.sha256)
-        target = out / split / submission.label / f"submission-{submission.id}.jpg"
+        label = base_class.get(name_key(submission.label), submission.label)
+        split = "train" if label in base.classes else new_kind_split(submission.sha256)
+        target = out / split / label / f"submission-{submission.id}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(photo_path(submission.image_path).resolve())
-        counts[submission.label] = counts.get(submission.label, 0) + 1
+        counts[label] = counts.get(label, 0) + 1
     return counts
 
 

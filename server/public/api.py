@@ -40,10 +40,12 @@ def advice():
     if request.if_none_match and str(version) in request.if_none_match:
         response = current_app.response_class(status=304)
     else:
-        response = jsonify(
-            {"advice_version": version,
-             "kinds": {k.name: guidance_for(k.name) for k in all_kinds()}}
-        )  # fmt: skip
+        kinds = {k.name: guidance_for(k.name) for k in all_kinds()}
+        # Phones look advice up by the live model's labels, which may spell a kind otherwise.
+        live = published_version()
+        for label in live.manifest["labels"] if live else []:
+            kinds.setdefault(label, guidance_for(label))
+        response = jsonify({"advice_version": version, "kinds": kinds})
     response.headers["ETag"] = f'"{version}"'
     response.cache_control.no_cache = True
     return response

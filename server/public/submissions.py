@@ -67,7 +67,7 @@ def check_replay(found: Submission, raw: bytes, label: str | None) -> None:
     """A retry must be the same request: same photo, same label (IETF Idempotency-Key)."""
     if found.upload_sha256 and found.upload_sha256 != hashlib.sha256(raw).hexdigest():
         raise Unprocessable("this Idempotency-Key was already used with another photo")
-    if label and label != found.label:
+    if label and name_key(label) != name_key(found.label):
         raise Unprocessable(
             f"this Idempotency-Key was already used with label {found.label!r}, not {label!r}"
         )
@@ -143,24 +143,26 @@ def check_fields_once(form, files) -> None:
 
 
 def check_labels(form, labels: list[str]) -> Said:
+    """The kind the photo is said to be, by key: a model trained on a folder ``mouse`` says
+    ``mouse`` for the kind ``Mouse``, which is stored under the kind's own name."""
+    known = {name_key(label): label for label in labels}
     predicted = form.get("predicted_label") or None
-    if predicted is not None and predicted not in labels:
+    if predicted is not None and name_key(predicted) not in known:
         raise Unprocessable(f"unknown predicted_label {predicted!r}")
     if "proposed_name" in form and not form.get("label"):
         configured("proposals per day").hit()
         name, key = clean_name(form.get("proposed_name"))
         # "Something else: battery" names a kind the model has (the person did not find it in
         # the picker, or queued it offline before the kind existed): it is that kind.
-        known = {name_key(label): label for label in labels}
         if key in known:
             return Said(known[key], predicted=predicted)
         return Said(None, name, key, predicted)
     label = form.get("label", "")
-    if label not in labels:
+    if not label or name_key(label) not in known:
         raise Unprocessable(
             f"unknown label {label!r}; expected one of {labels}, or a proposed_name"
         )
-    return Said(label, predicted=predicted)
+    return Said(known[name_key(label)], predicted=predicted)
 
 
 def clean_upload(raw: bytes) -> CleanImage:

@@ -57,9 +57,15 @@ def all_kinds() -> list[Kind]:
     return list(db.session.scalars(select(Kind).order_by(Kind.name)))
 
 
+def kind_for(label: str) -> Kind | None:
+    """The kind a model's label is: names are compared by key (case, spaces, NFKC), so a
+    dataset's ``mouse`` folder is the kind ``Mouse``."""
+    return db.session.scalars(select(Kind).where(Kind.key == name_key(label))).first()
+
+
 def guidance_for(name: str) -> dict[str, Any]:
     """What a phone shows for ``name``: its advice, or the general e-waste advice."""
-    kind = db.session.scalars(select(Kind).where(Kind.name == name)).first()
+    kind = kind_for(name)
     current = _current(kind) if kind else None
     return {**(current.advice if current else {**GENERAL, "link": None}), "note": NOTE}
 
@@ -69,10 +75,13 @@ def advice_version() -> int:
 
 
 def ensure_kinds(labels: list[str]) -> None:
-    """Every label of a model has a kind (with the general advice until someone edits it)."""
-    known = {k.name for k in all_kinds()}
+    """Every label of a model has a kind (with the general advice until someone edits it).
+    A label whose key a kind has already is that kind (a model trained on lowercase folders
+    gets the seeded advice of ``Mouse`` for ``mouse``), not a second kind the key forbids."""
+    known = {k.key for k in all_kinds()}
     for label in labels:
-        if label not in known:
+        if name_key(label) not in known:
+            known.add(name_key(label))
             kind = Kind(name=label, key=name_key(label))
             db.session.add(kind)
             db.session.flush()
@@ -180,7 +189,7 @@ def create_kind(name: str, fields: dict[str, Any], proposal_key: str) -> Kind:
     name, key = clean_name(name)
     check_kind_name(name)
     existing = db.session.scalars(select(Kind).where(Kind.key == key)).first()
-    if existing is not None and existing.name in learned_kinds():
+    if existing is not None and existing.key in {name_key(n) for n in learned_kinds()}:
         raise Conflict(
             f"there is a kind {existing.name!r} already (names are compared without case)"
         )
@@ -222,10 +231,11 @@ def learned_kinds() -> set[str]:
 
 
 def delete_kind(name: str) -> None:
+    kind = find_kind(name)
     current = published_version()
-    if current and name in current.manifest["labels"]:
+    if current and kind.key in {name_key(label) for label in current.manifest["labels"]}:
         raise Conflict(f"the live model {current.version} knows {name!r}: it cannot be deleted")
-    db.session.delete(find_kind(name))
+    db.session.delete(kind)
     db.session.commit()
 
 
