@@ -44,7 +44,8 @@ def advice():
         # Phones look advice up by the live model's labels, which may spell a kind otherwise.
         live = published_version()
         for label in live.manifest["labels"] if live else []:
-            kinds.setdefault(label, guidance_for(label))
+            if label not in kinds:  # (setdefault would look every label's advice up again)
+                kinds[label] = guidance_for(label)
         response = jsonify({"advice_version": version, "kinds": kinds})
     response.headers["ETag"] = f'"{version}"'
     response.cache_control.no_cache = True
