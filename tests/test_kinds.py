@@ -210,7 +210,11 @@ def test_a_model_trained_on_lowercase_folders_uses_the_kinds_it_names(live, auth
 
 
 def proposals(live, archive_zip, name: str, start: int, count: int) -> None:
-    """Mouse photos sent as "something else" under ``name``."""
+    """Mouse photos sent as "something else" under ``name`` (by one person: the upload and
+    proposal limits are raised for it)."""
+    live.app.config["BINBOT_LIMITS"] = {**live.app.config["BINBOT_LIMITS"],
+                                        "uploads per minute": (100, 60),
+                                        "proposals per day": (100, 86400)}  # fmt: skip
     with zipfile.ZipFile(archive_zip) as archive:
         photos = sorted(n for n in archive.namelist() if "/train/Mouse/" in n)[
             start : start + count
@@ -222,9 +226,6 @@ def proposals(live, archive_zip, name: str, start: int, count: int) -> None:
 
 
 def test_a_new_kind_needs_a_fresh_name_advice_and_enough_photos(live, auth, ewaste_zip):
-    live.app.config["BINBOT_LIMITS"] = {**live.app.config["BINBOT_LIMITS"],
-                                        "uploads per minute": (100, 60),
-                                        "proposals per day": (100, 86400)}  # fmt: skip
     proposals(live, ewaste_zip, "computer mouse", 0, 12)
     url = f"{live.url}/api/admin/kinds"
     body = {"name": "Computer mouse", "advice": ADVICE, "from_proposal": "computer mouse"}
@@ -294,3 +295,77 @@ def test_edited_advice_reaches_a_phone_at_its_next_check_and_stays_offline(
         context.close()
     finally:
         server.stop()
+
+
+def proposal_groups(live, auth) -> dict[str, int]:
+    answer = requests.get(f"{live.url}/api/admin/proposals", headers=auth, timeout=30)
+    return {p["key"]: p["count"] for p in answer.json()["proposals"]}
+
+
+def test_photos_of_a_deleted_kind_go_back_to_the_proposals(live, auth, ewaste_zip):
+    """An admin makes "Computer mouse" a kind, sees it duplicates Mouse, and deletes it: its
+    photos must not stay accepted under a name that no longer exists (retraining would learn
+    the deleted kind and publishing would bring it back with general advice). They return to
+    the proposals, where the admin can map them to Mouse."""
+    proposals(live, ewaste_zip, "computer mouse", 0, 20)
+    url = f"{live.url}/api/admin/kinds"
+    body = {"name": "Computer mouse", "advice": ADVICE, "from_proposal": "computer mouse"}
+    assert requests.post(url, json=body, headers=auth, timeout=30).status_code == 201
+    with zipfile.ZipFile(ewaste_zip) as archive:
+        photo = archive.read(sorted(n for n in archive.namelist() if "/test/Mouse/" in n)[0])
+    assert submit(live, photo, label="Computer mouse", key="after").status_code == 201
+
+    deleted = requests.delete(f"{url}/Computer mouse", headers=auth, timeout=30)
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["returned_to_proposals"] == 21
+    assert "Computer mouse" not in [k["name"] for k in requests.get(
+        url, headers=auth, timeout=30).json()["kinds"]]  # fmt: skip
+    assert proposal_groups(live, auth)["computer mouse"] == 21
+    mapped = requests.post(
+        f"{live.url}/api/admin/proposals/settle",
+        headers=auth,
+        timeout=30,
+        json={"key": "computer mouse", "action": "map", "label": "Mouse"},
+    )
+    assert mapped.json()["updated"] == 21
+    accepted = requests.get(
+        f"{live.url}/api/admin/submissions",
+        headers=auth,
+        timeout=30,
+        params={"status": "accepted", "limit": 100},
+    ).json()["submissions"]
+    assert {s["label"] for s in accepted} == {"Mouse"} and len(accepted) == 21
+
+
+def test_a_bulk_accept_does_not_swallow_photos_sent_as_something_else(
+    live, auth, photo, ewaste_zip
+):
+    """Pressing "Select all, Accept" on the review page must not take a proposal (a name, no kind) out
+    of its group: it would be accepted under no label, never learned and never offered to map
+    again. Relabelling one files it under that kind, out of the group."""
+    named = submit(live, photo, label="", proposed_name="desk lamp", key="lamp").json()
+    with zipfile.ZipFile(ewaste_zip) as archive:
+        mouse = archive.read(sorted(n for n in archive.namelist() if "/test/Mouse/" in n)[0])
+    corrected = submit(live, mouse, label="Mouse", key="mouse").json()
+    ids = [named["submission"]["id"], corrected["submission"]["id"]]
+    review = f"{live.url}/api/admin/submissions/review"
+    refused = requests.post(review, json={"ids": ids, "action": "accept"}, headers=auth,
+                            timeout=30)  # fmt: skip
+    assert refused.status_code == 422 and "desk lamp" in refused.json()["error"]
+    assert proposal_groups(live, auth) == {"desk lamp": 1}
+    pending = requests.get(f"{live.url}/api/admin/submissions", headers=auth, timeout=30,
+                           params={"status": "pending"}).json()["submissions"]  # fmt: skip
+    assert len(pending) == 2  # all or nothing
+
+    relabelled = requests.post(
+        review,
+        json={"ids": ids[:1], "action": "relabel", "label": "Battery"},
+        headers=auth,
+        timeout=30,
+    )
+    assert relabelled.status_code == 200
+    assert proposal_groups(live, auth) == {}
+    accepted = requests.post(review, json={"ids": ids, "action": "accept"}, headers=auth,
+                             timeout=30)  # fmt: skip
+    assert accepted.status_code == 200
+    assert sorted(s["label"] for s in accepted.json()["submissions"]) == ["Battery", "Mouse"]

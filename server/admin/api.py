@@ -128,8 +128,10 @@ def new_kind():
 
 @admin_api.delete("/kinds/<name>")
 def remove_kind(name: str):
-    delete_kind(name)
-    return jsonify({"deleted": name})
+    """Delete a kind no live model uses; its photos go back to the proposals (how many is
+    ``returned_to_proposals``)."""
+    returned = delete_kind(name)
+    return jsonify({"deleted": name, "returned_to_proposals": returned})
 
 
 @admin_api.get("/models")

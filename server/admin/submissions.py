@@ -103,6 +103,8 @@ def review(ids: Any, action: Any, label: Any = None) -> list[Submission]:
         raise NotFound(f"no submissions with ids {shown} ({len(missing)} of {len(ids)})")
     if action == "relabel":
         require_current_label(label)
+    elif action == "accept":
+        require_learnable(rows)
     for row in rows:
         if action == "relabel":
             row.label = label
@@ -110,6 +112,28 @@ def review(ids: Any, action: Any, label: Any = None) -> list[Submission]:
             row.status = "accepted" if action == "accept" else "rejected"
     db.session.commit()
     return list(rows)
+
+
+def require_learnable(rows: list[Submission]) -> None:
+    """Accepting adds photos to training under their label, so each needs a current kind. A
+    photo sent as "something else" has only a name: accepted as it is, it would leave its
+    group in the proposals and never be learned. Refused, all of them, with the way out."""
+    kinds = set(current_labels())
+    nameless = [r for r in rows if r.label is None]
+    if nameless:
+        names = sorted({r.proposed_name or "" for r in nameless})
+        raise Unprocessable(
+            f"{len(nameless)} of the photos were sent as something else "
+            f"({', '.join(map(repr, names[:5]))}{' ...' if len(names) > 5 else ''}), not as a "
+            "kind: map their name to a kind or make it a new kind under proposals, or relabel "
+            "them first"
+        )
+    unknown = sorted({r.label for r in rows if r.label not in kinds})
+    if unknown:
+        raise Unprocessable(
+            f"photos labelled {', '.join(map(repr, unknown[:5]))} cannot be accepted: "
+            "no such kind any more; relabel them first"
+        )
 
 
 def find_submission(submission_id: int) -> Submission:
@@ -158,7 +182,11 @@ def proposals(limit: int = 50) -> list[Proposal]:
     """Pending proposed names, most proposed first, with their photos' ids."""
     rows = db.session.execute(
         select(Submission.proposed_key, Submission.proposed_name, Submission.id)
-        .where(Submission.status == "pending", Submission.proposed_key.is_not(None))
+        .where(
+            Submission.status == "pending",
+            Submission.proposed_key.is_not(None),
+            Submission.label.is_(None),  # relabelled: an admin filed it under a kind already
+        )
         .order_by(Submission.id)
     ).all()
     groups: dict[str, list] = {}
@@ -176,7 +204,11 @@ def settle_proposal(key: str, action: str, label: str | None = None) -> int:
     """Map a proposed name's pending photos to a kind (they are then accepted), or reject
     them; returns how many photos changed."""
     rows = db.session.scalars(
-        select(Submission).where(Submission.proposed_key == key, Submission.status == "pending")
+        select(Submission).where(
+            Submission.proposed_key == key,
+            Submission.status == "pending",
+            Submission.label.is_(None),
+        )
     ).all()
     if not rows:
         raise NotFound(f"no pending photos proposed as {key[:80]!r}")

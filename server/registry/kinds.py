@@ -5,7 +5,8 @@ id is the advice's version, which phones compare at each check to refresh their 
 new model. A model's labels always have kinds (publishing adds any that are missing, with the
 general advice until an admin writes theirs). A new kind comes from the photos people sent as
 "something else": it needs a name unlike every kind a model has learned (a seeded kind no model
-knows yet is taken up), its advice, and enough photos to learn it from. A kind the live model uses cannot be deleted.
+knows yet is taken up), its advice, and enough photos to learn it from. A kind the live model
+uses cannot be deleted; deleting another returns its photos to the proposals.
 """
 
 from __future__ import annotations
@@ -230,13 +231,26 @@ def learned_kinds() -> set[str]:
     }
 
 
-def delete_kind(name: str) -> None:
+def delete_kind(name: str) -> int:
+    """Delete a kind the live model does not use; returns how many photos went back to the
+    proposals. Its photos are kept, but not as accepted photos of a name that no longer exists
+    (retraining would learn the deleted kind, and publishing bring it back with the general
+    advice): each goes back to the proposals, pending, under the name it was sent as (or the
+    kind's), for an admin to map to another kind, make a kind again, or reject."""
     kind = find_kind(name)
     current = published_version()
     if current and kind.key in {name_key(label) for label in current.manifest["labels"]}:
         raise Conflict(f"the live model {current.version} knows {name!r}: it cannot be deleted")
+    photos = db.session.scalars(
+        select(Submission).where(Submission.label == kind.name, Submission.status != "rejected")
+    ).all()
+    for photo in photos:
+        photo.label, photo.status = None, "pending"
+        if photo.proposed_key is None:  # a correction sent under the kind's name
+            photo.proposed_name, photo.proposed_key = kind.name, kind.key
     db.session.delete(kind)
     db.session.commit()
+    return len(photos)
 
 
 def kind_names() -> list[str]:
