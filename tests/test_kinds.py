@@ -194,6 +194,9 @@ def test_a_model_trained_on_lowercase_folders_uses_the_kinds_it_names(live, auth
     assert published.status_code == 200, published.text
     labels = requests.get(f"{live.url}/api/labels", timeout=30).json()["labels"]
     assert next(label["guidance"] for label in labels if label["name"] == "mouse") == mouse
+    jar, _ = console_session(live)
+    console = requests.get(f"{live.url}/admin/kinds", cookies=jar, timeout=30).text
+    assert "not in the live model" not in kind_section(console, "Mouse")
 
     requests.put(f"{live.url}/api/admin/kinds/Mouse/advice", json={**ADVICE, "bin": "Mouse bin"},
                  headers=auth, timeout=30)  # fmt: skip
@@ -220,7 +223,7 @@ def proposals(live, archive_zip, name: str, start: int, count: int) -> None:
             start : start + count
         ]
         for i, photo in enumerate(photos):
-            answer = submit(live, archive.read(photo), key=f"{name}-{i}", label="",
+            answer = submit(live, archive.read(photo), key=f"{name}-{start + i}", label="",
                             proposed_name=name)  # fmt: skip
             assert answer.status_code == 201, answer.text
 
@@ -369,3 +372,44 @@ def test_a_bulk_accept_does_not_swallow_photos_sent_as_something_else(
                              timeout=30)  # fmt: skip
     assert accepted.status_code == 200
     assert sorted(s["label"] for s in accepted.json()["submissions"]) == ["Battery", "Mouse"]
+
+
+def console_post(live, jar: dict, path: str, form: dict) -> str:
+    """Post a console form and follow its redirect, as a browser would, flash message and all
+    (the Secure session cookie, which carries the message, is passed by hand over http)."""
+    answer = requests.post(f"{live.url}{path}", data=form, cookies=jar, timeout=30,
+                           allow_redirects=False)  # fmt: skip
+    assert answer.status_code == 302, answer.text
+    jar.update(answer.cookies.get_dict())
+    return requests.get(f"{live.url}{answer.headers['Location']}", cookies=jar, timeout=30).text
+
+
+def kind_section(page: str, name: str) -> str:
+    return re.search(rf'<section[^>]*data-kind="{name}".*?</section>', page, re.S).group(0)
+
+
+def test_the_console_keeps_a_refused_new_kind_and_deletes_a_kind_no_model_uses(live, ewaste_zip):
+    """Making a kind from the console: a refusal (too few photos) comes back with the name and
+    advice the admin typed, not an empty form. A kind no model uses has a Delete button (the
+    live model's kinds have none), and deleting returns its photos to the proposals."""
+    jar, csrf = console_session(live)
+    proposals(live, ewaste_zip, "computer mouse", 0, 12)
+    form = {"csrf_token": csrf, "proposal": "computer mouse", "name": "Computer mouse",
+            "category": "Peripherals", "bin": "Typed with care", "steps": "Step one\nStep two",
+            "hazards": "", "link": ""}  # fmt: skip
+    refused = requests.post(f"{live.url}/admin/kinds", data=form, cookies=jar, timeout=30)
+    assert refused.status_code == 422 and "at least 20 photos" in refused.text
+    assert 'value="Computer mouse"' in refused.text and 'value="Typed with care"' in refused.text
+    assert "Step one\nStep two" in refused.text
+
+    proposals(live, ewaste_zip, "computer mouse", 12, 8)
+    made = console_post(live, jar, "/admin/kinds", form)
+    assert "Computer mouse is a new kind" in made
+    assert "Delete Computer mouse" in kind_section(made, "Computer mouse")
+    assert "Delete" not in kind_section(made, "Battery")
+    deleted = console_post(live, jar, "/admin/kinds/Computer mouse/delete", {"csrf_token": csrf})
+    assert "20 photos went back" in deleted and 'data-kind="Computer mouse"' not in deleted
+    assert (
+        'data-key="computer mouse"'
+        in requests.get(f"{live.url}/admin/submissions", cookies=jar, timeout=30).text
+    )  # its proposal group is back, to be mapped to Mouse

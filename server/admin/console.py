@@ -9,6 +9,7 @@ be shown is an HTML error page (``server.errors``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -55,6 +56,7 @@ from server.jobs.queue import (
 )
 from server.jobs.queue import validate_settings as check_job_settings
 from server.limits import configured
+from server.public.names import name_key
 from server.registry.bundles import (
     REPORT_FILES,
     publish,
@@ -70,6 +72,7 @@ from server.registry.kinds import (
     advice_revisions,
     all_kinds,
     create_kind,
+    delete_kind,
     edit_advice,
     guidance_for,
 )
@@ -251,30 +254,50 @@ def kinds():
     return _kinds_page()
 
 
-def _kinds_page(unsaved: dict[str, Any] | None = None, started_from: int | None = None) -> str:
-    """The kinds with their advice forms. ``unsaved``: a refused edit (the kind's name, the
-    form's fields), shown in its kind's form instead of the saved advice, so that the admin's
-    text is not lost; its form keeps ``started_from`` as its revision (None: the current one,
-    once the admin has been told that someone else saved since)."""
+@dataclass(frozen=True)
+class UnsavedForm:
+    """A refused form, shown again with what the admin typed instead of an empty one.
+    ``kind``: the kind whose advice it edits, or None for the new-kind form (with ``name``
+    and ``proposal``); ``started_from``: the revision an advice edit keeps (None: the current
+    one, once the admin has been told that someone else saved since)."""
+
+    fields: dict[str, Any]
+    kind: str | None = None
+    started_from: int | None = None
+    name: str = ""
+    proposal: str = ""
+
+
+def _kinds_page(unsaved: UnsavedForm | None = None) -> str:
+    """The kinds with their advice forms, and the new-kind form; ``unsaved`` fills one."""
     live = published_version()
-    edited, fields = unsaved or (None, None)
     revisions = advice_revisions()
-    if edited is not None and started_from is not None:
-        revisions[edited] = started_from
+    edited = unsaved.kind if unsaved else None
+    if edited is not None and unsaved.started_from is not None:
+        revisions[edited] = unsaved.started_from
+    new_kind = unsaved if unsaved and edited is None else None
     return render_template(
         "console/kinds.html",
-        kinds=[(k, fields if k.name == edited else guidance_for(k.name)) for k in all_kinds()],
+        kinds=[
+            (k, unsaved.fields if k.name == edited else guidance_for(k.name)) for k in all_kinds()
+        ],
         revisions=revisions,
         unsaved=edited,
-        live_labels=live.manifest["labels"] if live else [],
+        live_keys={name_key(label) for label in live.manifest["labels"]} if live else set(),
         proposals=proposals(),
-        proposal=request.args.get("proposal", ""),
+        proposal=new_kind.proposal if new_kind else request.args.get("proposal", ""),
+        new_kind=new_kind,
         min_photos=MIN_NEW_KIND_PHOTOS,
     )
 
 
 def _advice_form() -> dict[str, str]:
     return {k: request.form.get(k, "") for k in ("category", "bin", "steps", "hazards", "link")}
+
+
+def _as_fields(form: dict[str, str]) -> dict[str, Any]:
+    """The advice form's text as the fields the page shows (steps and hazards as lines)."""
+    return {**form, **{k: form[k].splitlines() for k in ("steps", "hazards")}}
 
 
 @console.post("/kinds/<name>/advice")
@@ -287,10 +310,11 @@ def save_advice(name: str):
     except ServiceError as exc:
         # Shown again with the admin's text (a refused edit must not be lost to a redirect).
         flash(f"Refused: {exc}", "error")
-        fields = {**form, **{k: form[k].splitlines() for k in ("steps", "hazards")}}
         if isinstance(exc, StaleAdvice):  # a form has no If-Match: a conflict, not a 412
-            return _kinds_page((name, fields)), 409
-        return _kinds_page((name, fields), based_on), exc.status
+            return _kinds_page(UnsavedForm(_as_fields(form), kind=name)), 409
+        return _kinds_page(UnsavedForm(_as_fields(form), kind=name, started_from=based_on)), (
+            exc.status
+        )
     flash(f"Advice for {name} saved; phones get it at their next check.", "ok")
     return redirect(url_for("console.kinds") + f"#kind-{name}")
 
@@ -299,9 +323,27 @@ def save_advice(name: str):
 @login_required
 def add_kind():
     name, proposal = request.form.get("name", ""), request.form.get("proposal", "")
+    form = _advice_form()
+    try:
+        created = create_kind(name, form, proposal)
+    except ServiceError as exc:
+        flash(f"Refused: {exc}", "error")  # the form comes back filled, not emptied
+        return _kinds_page(UnsavedForm(_as_fields(form), name=name, proposal=proposal)), (
+            exc.status
+        )
+    flash(f"{created.name} is a new kind; the next retraining learns it.", "ok")
+    return redirect(url_for("console.kinds"))
+
+
+@console.post("/kinds/<name>/delete")
+@login_required
+def remove_kind(name: str):
     attempt(
-        lambda: create_kind(name, _advice_form(), proposal).name,
-        lambda created: f"{created} is a new kind; the next retraining learns it.",
+        lambda: delete_kind(name),
+        lambda returned: (
+            f"{name} deleted; {returned} photo{'s' * (returned != 1)} went back to the names "
+            "people gave (Submissions page), to map to another kind or reject."
+        ),
     )
     return redirect(url_for("console.kinds"))
 
