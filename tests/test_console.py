@@ -177,8 +177,15 @@ def test_the_loop_from_corrections_to_a_published_model_and_back(
     phone_context.set_offline(False)
 
     # Roll back: the phone follows.
+    rollback_form = {name: admin.locator(f'form:has(button:text("Roll back")) [name="{name}"]')
+                     .get_attribute("value") for name in ("csrf_token", "from")}  # fmt: skip
     admin.get_by_role("button", name="Roll back to the previous version").click()
     assert "small-1 is live again" in admin.get_by_role("status").first.inner_text()
+    # The same form sent again (a double click) changes nothing: it was not toggled back.
+    again = admin.request.post(f"{stack.web.url}admin/models/rollback", form=rollback_form)
+    assert f"{candidate} is no longer live" in again.text()
+    admin.reload()
+    assert admin.locator("#live").inner_text().startswith("Live: small-1 since ")
     check_for_model(phone, "small-1")
     phone_context.close()
 

@@ -139,6 +139,34 @@ def test_publish_is_gated_and_rollback_restores_the_previous_version(live, token
     ]  # fmt: skip
 
 
+def test_rollback_steps_back_through_the_history_and_a_repeated_one_changes_nothing(
+    live, token, tmp_path
+):
+    """Two admins (or one double click) press "Roll back" on a bad version: the second press
+    must not publish the bad version again, as "the last other version in the history" did.
+    Rolling back twice on purpose goes two versions back, never to one rolled back from."""
+    starter_accuracy = json.loads((STARTER / "manifest.json").read_text())["metrics"][
+        "test_accuracy"
+    ]
+    with live.app.app_context():
+        register_bundle(_variant(tmp_path, "good-2", starter_accuracy + 0.01))
+        register_bundle(_variant(tmp_path, "bad-3", starter_accuracy + 0.02))
+    for version in ("good-2", "bad-3"):
+        assert post(live, f"/api/admin/models/{version}/publish", token).status_code == 200
+    assert post(live, "/api/admin/models/bad-3/publish", token).status_code == 200  # twice
+
+    first = post(live, "/api/admin/models/rollback", token, {"from": "bad-3"})
+    assert first.status_code == 200 and current_version(live) == "good-2"
+    again = post(live, "/api/admin/models/rollback", token, {"from": "bad-3"})
+    assert again.status_code == 409 and "bad-3 is no longer live" in again.json()["error"]
+    assert current_version(live) == "good-2"
+
+    assert post(live, "/api/admin/models/rollback", token).status_code == 200
+    assert current_version(live) == STARTER_VERSION  # not back to bad-3
+    none_left = post(live, "/api/admin/models/rollback", token)
+    assert none_left.status_code == 409 and current_version(live) == STARTER_VERSION
+
+
 def send(live, method, path, token, data, content_type="application/json"):
     headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
     return requests.request(method, f"{live.url}{path}", headers=headers, data=data, timeout=30)

@@ -159,7 +159,13 @@ def model_report(version: str, name: str):
 
 @admin_api.post("/models/rollback")
 def rollback_version():
-    return jsonify({"published": version_summary(rollback())})
+    """Publish again the version live before the current one; with {"from": "<version>"},
+    only while that version is live (a repeated request then changes nothing: 409)."""
+    body: dict[str, Any] = json_object("from")
+    from_version = body.get("from")
+    if from_version is not None and not isinstance(from_version, str):
+        raise BadRequest("from must be a model version")
+    return jsonify({"published": version_summary(rollback(from_version))})
 
 
 @admin_api.post("/jobs")

@@ -376,7 +376,8 @@ def publish_model(version: str):
 @console.post("/models/rollback")
 @login_required
 def rollback_model():
-    attempt(lambda: rollback().version, lambda live: f"Rolled back: {live} is live again.")
+    seen_live = request.form.get("from") or None  # what the page showed: a double click is one
+    attempt(lambda: rollback(seen_live).version, lambda live: f"Rolled back: {live} is live again.")
     return redirect(url_for("console.models"))
 
 

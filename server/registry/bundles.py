@@ -188,14 +188,34 @@ def publish(
     return row
 
 
-def rollback() -> ModelVersion:
-    """Publish again the version that was live before the current one."""
+def live_stack() -> list[str]:
+    """The versions that were live, oldest first, as the history says: a publish pushes its
+    version (unless it is live already), a rollback pops the version it rolled back from."""
+    stack: list[str] = []
+    for event in publish_history():
+        if event.action == "rollback" and stack:
+            stack.pop()
+        if not stack or stack[-1] != event.version:
+            stack.append(event.version)
+    return stack
+
+
+def rollback(from_version: str | None = None) -> ModelVersion:
+    """Publish again the version that was live before the current one was published. Never
+    a version rolled back from: a second rollback goes further back, where "the last other
+    version in the history" toggled back to the bad one. ``from_version``: the version the
+    admin saw live; when it is no longer live (a double click, a second admin, a replay),
+    nothing changes."""
     current = published_version()
-    events = db.session.scalars(select(PublishEvent).order_by(PublishEvent.id.desc())).all()
-    previous = next((e.version for e in events if current and e.version != current.version), None)
-    if previous is None:
+    if from_version is not None and (current is None or current.version != from_version):
+        now = f"{current.version} is live" if current else "no version is live"
+        raise Conflict(f"{from_version} is no longer live ({now}): nothing was rolled back")
+    stack = live_stack()
+    while current and stack and stack[-1] == current.version:
+        stack.pop()
+    if not stack:
         raise Conflict("there is no earlier published version to roll back to")
-    return publish(previous, force=True, reason="rollback", action="rollback")
+    return publish(stack[-1], force=True, reason="rollback", action="rollback")
 
 
 def publish_history(newest_first: bool = False) -> list[PublishEvent]:
