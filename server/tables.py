@@ -94,6 +94,8 @@ class TrainingJob(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
     settings_json: Mapped[str] = mapped_column(Text, default="{}")
+    # The key of the request that asked for it: the same request again is this job, not another.
+    request_key: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

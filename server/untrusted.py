@@ -18,6 +18,7 @@ from werkzeug.routing import IntegerConverter
 
 from server.errors import BadRequest
 
+MAX_KEY_LENGTH = 200  # an Idempotency-Key's characters (the columns that keep them)
 ROW_ID_MAX = 2**63 - 1  # the largest id SQLite and PostgreSQL's BIGINT hold
 _DECIMAL = re.compile(r"[0-9]{1,19}")
 
@@ -79,3 +80,11 @@ def json_object(*fields: str) -> dict[str, Any]:
             f"unknown field {unknown[0][:40]!r}; this request takes {', '.join(fields)}"
         )
     return body
+
+
+def request_key(key: str | None) -> str | None:
+    """An ``Idempotency-Key`` (or a form's key): a request sent again with it is the same
+    request. None when there is none; a BadRequest when it is empty, too long or not text."""
+    if key is not None and not (0 < len(key) <= MAX_KEY_LENGTH and key.isprintable()):
+        raise BadRequest(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters")
+    return key

@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -245,6 +246,19 @@ def submit(live: Live, image: bytes, *, label="Battery", key=None, name="photo.j
         headers=headers,
         timeout=30,
     )
+
+
+def console_session(live) -> tuple[dict, str]:
+    """A logged-in console session's cookie jar and its CSRF token."""
+    from server.admin.tokens import create_admin_token
+
+    with live.app.app_context():
+        token = create_admin_token()
+    login = requests.post(f"{live.url}/admin/login", data={"token": token}, timeout=30,
+                          allow_redirects=False)  # fmt: skip
+    jar = {"binbot_admin": login.cookies["binbot_admin"]}  # Secure: passed by hand over http
+    page = requests.get(f"{live.url}/admin/kinds", cookies=jar, timeout=30).text
+    return jar, re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 from browser import PHONE, AppServer, choose_photo, wait_until_ready
-from conftest import STARTER_VERSION, starter_variant, submit
+from conftest import STARTER_VERSION, console_session, starter_variant, submit
 
 ADVICE = {
     "category": "Batteries",
@@ -139,19 +139,6 @@ def test_the_console_keeps_a_refused_edit_in_its_form(live, auth):
     saved = requests.post(f"{live.url}/admin/kinds/Battery/advice",
                           data={**form, "revision": current}, cookies=jar, timeout=30)  # fmt: skip
     assert saved.status_code == 200 and saved_bin(live) == "My carefully typed bin"
-
-
-def console_session(live) -> tuple[dict, str]:
-    """A logged-in console session's cookie jar and its CSRF token."""
-    from server.admin.tokens import create_admin_token
-
-    with live.app.app_context():
-        token = create_admin_token()
-    login = requests.post(f"{live.url}/admin/login", data={"token": token}, timeout=30,
-                          allow_redirects=False)  # fmt: skip
-    jar = {"binbot_admin": login.cookies["binbot_admin"]}  # Secure: passed by hand over http
-    page = requests.get(f"{live.url}/admin/kinds", cookies=jar, timeout=30).text
-    return jar, re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
 def test_advice_of_a_kind_named_in_any_language_is_saved_from_the_console(live):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import zipfile
@@ -9,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 import requests
-from conftest import STARTER_VERSION, solid_jpeg, submit
+from conftest import STARTER_VERSION, console_session, solid_jpeg, submit
 
 from server.admin.tokens import create_admin_token
 from server.extensions import db
@@ -29,7 +30,7 @@ from training.dataset import load_dataset
 
 def test_concurrent_workers_never_claim_the_same_job(live):
     with live.app.app_context():
-        ids = [enqueue({}).id for _ in range(12)]
+        ids = [enqueue({})[0].id for _ in range(12)]
     claimed: list[int] = []
     lock = threading.Lock()
 
@@ -52,7 +53,7 @@ def test_concurrent_workers_never_claim_the_same_job(live):
 def test_a_running_job_is_asked_to_stop_and_its_progress_is_readable(live):
     auth = admin(live)
     with live.app.app_context():
-        job_id = enqueue({}).id
+        job_id = enqueue({})[0].id
         claim_next("w1")
         # What training reports while it runs: a phase with its plan, then finished epochs.
         record_event(job_id, {"event": "phase", "phase": "head", "epochs": 3, "later_epochs": 4})
@@ -81,7 +82,7 @@ def test_a_running_job_is_asked_to_stop_and_its_progress_is_readable(live):
 
 def test_a_job_whose_worker_died_is_marked_failed(live):
     with live.app.app_context():
-        job_id = enqueue({}).id
+        job_id = enqueue({})[0].id
         claim_next("ghost")
         job = db.session.get(TrainingJob, job_id)
         job.heartbeat_at = utcnow() - timedelta(minutes=10)
@@ -115,6 +116,38 @@ def test_job_api_validates_queues_and_cancels(live):
     again = requests.post(f"{url}/{job['id']}/cancel", headers=auth, timeout=30)
     assert again.status_code == 409
     assert requests.get(url, timeout=30).status_code == 401
+
+
+def test_a_retraining_asked_for_twice_is_queued_once(live):
+    """A double click on "Start retraining", or a script retrying a request whose answer was
+    lost, must not queue a second identical retraining (minutes of CPU, a second candidate):
+    a request with the key of an earlier one answers with that job."""
+    auth = admin(live)
+    url = f"{live.url}/api/admin/jobs"
+    body = {"settings": {"head_epochs": 2}}
+    first = requests.post(url, json=body, headers={**auth, "Idempotency-Key": "k1"}, timeout=30)
+    assert first.status_code == 202
+    job_id = first.json()["job"]["id"]
+    with live.app.app_context():
+        claim_next("w1")  # the worker took it meanwhile: still the same request
+    again = requests.post(url, json=body, headers={**auth, "Idempotency-Key": "k1"}, timeout=30)
+    assert again.status_code == 200 and again.json()["job"]["id"] == job_id
+    other = requests.post(url, json={"settings": {"head_epochs": 3}}, timeout=30,
+                          headers={**auth, "Idempotency-Key": "k1"})  # fmt: skip
+    assert other.status_code == 422 and "other settings" in other.json()["error"]
+    jobs = requests.get(url, headers=auth, timeout=30).json()["jobs"]
+    assert [j["id"] for j in jobs] == [job_id]
+
+    # The console's form carries a key of its own: the same form sent twice is one job.
+    jar, _ = console_session(live)
+    page = requests.get(f"{live.url}/admin/training", cookies=jar, timeout=30).text
+    form = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)"', page))
+    assert set(form) == {"csrf_token", "request_key"}
+    answers = [requests.post(f"{live.url}/admin/training", data={**form, "head_epochs": "1"},
+                             cookies=jar, timeout=30, allow_redirects=False)
+               for _ in range(2)]  # fmt: skip
+    assert len({a.headers["Location"] for a in answers}) == 1
+    assert len(requests.get(url, headers=auth, timeout=30).json()["jobs"]) == 2
 
 
 @pytest.mark.slow

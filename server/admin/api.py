@@ -39,7 +39,7 @@ from server.registry.kinds import (
     edit_advice,
     guidance_for,
 )
-from server.untrusted import json_object, parse_row_id, whole_number
+from server.untrusted import json_object, parse_row_id, request_key, whole_number
 
 admin_api = Blueprint("admin", __name__, url_prefix="/api/admin")
 
@@ -173,7 +173,8 @@ def start_job():
     """Queue a retraining: {"settings": {"head_epochs": 5, ...}} (all optional)."""
     body = json_object("settings")
     settings = validate_settings(body.get("settings"))
-    return jsonify({"job": enqueue(settings).as_dict()}), 202
+    job, new = enqueue(settings, request_key(request.headers.get("Idempotency-Key")))
+    return jsonify({"job": job.as_dict(), "replayed": not new}), 202 if new else 200
 
 
 @admin_api.get("/jobs")

@@ -8,6 +8,7 @@ be shown is an HTML error page (``server.errors``).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, timedelta
@@ -78,7 +79,7 @@ from server.registry.kinds import (
 )
 from server.registry.photos import photo_path
 from server.tables import utcnow
-from server.untrusted import parse_row_id, whole_number
+from server.untrusted import parse_row_id, request_key, whole_number
 
 console = Blueprint("console", __name__, url_prefix="/admin")
 PAGE_SIZE = 60
@@ -209,6 +210,7 @@ def training():
         int_type=int,
         bool_type=bool,
         accepted=counts_by_label("accepted"),
+        request_key=secrets.token_urlsafe(16),
     )
 
 
@@ -218,10 +220,13 @@ def start_training():
     try:
         settings = {s.name: s.parse(text) for s in job_settings()
                     if (text := request.form.get(s.name, "").strip())}  # fmt: skip
-        job = enqueue(check_job_settings(settings))
+        key = request_key(request.form.get("request_key") or None)
+        job, new = enqueue(check_job_settings(settings), key)
     except (ValueError, ServiceError) as exc:
         flash(f"Not started: {exc}", "error")
         return redirect(url_for("console.training"))
+    if not new:  # the same form sent again (a double click): one retraining
+        flash(f"This retraining was started already: job {job.id}.", "ok")
     return redirect(url_for("console.job", job_id=job.id))
 
 

@@ -15,9 +15,10 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from conversion.config import convert_settings
-from server.errors import BadRequest, Conflict, NotFound
+from server.errors import BadRequest, Conflict, NotFound, Unprocessable
 from server.extensions import db
 from server.tables import JobEvent, TrainingJob, WorkerCrash, utcnow
 from training.config import train_settings
@@ -41,10 +42,31 @@ def validate_settings(raw: Any) -> dict[str, Any]:
         raise BadRequest(str(exc)) from None
 
 
-def enqueue(settings: dict[str, Any]) -> TrainingJob:
-    job = TrainingJob(status="queued", settings_json=json.dumps(settings))
+def enqueue(settings: dict[str, Any], key: str | None = None) -> tuple[TrainingJob, bool]:
+    """Queue a retraining; returns (the job, whether it is new). ``key``: the request's key;
+    a request made again with it (a double click, a retry whose answer was lost) gets the job
+    it made the first time, queued, running or done, and queues nothing."""
+    if key is not None and (earlier := _job_for_key(key, settings)) is not None:
+        return earlier, False
+    job = TrainingJob(status="queued", settings_json=json.dumps(settings), request_key=key)
     db.session.add(job)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:  # the same request, at the same moment: the other one queued it
+        db.session.rollback()
+        if key is None or (earlier := _job_for_key(key, settings)) is None:
+            raise
+        return earlier, False
+    return job, True
+
+
+def _job_for_key(key: str, settings: dict[str, Any]) -> TrainingJob | None:
+    job = db.session.scalars(select(TrainingJob).where(TrainingJob.request_key == key)).first()
+    if job is not None and json.loads(job.settings_json) != settings:
+        raise Unprocessable(
+            f"this Idempotency-Key was used for job {job.id}, with other settings; "
+            "a new request needs a new key"
+        )
     return job
 
 

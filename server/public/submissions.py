@@ -27,8 +27,7 @@ from server.limits import configured
 from server.public.names import clean_name, name_key
 from server.registry.photos import CleanImage, DecodeLimits, sanitize_image, store_photo
 from server.tables import Submission
-
-MAX_KEY_LENGTH = 200
+from server.untrusted import request_key
 
 
 @dataclass
@@ -94,12 +93,6 @@ def check_capacity() -> None:
             "the server's disk is nearly full; try again later",
             headers={"Retry-After": str(RETRY_WHEN_FULL_S)},
         )
-
-
-def check_key(key: str | None) -> str | None:
-    if key is not None and not (0 < len(key) <= MAX_KEY_LENGTH and key.isprintable()):
-        raise BadRequest(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters")
-    return key
 
 
 def find_by(column, value) -> Submission | None:
@@ -188,7 +181,7 @@ def store_submission(
     """Validate a submission and store it once; a retry or a known photo gets the stored row."""
     configured("uploads per minute").hit()
     configured("uploads per day").hit()
-    key = check_key(key)
+    key = request_key(key)
     if upload is None:
         raise BadRequest("missing file field 'image'")
     raw = upload.read()
