@@ -181,19 +181,30 @@ def recent_crashes(within: timedelta) -> list[WorkerCrash]:
 
 
 def cancel(job_id: int) -> TrainingJob:
-    """Cancel a queued job at once; ask a running one to stop (its worker stops within a batch)."""
-    job = find_job(job_id)
-    if job.status == "running":
-        job.status = "cancelling"
-    elif job.status == "queued":
-        job.status = "cancelled"
-        job.finished_at = utcnow()
-    else:
-        raise Conflict(
-            f"job {job_id} is {job.status}; only queued or running jobs can be cancelled"
+    """Cancel a queued job at once; ask a running one to stop (its worker stops within a batch).
+
+    Each step is a conditional UPDATE, like a claim: a cancel that read "queued" and then
+    wrote "cancelled" over a worker's claim left a job shown as cancelled that trained on.
+    Here either the cancel or the claim wins; a job claimed first is asked to stop instead.
+    """
+    find_job(job_id)
+    for before, after in (("queued", "cancelled"), ("running", "cancelling")):
+        changed = db.session.execute(
+            update(TrainingJob)
+            .where(TrainingJob.id == job_id, TrainingJob.status == before)
+            .values(status=after, **({"finished_at": utcnow()} if after == "cancelled" else {}))
         )
-    db.session.commit()
-    return job
+        if changed.rowcount == 1:
+            db.session.commit()
+            break
+    else:
+        db.session.rollback()
+        raise Conflict(
+            f"job {job_id} is {find_job(job_id).status}; only queued or running jobs can be "
+            "cancelled"
+        )
+    db.session.expire_all()
+    return find_job(job_id)
 
 
 def cancel_requested(job_id: int) -> bool:
