@@ -292,6 +292,19 @@ def proposal_groups(live, auth) -> dict[str, int]:
     return {p["key"]: p["count"] for p in answer.json()["proposals"]}
 
 
+def test_two_admins_making_the_same_kind_at_once_get_one_kind(live, auth, ewaste_zip):
+    """Two admins (or two tabs) create the kind from the same proposal at the same moment:
+    one kind, and the other request is answered with it or told, never a 500."""
+    proposals(live, ewaste_zip, "computer mouse", 0, 20)
+    body = {"name": "Computer mouse", "advice": ADVICE, "from_proposal": "computer mouse"}
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: requests.post(f"{live.url}/api/admin/kinds", json=body,
+                                                        headers=auth, timeout=30), range(8)))  # fmt: skip
+    assert {a.status_code for a in answers} <= {201, 409}, [a.text for a in answers]
+    kinds = requests.get(f"{live.url}/api/admin/kinds", headers=auth, timeout=30).json()["kinds"]
+    assert [k["name"] for k in kinds].count("Computer mouse") == 1
+
+
 def test_photos_of_a_deleted_kind_go_back_to_the_proposals(live, auth, ewaste_zip):
     """An admin makes "Computer mouse" a kind, sees it duplicates Mouse, and deletes it: its
     photos must not stay accepted under a name that no longer exists (retraining would learn

@@ -206,19 +206,25 @@ def create_kind(name: str, fields: dict[str, Any], proposal_key: str) -> Kind:
             f"{len(photos)} were sent as {proposal_key!r}"
         )
     kind = existing or Kind(name=name, key=key)  # a seeded kind no model knows yet is taken up
-    db.session.add(kind)
-    db.session.flush()
-    replaced = _current(kind) if existing else None
-    db.session.add(
-        Advice(
-            kind_id=kind.id,
-            advice_json=json.dumps(advice),
-            replaces_id=replaced.id if replaced else None,
+    try:
+        db.session.add(kind)
+        db.session.flush()
+        replaced = _current(kind) if existing else None
+        db.session.add(
+            Advice(
+                kind_id=kind.id,
+                advice_json=json.dumps(advice),
+                replaces_id=replaced.id if replaced else None,
+            )
         )
-    )
-    for photo in photos:
-        photo.label, photo.status = name, "accepted"
-    db.session.commit()
+        for photo in photos:
+            photo.label, photo.status = name, "accepted"
+        db.session.commit()
+    except IntegrityError:  # the same kind, made by another request at the same moment
+        db.session.rollback()
+        raise Conflict(
+            f"{name!r} was made a kind by another request just now; nothing more was changed"
+        ) from None
     return kind
 
 
