@@ -305,6 +305,32 @@ def test_two_admins_making_the_same_kind_at_once_get_one_kind(live, auth, ewaste
     assert [k["name"] for k in kinds].count("Computer mouse") == 1
 
 
+def test_a_new_kind_takes_only_the_photos_still_waiting_under_its_name(live, auth, ewaste_zip):
+    """People keep sending mice as "computer mouse". The admin mapped the first 20 to Mouse;
+    later they make the next ones a kind of their own. The new kind must take the photos in
+    the group the console showed, not move the ones already filed under Mouse (all 40 moved)."""
+    proposals(live, ewaste_zip, "computer mouse", 0, 20)
+    settle = f"{live.url}/api/admin/proposals/settle"
+    mapped = requests.post(settle, json={"key": "computer mouse", "action": "map",
+                                         "label": "Mouse"}, headers=auth, timeout=30)  # fmt: skip
+    assert mapped.json()["updated"] == 20
+    proposals(live, ewaste_zip, "computer mouse", 20, 20)
+    assert proposal_groups(live, auth) == {"computer mouse": 20}
+    body = {"name": "Computer mouse", "advice": ADVICE, "from_proposal": "computer mouse"}
+    made = requests.post(f"{live.url}/api/admin/kinds", json=body, headers=auth, timeout=30)
+    assert made.status_code == 201, made.text
+
+    def accepted(label: str) -> int:
+        rows = requests.get(f"{live.url}/api/admin/submissions", headers=auth, timeout=30,
+                            params={"label": label, "limit": 100}).json()["submissions"]  # fmt: skip
+        return len(rows)
+
+    assert (accepted("Mouse"), accepted("Computer mouse")) == (20, 20)
+    again = requests.post(f"{live.url}/api/admin/kinds", json=body, headers=auth, timeout=30)
+    assert again.status_code == 201  # a double click: the same kind, nothing moved
+    assert (accepted("Mouse"), accepted("Computer mouse")) == (20, 20)
+
+
 def test_photos_of_a_deleted_kind_go_back_to_the_proposals(live, auth, ewaste_zip):
     """An admin makes "Computer mouse" a kind, sees it duplicates Mouse, and deletes it: its
     photos must not stay accepted under a name that no longer exists (retraining would learn

@@ -15,7 +15,7 @@ import json
 import re
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from server.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
@@ -197,7 +197,11 @@ def create_kind(name: str, fields: dict[str, Any], proposal_key: str) -> Kind:
     advice = clean_advice(fields)
     photos = db.session.scalars(
         select(Submission).where(
-            Submission.proposed_key == proposal_key, Submission.status != "rejected"
+            Submission.proposed_key == proposal_key,
+            Submission.status != "rejected",
+            # Waiting in the group, or this kind's already (a repeated request); never those an
+            # admin filed under another kind (mapped or relabelled).
+            or_(Submission.label.is_(None), Submission.label == name),
         )
     ).all()
     if len(photos) < MIN_NEW_KIND_PHOTOS:
