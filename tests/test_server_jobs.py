@@ -80,38 +80,42 @@ def test_a_running_job_is_asked_to_stop_and_its_progress_is_readable(live):
     assert requests.post(f"{url}/cancel", headers=auth, timeout=30).status_code == 409
 
 
+def race_claim_and_cancel(live, worker: str) -> tuple[bool, str, str]:
+    """A worker claims and an admin cancels one new job at the same moment: (whether the
+    worker got it, what cancel answered, the job's status after both)."""
+    from server.jobs.queue import cancel
+
+    with live.app.app_context():
+        job_id = enqueue({})[0].id
+    start = threading.Barrier(2)
+    seen: dict[str, object] = {}
+
+    def claim() -> None:
+        with live.app.app_context():
+            start.wait()
+            seen["claimed"] = claim_next(worker) is not None
+
+    def stop() -> None:
+        with live.app.app_context():
+            start.wait()
+            seen["cancel"] = cancel(job_id).status
+
+    threads = [threading.Thread(target=claim), threading.Thread(target=stop)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    with live.app.app_context():
+        final = db.session.get(TrainingJob, job_id).status
+    return seen["claimed"], seen["cancel"], final
+
+
 def test_a_cancel_racing_a_worker_never_leaves_a_cancelled_job_running(live):
     """An admin cancels a queued job just as a worker claims it: either the cancel comes first
     (the job never runs) or the worker does (the job is asked to stop). A cancel that read
     "queued" and then wrote "cancelled" over the claim left a job shown as cancelled that
     trained to the end and registered a candidate."""
-    from server.jobs.queue import cancel
-
-    outcomes = []
-    for round_ in range(30):
-        with live.app.app_context():
-            job_id = enqueue({})[0].id
-        start = threading.Barrier(2)
-        seen: dict[str, object] = {}
-
-        def claim() -> None:
-            with live.app.app_context():
-                start.wait()
-                seen["claimed"] = claim_next(f"w{round_}") is not None
-
-        def stop() -> None:
-            with live.app.app_context():
-                start.wait()
-                seen["cancel"] = cancel(job_id).status
-
-        threads = [threading.Thread(target=claim), threading.Thread(target=stop)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=30)
-        with live.app.app_context():
-            final = db.session.get(TrainingJob, job_id).status
-        outcomes.append((seen["claimed"], seen["cancel"], final))
+    outcomes = [race_claim_and_cancel(live, f"w{i}") for i in range(30)]
     for claimed, answered, final in outcomes:
         assert final == answered == ("cancelling" if claimed else "cancelled"), outcomes
 
