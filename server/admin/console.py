@@ -57,7 +57,6 @@ from server.jobs.queue import (
 )
 from server.jobs.queue import validate_settings as check_job_settings
 from server.limits import configured
-from server.public.names import name_key
 from server.registry.bundles import (
     REPORT_FILES,
     publish,
@@ -76,6 +75,7 @@ from server.registry.kinds import (
     delete_kind,
     edit_advice,
     guidance_for,
+    live_keys,
 )
 from server.registry.photos import photo_path
 from server.tables import utcnow
@@ -275,7 +275,6 @@ class UnsavedForm:
 
 def _kinds_page(unsaved: UnsavedForm | None = None) -> str:
     """The kinds with their advice forms, and the new-kind form; ``unsaved`` fills one."""
-    live = published_version()
     revisions = advice_revisions()
     edited = unsaved.kind if unsaved else None
     if edited is not None and unsaved.started_from is not None:
@@ -288,7 +287,7 @@ def _kinds_page(unsaved: UnsavedForm | None = None) -> str:
         ],
         revisions=revisions,
         unsaved=edited,
-        live_keys={name_key(label) for label in live.manifest["labels"]} if live else set(),
+        live_keys=live_keys(),
         proposals=proposals(),
         proposal=new_kind.proposal if new_kind else request.args.get("proposal", ""),
         new_kind=new_kind,

@@ -190,7 +190,7 @@ def create_kind(name: str, fields: dict[str, Any], proposal_key: str) -> Kind:
     name, key = clean_name(name)
     check_kind_name(name)
     existing = db.session.scalars(select(Kind).where(Kind.key == key)).first()
-    if existing is not None and existing.key in {name_key(n) for n in learned_kinds()}:
+    if existing is not None and existing.key in learned_keys():
         raise Conflict(
             f"there is a kind {existing.name!r} already (names are compared without case)"
         )
@@ -232,13 +232,19 @@ def create_kind(name: str, fields: dict[str, Any], proposal_key: str) -> Kind:
     return kind
 
 
-def learned_kinds() -> set[str]:
-    """The kinds some model version has learned (their names are taken)."""
+def learned_keys() -> set[str]:
+    """The keys of the kinds some model version has learned (their names are taken)."""
     return {
-        label
+        name_key(label)
         for row in db.session.scalars(select(ModelVersion))
         for label in row.manifest["labels"]
     }
+
+
+def live_keys() -> set[str]:
+    """The keys of the live model's labels: the kinds it uses, however its labels spell them."""
+    current = published_version()
+    return {name_key(label) for label in current.manifest["labels"]} if current else set()
 
 
 def delete_kind(name: str) -> int:
@@ -248,9 +254,9 @@ def delete_kind(name: str) -> int:
     advice): each goes back to the proposals, pending, under the name it was sent as (or the
     kind's), for an admin to map to another kind, make a kind again, or reject."""
     kind = find_kind(name)
-    current = published_version()
-    if current and kind.key in {name_key(label) for label in current.manifest["labels"]}:
-        raise Conflict(f"the live model {current.version} knows {name!r}: it cannot be deleted")
+    if kind.key in live_keys():
+        live = published_version().version
+        raise Conflict(f"the live model {live} knows {name!r}: it cannot be deleted")
     photos = db.session.scalars(
         select(Submission).where(Submission.label == kind.name, Submission.status != "rejected")
     ).all()
