@@ -21,6 +21,16 @@ def published_or_503() -> ModelVersion:
     return current
 
 
+@api.get("/ping")
+def ping():
+    """BinBot's smallest answer. The app asks it before uploading again when something else (a
+    Wi-Fi sign-in page, a proxy) answered its last upload, so that a photo is not sent into
+    the page every 30 s; no database, nothing cached on the way."""
+    response = jsonify({"service": "binbot"})
+    response.cache_control.no_store = True
+    return response
+
+
 @api.get("/labels")
 def labels():
     manifest = published_or_503().manifest

@@ -14,7 +14,9 @@ import { verdict } from './openset.js';
 import {
   activate, activeModel, cachedVersions, checkForUpdate, discard, downloadedModelFiles, readModelFiles,
 } from './model-store.js';
-import { SYNC_TAG, dismiss, enqueue, flush, listCorrections, onQueueChange, pausedUntil } from './queue.js';
+import {
+  SYNC_TAG, blockedInTheWay, dismiss, enqueue, flush, listCorrections, onQueueChange, pausedUntil,
+} from './queue.js';
 import * as ui from './ui.js';
 
 const APP_BASE = new URL('./', location.href);
@@ -134,7 +136,7 @@ function checkForNewModel({ quiet = true, force = false } = {}) {
 }
 
 async function refreshQueue() {
-  ui.showQueue(await listCorrections(), await pausedUntil(), async (id) => { await dismiss(id); refreshQueue(); });
+  ui.showQueue(await listCorrections(), await pausedUntil(), await blockedInTheWay(), async (id) => { await dismiss(id); refreshQueue(); });
 }
 
 async function sendQueue() {

@@ -9,8 +9,11 @@
  * for as long as the server's Retry-After says (or a doubling backoff), so that a busy server
  * is neither hammered nor loses a correction. Only BinBot's own answer (JSON, like all its
  * answers, errors included) settles an item: a Wi-Fi login page or a proxy that answers in the
- * server's place, with a redirect, a 200 page or a 4xx of its own, leaves it waiting. Used by
- * the page and by the service worker (Background Sync), which take turns through a Web Lock.
+ * server's place, with a redirect, a 200 page or a 4xx of its own, leaves it waiting. After such
+ * an answer the queue is "blocked": later tries first ask BinBot's smallest answer (`api/ping`)
+ * and upload only once BinBot itself answers, so a photo is not sent into a login page again at
+ * every try. Used by the page and by the service worker (Background Sync), which take turns
+ * through a Web Lock.
  */
 
 import { CORRECTIONS, STATE, get, getAll, put, remove } from './db.js';
@@ -19,6 +22,7 @@ export const SYNC_TAG = 'binbot-corrections';
 // Answers that mean "not now": too many requests, busy, out of space. Never a rejection.
 const LATER = new Set([408, 425, 429, 503, 507]);
 const PAUSE_KEY = 'queue-paused-until';
+const BLOCKED_KEY = 'queue-blocked';
 const BACKOFF_START_MS = 30_000;
 const BACKOFF_MAX_MS = 3_600_000;
 const CHANNEL = 'binbot-queue';
@@ -91,7 +95,7 @@ async function sendOne(item, apiBase) {
   }
   const answer = await serverAnswer(response);
   if (response.ok) {
-    if (!answer?.submission && answer?.received !== true) return 'offline';
+    if (!answer?.submission && answer?.received !== true) return 'blocked';
     await remove(CORRECTIONS, item.id);
     return 'sent';
   }
@@ -106,7 +110,17 @@ async function sendOne(item, apiBase) {
     await put(CORRECTIONS, { ...item, status: 'rejected', error: answer.error, attempts: item.attempts + 1 });
     return 'rejected';
   }
-  return 'offline'; // a redirect, or an answer that is not BinBot's: try again later
+  return 'blocked'; // a redirect, or an answer that is not BinBot's: try again later
+}
+
+/** Whether BinBot itself answers at `apiBase` (not a login page or a proxy in its place). */
+async function binbotAnswers(apiBase) {
+  try {
+    const response = await fetch(new URL('api/ping', apiBase), { cache: 'no-store', redirect: 'manual' });
+    return response.ok && (await serverAnswer(response))?.service === 'binbot';
+  } catch {
+    return false;
+  }
 }
 
 /** The JSON body of BinBot's answer, or null when the answer is not BinBot's. */
@@ -140,17 +154,26 @@ export async function pausedUntil() {
   return until > Date.now() ? until : 0;
 }
 
+/** Whether the last upload was answered by something other than BinBot. */
+export async function blockedInTheWay() {
+  return (await get(STATE, BLOCKED_KEY)) === true;
+}
+
 async function flushUnlocked(apiBase) {
-  const summary = { sent: 0, rejected: 0, waiting: 0, pausedUntil: await pausedUntil() };
-  for (const item of summary.pausedUntil ? [] : await listCorrections()) {
-    if (item.status !== 'waiting') continue;
+  const summary = { sent: 0, rejected: 0, waiting: 0, pausedUntil: await pausedUntil(), blocked: false };
+  const items = (await listCorrections()).filter((item) => item.status === 'waiting');
+  const mayUpload = items.length > 0 && !summary.pausedUntil
+    && (!(await blockedInTheWay()) || (await binbotAnswers(apiBase)));
+  for (const item of mayUpload ? items : []) {
     const outcome = await sendOne(item, apiBase);
+    await put(STATE, outcome === 'blocked', BLOCKED_KEY);
     if (outcome === 'sent') summary.sent += 1;
     else if (outcome === 'rejected') summary.rejected += 1;
-    else break; // unreachable, or asked to wait: the rest would fare the same way
+    else break; // unreachable, in the way, or asked to wait: the rest would fare the same way
   }
   summary.waiting = (await listCorrections()).filter((i) => i.status === 'waiting').length;
   summary.pausedUntil = await pausedUntil();
+  summary.blocked = summary.waiting > 0 && (await blockedInTheWay());
   if (summary.sent || summary.rejected) announce();
   return summary;
 }

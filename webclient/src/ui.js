@@ -173,15 +173,19 @@ export function feedbackDone(text) {
   elements.feedbackMessage.textContent = text;
 }
 
-export function showQueue(items, pausedUntil, onDismiss) {
+export function showQueue(items, pausedUntil, blocked, onDismiss) {
   const waiting = items.filter((i) => i.status === 'waiting').length;
   const rejected = items.filter((i) => i.status === 'rejected');
   elements.queueStatus.dataset.waiting = String(waiting);
   elements.queueStatus.dataset.rejected = String(rejected.length);
   elements.queueStatus.dataset.pausedUntil = String(pausedUntil);
-  const later = waiting && pausedUntil
-    ? ` (the server is busy; next try at ${new Date(pausedUntil).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })})`
-    : '';
+  elements.queueStatus.dataset.blocked = String(Boolean(waiting && blocked));
+  let later = '';
+  if (waiting && pausedUntil) {
+    later = ` (the server is busy; next try at ${new Date(pausedUntil).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })})`;
+  } else if (waiting && blocked) {
+    later = ' (something on this network answers in BinBot\'s place: a Wi-Fi sign-in page?)';
+  }
   elements.queueStatus.textContent = waiting
     ? `${waiting} correction${waiting === 1 ? '' : 's'} waiting to be sent${later}`
     : 'No corrections waiting';
