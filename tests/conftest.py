@@ -30,6 +30,8 @@ from training.keras_cache import seed_keras_cache
 
 WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 STARTER = Path(__file__).resolve().parent.parent / "models" / "starter"
+# A real HEIC file (64x48, made with pillow-heif): an iPhone's default photo format.
+IPHONE_PHOTO = Path(__file__).resolve().parent / "data" / "iphone-photo.heic"
 STARTER_VERSION = json.loads((STARTER / "manifest.json").read_text())["version"]
 
 

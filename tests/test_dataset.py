@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import solid_jpeg
+from conftest import IPHONE_PHOTO, solid_jpeg
 from PIL import Image
 
 from binbot.errors import BinbotError
@@ -82,10 +82,15 @@ def test_bad_files_are_reported_and_skipped(tmp_path):
     good = (root / "Blue thing" / "img 0.jpg").read_bytes()
     (root / "Blue thing" / "cut.jpg").write_bytes(good[: len(good) // 2])
     (root / "Green thing" / "empty.png").write_bytes(b"")
+    # An iPhone's default photo format: an image, only not one BinBot reads.
+    (root / "Green thing" / "IMG_0042.HEIC").write_bytes(IPHONE_PHOTO.read_bytes())
     dataset = load_dataset(root)
     reasons = {Path(b.relpath).name: b.reason for b in dataset.bad_files}
-    assert set(reasons) == {"notes.jpg", "cut.jpg", "empty.png"}
+    assert set(reasons) == {"notes.jpg", "cut.jpg", "empty.png", "IMG_0042.HEIC"}
     assert reasons["notes.jpg"] == "not an image"
+    assert reasons["IMG_0042.HEIC"] == (
+        "a HEIC photo, which BinBot cannot read: export or share it as JPEG"
+    )
     assert "does not decode" in reasons["cut.jpg"]
     assert len(dataset.records) == 30
 

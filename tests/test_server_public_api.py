@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import STARTER_VERSION, submit
+from conftest import IPHONE_PHOTO, STARTER_VERSION, submit
 from PIL import Image
 
 
@@ -112,6 +112,7 @@ def _png(width: int, height: int) -> bytes:
     [
         (lambda p: b"x" * (4 * 1024 * 1024), {}, 413, "too large"),
         (lambda p: b"%PDF-1.4 not a photo", {}, 415, "not an image"),
+        (lambda p: IPHONE_PHOTO.read_bytes(), {}, 415, "a HEIC photo, which BinBot cannot read"),
         (lambda p: p[: len(p) // 2], {}, 400, "does not decode"),
         (lambda p: _png(4000, 4000), {}, 413, "too large"),  # 16 Mpx in a few KB
         (lambda p: _png(12000, 12000), {}, 413, "too large"),  # past Pillow's own bomb limit

@@ -26,7 +26,7 @@ from browser import (
     screenshot,
     wait_until_ready,
 )
-from conftest import STARTER_VERSION, binbot
+from conftest import IPHONE_PHOTO, STARTER_VERSION, binbot
 from PIL import Image
 from playwright.sync_api import expect
 
@@ -312,6 +312,30 @@ def test_a_photo_chosen_while_a_big_one_is_read_gets_the_verdict(browser, server
     assert page.locator("#result").is_visible()
     assert page.locator("#result").get_attribute("data-top") == expected["top"] != first["top"]
     assert page.evaluate("window.binbot.state.last.blob.size") == later.stat().st_size
+    page.close()
+
+
+def test_a_photo_the_browser_cannot_read_says_what_it_is(browser, server, small_ewaste):
+    """An iPhone photo saved as HEIC, opened in a browser that does not decode HEIC (Chromium):
+    the app says so and how to get round it; the last photo's verdict goes, so that a correction
+    cannot land on the wrong picture. A file that is no image at all says that instead."""
+    page = browser.new_page(viewport=PHONE)
+    page.goto(server.url)
+    wait_until_ready(page)
+    choose_photo(page, split_photos(small_ewaste)[0])
+    page.set_input_files("#gallery-input", str(IPHONE_PHOTO))
+    expect(page.locator("#status")).to_contain_text(
+        "this is a HEIC photo, which this browser cannot read: take it with BinBot's camera, "
+        "or share it as JPEG"
+    )
+    assert page.locator("#result").is_hidden()
+    page.set_input_files(
+        "#gallery-input",
+        files=[{"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"not a photo"}],
+    )
+    expect(page.locator("#status")).to_contain_text(
+        "this file is not an image the browser can read"
+    )
     page.close()
 
 

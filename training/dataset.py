@@ -31,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 from binbot.errors import BinbotError
 from binbot.files import staged_folder
+from binbot.formats import not_an_image_reason
 
 SPLITS = ("train", "val", "test")
 SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "test": "test"}
@@ -316,7 +317,7 @@ def check_image(path: Path) -> tuple[str, int, int, int] | str:
             image.load()
             width, height = image.size
     except UnidentifiedImageError:
-        return "not an image"
+        return not_an_image_reason(data)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return f"does not decode: {exc}"
     if orientation not in range(1, 9):

@@ -21,6 +21,7 @@ from flask import current_app
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from binbot.files import write_new_file
+from binbot.formats import not_an_image_reason
 from binbot.pixels import to_rgb
 from server.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 
@@ -90,7 +91,7 @@ def sanitize_image(raw: bytes, *, limits: DecodeLimits, max_side: int, quality: 
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise PayloadTooLarge("image too large (decompression bomb)") from None
         except UnidentifiedImageError:
-            raise UnsupportedMediaType("the file is not an image") from None
+            raise UnsupportedMediaType(f"the file is {not_an_image_reason(raw)}") from None
         except (OSError, SyntaxError, ValueError) as exc:
             raise BadRequest(f"the image does not decode: {exc}") from None
     # Bilinear: Pillow widens its kernel when it shrinks, so it does not alias, at half the CPU

@@ -98,6 +98,22 @@ function readableContext(width, height) {
   return context;
 }
 
+const HEIF_BRANDS = { heic: 'HEIC', heix: 'HEIC', heim: 'HEIC', heis: 'HEIC', hevc: 'HEIC', hevx: 'HEIC', mif1: 'HEIF', msf1: 'HEIF' };
+
+/**
+ * "HEIC" or "HEIF" when the file is one (an iPhone's default photo format, which only Safari
+ * decodes), else null: its `ftyp` box names the brand (binbot/formats.py does the same).
+ */
+async function heifName(blob) {
+  const head = new Uint8Array(await blob.slice(0, 64).arrayBuffer());
+  const text = (from, to) => String.fromCharCode(...head.subarray(from, to));
+  if (head.length < 16 || text(4, 8) !== 'ftyp') return null;
+  const boxSize = new DataView(head.buffer).getUint32(0);
+  const brands = [text(8, 12)];
+  for (let i = 16; i + 4 <= Math.min(boxSize, head.length); i += 4) brands.push(text(i, i + 4));
+  return brands.map((brand) => HEIF_BRANDS[brand]).find(Boolean) ?? null;
+}
+
 /**
  * Decode a photo upright (the browser applies the EXIF orientation) and reduce it to the block
  * means of its centre square (preprocess.js), reading the decoded image a strip of rows at a
@@ -108,8 +124,11 @@ async function decodeToBlockMeans(blob, size) {
     imageOrientation: 'from-image',
     colorSpaceConversion: 'none', // training images were decoded without colour management
     premultiplyAlpha: 'none',
-  }).catch(() => {
-    throw new Error('this file is not an image the browser can read');
+  }).catch(async () => {
+    const name = await heifName(blob);
+    throw new Error(name
+      ? `this is a ${name} photo, which this browser cannot read: take it with BinBot's camera, or share it as JPEG`
+      : 'this file is not an image the browser can read');
   });
   const { width, height } = bitmap;
   try {
