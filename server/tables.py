@@ -181,6 +181,16 @@ class Kind(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class KindDeletion(db.Model):
+    """A kind an admin deleted (the last time, per key), so that publishing a model trained
+    while the kind still existed does not bring it back unnoticed, with the general advice."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(60), unique=True)
+    name: Mapped[str] = mapped_column(String(60))
+    deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Advice(db.Model):
     """One revision of a kind's disposal advice; the newest is the one phones get. Every edit
     is a new row, so the advice's history is kept and its version is this table's largest id."""

@@ -366,6 +366,43 @@ def test_photos_of_a_deleted_kind_go_back_to_the_proposals(live, auth, ewaste_zi
     assert {s["label"] for s in accepted} == {"Mouse"} and len(accepted) == 21
 
 
+def test_publishing_a_model_that_knows_a_deleted_kind_is_refused(live, auth, ewaste_zip,
+                                                                 tmp_path):  # fmt: skip
+    """A candidate trained while "Computer mouse" was a kind still knows it after an admin
+    deleted the kind. Publishing it brought the kind back, with the general advice, undoing the
+    deletion unnoticed; now it is refused, saying why, until the kind is made again (or the
+    publish is forced with a reason)."""
+    from server.registry.bundles import register_bundle
+
+    def knows_computer_mouse(manifest: dict) -> None:
+        manifest["labels"] = ["Computer mouse" if x == "Mouse" else x for x in manifest["labels"]]
+
+    proposals(live, ewaste_zip, "computer mouse", 0, 20)
+    url = f"{live.url}/api/admin/kinds"
+    body = {"name": "Computer mouse", "advice": ADVICE, "from_proposal": "computer mouse"}
+    assert requests.post(url, json=body, headers=auth, timeout=30).status_code == 201
+    with live.app.app_context():
+        register_bundle(starter_variant(tmp_path / "mice", "mice-2", knows_computer_mouse))
+    assert requests.delete(f"{url}/Computer mouse", headers=auth, timeout=30).status_code == 200
+
+    publish = f"{live.url}/api/admin/models/mice-2/publish"
+    refused = requests.post(publish, headers=auth, json={}, timeout=30)
+    assert refused.status_code == 409, refused.text
+    assert "mice-2 knows 'Computer mouse' (deleted " in refused.json()["error"]
+    assert "pass force with a reason" in refused.json()["error"]
+    kinds = requests.get(url, headers=auth, timeout=30).json()["kinds"]
+    assert "Computer mouse" not in [k["name"] for k in kinds]
+    current = requests.get(f"{live.url}/api/models/current", timeout=30).json()
+    assert current["version"] == STARTER_VERSION
+
+    # The admin makes the kind again (its photos wait in the proposals): now it may go live.
+    assert requests.post(url, json=body, headers=auth, timeout=30).status_code == 201
+    published = requests.post(publish, headers=auth, json={}, timeout=30)
+    assert published.status_code == 200, published.text
+    advice = requests.get(f"{live.url}/api/advice", timeout=30).json()["kinds"]
+    assert advice["Computer mouse"]["bin"] == ADVICE["bin"]
+
+
 def test_a_bulk_accept_does_not_swallow_photos_sent_as_something_else(
     live, auth, photo, ewaste_zip
 ):

@@ -34,7 +34,8 @@ REPORT_FILES = {
 
 
 class PublishRefused(Conflict):
-    """Publishing would make phones run a worse model; force it with a reason to override."""
+    """Publishing would make phones run a worse model, or bring back a kind an admin deleted;
+    force it with a reason to override."""
 
 
 def models_dir() -> Path:
@@ -171,14 +172,18 @@ def publish(
     row = find_version(version)
     if check_bundle(bundle_dir(version)):
         raise Conflict(f"files of model version {version!r} are missing or damaged")
+    from server.registry.kinds import deleted_kinds_in, ensure_kinds  # kinds import this module
+
     current = published_version()
-    refusal = gate(row, current, current_app.config["BINBOT_PUBLISH_MARGIN"])
-    if refusal and not force:
-        raise PublishRefused(refusal + "; pass force with a reason to publish anyway")
+    refusals = [
+        gate(row, current, current_app.config["BINBOT_PUBLISH_MARGIN"]),
+        deleted_kinds_in(version, row.manifest["labels"]),
+    ]
+    if any(refusals) and not force:
+        reasons = "; ".join(r for r in refusals if r)
+        raise PublishRefused(f"{reasons}; pass force with a reason to publish anyway")
     if force and not (reason or "").strip():
         raise BadRequest("a forced publish needs a reason")
-    from server.registry.kinds import ensure_kinds  # kinds import this module
-
     ensure_kinds(row.manifest["labels"])
     db.session.execute(update(ModelVersion).values(published=False))
     row.published = True

@@ -15,14 +15,14 @@ import json
 import re
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from server.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from server.extensions import db
 from server.public.names import clean_name, name_key
 from server.registry.bundles import published_version
-from server.tables import Advice, Kind, ModelVersion, Submission
+from server.tables import Advice, Kind, KindDeletion, ModelVersion, Submission, utcnow
 from training.dataset import IGNORED_NAMES
 
 NOTE = "Rules differ by place: check your municipality's guidance."
@@ -89,6 +89,30 @@ def ensure_kinds(labels: list[str]) -> None:
             db.session.add(
                 Advice(kind_id=kind.id, advice_json=json.dumps({**GENERAL, "link": None}))
             )
+            _forget_deletion(kind.key)
+
+
+def deleted_kinds_in(version: str, labels: list[str]) -> str | None:
+    """Why publishing ``version`` (its ``labels``) would undo an admin's deletion, or None: a
+    label that is no kind now, of a kind that was deleted. A model trained while the kind
+    existed (or in a retraining that started before) still knows it, and publishing it brought
+    the kind back with the general advice."""
+    known = {k.key for k in all_kinds()}
+    deleted = {row.key: row for row in db.session.scalars(select(KindDeletion))}
+    keys = [name_key(label) for label in labels]
+    back = [deleted[key] for key in keys if key in deleted and key not in known]
+    if not back:
+        return None
+    named = ", ".join(f"{row.name!r} (deleted {row.deleted_at:%Y-%m-%d %H:%M})" for row in back)
+    them = "that kind" if len(back) == 1 else "those kinds"
+    return (
+        f"{version} knows {named}: publishing it would bring {them} back with the general "
+        "advice; retrain without it, or make the kind again"
+    )
+
+
+def _forget_deletion(key: str) -> None:
+    db.session.execute(delete(KindDeletion).where(KindDeletion.key == key))
 
 
 def clean_advice(fields: dict[str, Any]) -> dict[str, Any]:
@@ -223,6 +247,7 @@ def create_kind(name: str, fields: dict[str, Any], proposal_key: str) -> Kind:
         )
         for photo in photos:
             photo.label, photo.status = name, "accepted"
+        _forget_deletion(key)
         db.session.commit()
     except IntegrityError:  # the same kind, made by another request at the same moment
         db.session.rollback()
@@ -264,6 +289,8 @@ def delete_kind(name: str) -> int:
         photo.label, photo.status = None, "pending"
         if photo.proposed_key is None:  # a correction sent under the kind's name
             photo.proposed_name, photo.proposed_key = kind.name, kind.key
+    _forget_deletion(kind.key)
+    db.session.add(KindDeletion(key=kind.key, name=kind.name, deleted_at=utcnow()))
     db.session.delete(kind)
     db.session.commit()
     return len(photos)
