@@ -7,8 +7,17 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.extensions import db
 
@@ -52,12 +61,16 @@ class Submission(db.Model):
     height: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    other_answers: Mapped[list[OtherAnswer]] = relationship(
+        lazy="selectin", order_by="OtherAnswer.id", cascade="all, delete-orphan"
+    )
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "label": self.label,
             "proposed_name": self.proposed_name,
+            "other_answers": [answer.as_dict() for answer in self.other_answers],
             "predicted_label": self.predicted_label,
             "confidence": self.confidence,
             "model_version": self.model_version,
@@ -67,6 +80,27 @@ class Submission(db.Model):
             "sha256": self.sha256,
             "created_at": self.created_at.isoformat() if self.created_at else None,
         }
+
+
+class OtherAnswer(db.Model):
+    """The same photo sent again as something else: a kind or a name other than the stored
+    one. The photo is stored once, with its first answer, so without this a person who sent
+    the wrong kind and then the right one lost the correction, and reviewers never saw that
+    the answers disagree."""
+
+    __table_args__ = (UniqueConstraint("submission_id", "key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(
+        ForeignKey("submission.id", ondelete="CASCADE"), index=True
+    )
+    key: Mapped[str] = mapped_column(String(60))  # server.public.names: one row per answer
+    label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    proposed_name: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "proposed_name": self.proposed_name, "count": self.count}
 
 
 class AdminToken(db.Model):

@@ -6,11 +6,12 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import requests
-from conftest import submit
+from conftest import console_session, submit
 from PIL import Image, PngImagePlugin
 
 SECRET = "GPS 52.3670N 4.8900E home of Jane Doe"
@@ -166,6 +167,50 @@ def test_a_used_idempotency_key_with_another_request_is_refused_not_lost(live, p
     assert submit(live, photo, key="k-1").json()["replayed"] is True  # the true retry
     assert submit(live, other, key="k-2").status_code == 201  # the other photo, its own key
     assert live.submissions() == 2
+
+
+def test_the_same_photo_sent_as_something_else_is_kept_for_reviewers(live, photo):
+    """Someone picks the wrong kind, then sends the same photo again with the right one (or two
+    people disagree). The photo is stored once, with its first answer; the later answers were
+    dropped, so the correction was lost and reviewers never saw the disagreement. Now each
+    other answer is kept beside it, counted, and shown in the API and the console; the sender
+    still learns nothing of the first submission."""
+    from server.admin.tokens import create_admin_token
+
+    first = submit(live, photo, key="a", label="Battery")
+    assert first.status_code == 201
+    again = [
+        submit(live, photo, key="b", label="Mouse"),
+        submit(live, photo, key="c", label="mouse"),  # the same kind, spelt otherwise
+        submit(live, photo, key="d", label="", proposed_name="computer  MOUSE"),
+        submit(live, photo, key="e", label="Battery"),  # the stored answer: nothing to add
+    ]
+    assert [r.status_code for r in again] == [200, 200, 200, 200]
+    assert all(r.json() == {"duplicate": True, "received": True} for r in again)
+    assert live.submissions() == 1
+    with live.app.app_context():
+        auth = {"Authorization": f"Bearer {create_admin_token()}"}
+    [row] = requests.get(f"{live.url}/api/admin/submissions", headers=auth,
+                         timeout=30).json()["submissions"]  # fmt: skip
+    assert row["label"] == "Battery"
+    assert row["other_answers"] == [
+        {"label": "Mouse", "proposed_name": None, "count": 2},
+        {"label": None, "proposed_name": "computer MOUSE", "count": 1},
+    ]
+    # Eight people at once, the same other answer: each is counted, none is refused.
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: submit(live, photo, key=f"k{i}", label="Keyboard"),
+                                range(8)))  # fmt: skip
+    assert [r.status_code for r in answers] == [200] * 8
+    [row] = requests.get(f"{live.url}/api/admin/submissions", headers=auth,
+                         timeout=30).json()["submissions"]  # fmt: skip
+    assert row["other_answers"][2] == {"label": "Keyboard", "proposed_name": None, "count": 8}
+    jar, _ = console_session(live)
+    page = requests.get(f"{live.url}/admin/submissions", cookies=jar, timeout=30).text
+    assert (
+        'Also sent as</dt><dd class="other-answers">Mouse (2 times), Something else: '
+        "computer MOUSE, Keyboard (8 times)</dd>" in page
+    )
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,9 @@
 A retry carries the same ``Idempotency-Key`` and is answered with the stored row, but only if
 it is the same request (same photo bytes, same label): another request under a used key is
 refused (422), never answered as a replay and lost. The same photo sent again under another
-key is recognised by its content hash and answered without revealing the first submission.
-When two copies race, the database's unique constraints pick the winner.
+key is recognised by its content hash and answered without revealing the first submission;
+when it says another kind or name, that answer is kept beside the stored one for reviewers
+(``OtherAnswer``). When two copies race, the database's unique constraints pick the winner.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.datastructures import FileStorage
 
@@ -26,7 +27,7 @@ from server.extensions import db
 from server.limits import configured
 from server.public.names import clean_name, name_key
 from server.registry.photos import CleanImage, DecodeLimits, sanitize_image, store_photo
-from server.tables import Submission
+from server.tables import OtherAnswer, Submission, utcnow
 from server.untrusted import request_key
 
 
@@ -194,6 +195,7 @@ def store_submission(
     check_capacity()
     clean = clean_upload(raw)
     if (found := find_by(Submission.sha256, clean.sha256)) is not None:
+        note_other_answer(found, said)
         return Stored(found, duplicate=True)
 
     written = store_photo(clean)
@@ -227,6 +229,41 @@ def store_submission(
         if winner is None:
             raise
         if winner.sha256 == clean.sha256 and winner.idempotency_key != key:
+            note_other_answer(winner, said)
             return Stored(winner, duplicate=True)
         return Stored(winner, replayed=True)
     return Stored(submission, created=True)
+
+
+MAX_OTHER_ANSWERS = 10  # distinct other answers kept per photo; more only add to their counts
+
+
+def note_other_answer(stored: Submission, said: Said) -> None:
+    """Keep what the same photo was sent as this time, when that is not its stored answer: a
+    person who picked the wrong kind and sent the photo again with the right one, or two people
+    who disagree. Counted once per distinct answer, and only for reviewers to see."""
+    key = (name_key(said.label) if said.label else said.proposed_key or "")[:60]
+    if key == (name_key(stored.label) if stored.label else stored.proposed_key or ""):
+        return
+    same = (OtherAnswer.submission_id == stored.id) & (OtherAnswer.key == key)
+    counted = update(OtherAnswer).where(same).values(count=OtherAnswer.count + 1, last_at=utcnow())
+    if db.session.execute(counted).rowcount == 0:
+        kept = db.session.scalar(
+            select(func.count(OtherAnswer.id)).where(OtherAnswer.submission_id == stored.id)
+        )
+        if kept >= MAX_OTHER_ANSWERS:
+            return
+        try:
+            with db.session.begin_nested():  # another request may add the same answer now
+                db.session.add(
+                    OtherAnswer(
+                        submission_id=stored.id,
+                        key=key,
+                        label=said.label,
+                        proposed_name=said.proposed_name,
+                    )
+                )
+        except IntegrityError:
+            db.session.execute(counted)
+    db.session.commit()
+    db.session.expire(stored, ["other_answers"])
