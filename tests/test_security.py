@@ -128,6 +128,34 @@ def test_logging_out_or_revoking_the_token_ends_the_session_on_the_server(live):
     assert api.status_code == 403
 
 
+def test_a_console_session_past_its_lifetime_ends_on_the_server(live):
+    """A session nobody logged out of stayed on the server for ever, valid for any copy of its
+    cookie that still passed the cookie's own age check. The server now ends it after the
+    session lifetime by its own clock, and a later login clears such sessions away."""
+    from datetime import timedelta
+
+    from server.admin.tokens import create_admin_token
+    from server.extensions import db
+    from server.tables import ConsoleSession
+
+    with live.app.app_context():
+        token = create_admin_token()
+    cookie = logged_in_cookie(live, token)
+    models = f"{live.url}/admin/models"
+    assert requests.get(models, cookies=cookie, timeout=30).status_code == 200
+    with live.app.app_context():
+        lifetime = live.app.permanent_session_lifetime
+        for row in db.session.query(ConsoleSession):  # opened a lifetime and a minute ago
+            row.created_at -= lifetime + timedelta(minutes=1)
+        db.session.commit()
+    expired = requests.get(models, cookies=cookie, timeout=30, allow_redirects=False)
+    assert expired.status_code == 302 and "/admin/login" in expired.headers["Location"]
+    fresh = logged_in_cookie(live, token)
+    assert requests.get(models, cookies=fresh, timeout=30).status_code == 200
+    with live.app.app_context():
+        assert db.session.query(ConsoleSession).count() == 1  # the expired one is gone
+
+
 @pytest.mark.parametrize("target", ["/admin/models\x00", "/admin/\r\nSet-Cookie: x=1", "/admin\\x"])
 def test_control_characters_in_return_addresses_are_a_400(live, target):
     from server.admin.tokens import create_admin_token

@@ -13,20 +13,24 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from datetime import UTC, datetime
 from functools import wraps
 
-from flask import redirect, request, session, url_for
+from flask import current_app, redirect, request, session, url_for
 from sqlalchemy import delete
 
 from server.errors import BadRequest, Unauthorized, wants_html
 from server.extensions import db
-from server.tables import AdminToken, ConsoleSession
+from server.tables import AdminToken, ConsoleSession, utcnow
 
 
 def log_in(token: AdminToken) -> None:
-    """A new session on the server, named in the signed cookie (never the token itself)."""
+    """A new session on the server, named in the signed cookie (never the token itself).
+    Sessions past their lifetime go at the same time: a session nobody logged out of was
+    kept for ever."""
     session.clear()
     session_id = secrets.token_urlsafe(32)
+    db.session.execute(delete(ConsoleSession).where(ConsoleSession.created_at < _oldest_alive()))
     db.session.add(ConsoleSession(id=_digest(session_id), token_id=token.id))
     db.session.commit()
     session.permanent = True
@@ -42,9 +46,21 @@ def log_out() -> None:
 
 
 def logged_in() -> bool:
-    """The cookie names a session the server still has (not logged out, token not revoked)."""
+    """The cookie names a session the server still has (not logged out, token not revoked)
+    and that is within its lifetime: the server's own clock decides, not only the cookie's
+    signed timestamp."""
     sid = session.get("sid")
-    return bool(sid) and db.session.get(ConsoleSession, _digest(sid)) is not None
+    row = db.session.get(ConsoleSession, _digest(sid)) if sid else None
+    return row is not None and _aware(row.created_at) >= _oldest_alive()
+
+
+def _oldest_alive() -> datetime:
+    return utcnow() - current_app.permanent_session_lifetime
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite gives datetimes back without their time zone; they were stored in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _digest(session_id: str) -> str:
