@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -127,11 +128,18 @@ def load_secret_key(instance: Path) -> str:
         return key
     path = instance / "secret_key"
     instance.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return path.read_text().strip()
-    with os.fdopen(descriptor, "w") as out:
-        key = secrets.token_urlsafe(48)
-        out.write(key)
-    return key
+    # Written whole under a temporary name, then linked into place, which fails if another
+    # worker got there first. Created in place, the file was empty for a moment, and a worker
+    # starting at that moment read "" as its key (3 of 100 starts of 8 workers at once).
+    handle, temporary = tempfile.mkstemp(dir=instance, prefix=".secret_key-")
+    try:
+        with os.fdopen(handle, "w") as out:  # mkstemp: readable by this user only
+            out.write(secrets.token_urlsafe(48))
+        os.link(temporary, path)
+    except FileExistsError:
+        pass  # another worker's key is in place: everyone uses that one
+    finally:
+        os.unlink(temporary)
+    return path.read_text().strip()

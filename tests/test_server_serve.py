@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -200,3 +201,24 @@ def test_a_port_in_use_stops_the_start_with_one_clear_line(tmp_path):
         "stop it, or choose another port with --port"
     )
     assert not (tmp_path / "instance").exists()  # nothing was set up for a server that cannot run
+
+
+def _secret_key_of(folder: str) -> str:
+    from server.config import load_secret_key
+
+    return load_secret_key(Path(folder))
+
+
+def test_workers_starting_at_once_share_one_secret_key(tmp_path):
+    """gunicorn's workers start together, and each reads (or makes) the instance's secret key.
+    A worker that read it while another was still writing it got an empty key: its console
+    sessions failed, or were not the others' (3 of 100 starts of 8 workers at once)."""
+    import multiprocessing
+
+    folders = [str(tmp_path / f"instance-{n}") for n in range(100)]
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        for folder in folders:
+            keys = pool.map(_secret_key_of, [folder] * 8)
+            assert len(set(keys)) == 1 and len(keys[0]) >= 32, folder
+            assert (Path(folder) / "secret_key").stat().st_mode & 0o077 == 0  # owner only
+            assert [p.name for p in Path(folder).iterdir()] == ["secret_key"]
