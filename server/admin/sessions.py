@@ -13,11 +13,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import wraps
 
 from flask import current_app, redirect, request, session, url_for
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from server.errors import BadRequest, Unauthorized, wants_html
 from server.extensions import db
@@ -50,17 +50,14 @@ def logged_in() -> bool:
     and that is within its lifetime: the server's own clock decides, not only the cookie's
     signed timestamp."""
     sid = session.get("sid")
-    row = db.session.get(ConsoleSession, _digest(sid)) if sid else None
-    return row is not None and _aware(row.created_at) >= _oldest_alive()
+    if not sid:
+        return False
+    alive = (ConsoleSession.id == _digest(sid)) & (ConsoleSession.created_at >= _oldest_alive())
+    return db.session.scalar(select(ConsoleSession.id).where(alive)) is not None
 
 
 def _oldest_alive() -> datetime:
     return utcnow() - current_app.permanent_session_lifetime
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite gives datetimes back without their time zone; they were stored in UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _digest(session_id: str) -> str:

@@ -238,12 +238,17 @@ def store_submission(
 MAX_OTHER_ANSWERS = 10  # distinct other answers kept per photo; more only add to their counts
 
 
+def answer_key(label: str | None, proposed_key: str | None) -> str:
+    """What a photo was said to be, by key: its kind, or the name given for something else."""
+    return name_key(label) if label else proposed_key or ""
+
+
 def note_other_answer(stored: Submission, said: Said) -> None:
     """Keep what the same photo was sent as this time, when that is not its stored answer: a
     person who picked the wrong kind and sent the photo again with the right one, or two people
     who disagree. Counted once per distinct answer, and only for reviewers to see."""
-    key = (name_key(said.label) if said.label else said.proposed_key or "")[:60]
-    if key == (name_key(stored.label) if stored.label else stored.proposed_key or ""):
+    key = answer_key(said.label, said.proposed_key)[:60]
+    if key == answer_key(stored.label, stored.proposed_key):
         return
     same = (OtherAnswer.submission_id == stored.id) & (OtherAnswer.key == key)
     counted = update(OtherAnswer).where(same).values(count=OtherAnswer.count + 1, last_at=utcnow())

@@ -160,7 +160,7 @@ export async function blockedInTheWay() {
 }
 
 async function flushUnlocked(apiBase) {
-  const summary = { sent: 0, rejected: 0, waiting: 0, pausedUntil: await pausedUntil(), blocked: false };
+  const summary = { sent: 0, rejected: 0, waiting: 0, pausedUntil: await pausedUntil() };
   const items = (await listCorrections()).filter((item) => item.status === 'waiting');
   const mayUpload = items.length > 0 && !summary.pausedUntil
     && (!(await blockedInTheWay()) || (await binbotAnswers(apiBase)));
@@ -173,7 +173,6 @@ async function flushUnlocked(apiBase) {
   }
   summary.waiting = (await listCorrections()).filter((i) => i.status === 'waiting').length;
   summary.pausedUntil = await pausedUntil();
-  summary.blocked = summary.waiting > 0 && (await blockedInTheWay());
   if (summary.sent || summary.rejected) announce();
   return summary;
 }
