@@ -105,7 +105,8 @@ def test_predict_says_not_recognised_where_the_app_would(trained_run, small_ewas
 
 
 def pattern_jpeg(path: Path, pattern: str, seed: int, size=(160, 120)) -> Path:
-    """Stripes or a checkerboard in random colours: texture is what ImageNet features see."""
+    """Stripes or a checkerboard in random colours: texture is what ImageNet features see.
+    Saved in the format the file name says (JPEG unless it names another)."""
     rng = np.random.default_rng(seed)
     height, width = size[1], size[0]
     period = int(rng.integers(10, 18))
@@ -119,24 +120,38 @@ def pattern_jpeg(path: Path, pattern: str, seed: int, size=(160, 120)) -> Path:
     light, dark = rng.integers(150, 256, 3), rng.integers(0, 100, 3)
     pixels = np.where(mask[..., None] == 1, light, dark) + rng.normal(0, 8, (height, width, 3))
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, "JPEG", quality=92)
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    if path.suffix == ".jpg":
+        image.save(path, "JPEG", quality=92)
+    else:
+        image.save(path)
     return path
 
 
 def test_labels_follow_class_folders_through_training_and_prediction(tmp_path, imagenet_weights):
     """Three texture classes, created in an order that differs from their sorted order:
-    a model that learned them must name each one right through train, save, load, predict."""
+    a model that learned them must name each one right through train, save, load, predict.
+    The photos come in every format a dataset gathered from phones and downloads holds."""
     patterns = {"Zebra stripes": "vertical", "Apple board": "checker", "Mango lines": "horizontal"}
+    formats = ("jpg", "png", "webp", "gif", "bmp")
     seed = 0
     for name, pattern in patterns.items():
         for split, n in (("train", 16), ("val", 4), ("test", 4)):
             for i in range(n):
                 seed += 1
-                pattern_jpeg(tmp_path / "data" / split / name / f"{i}.jpg", pattern, seed)
+                suffix = formats[i % len(formats)]
+                pattern_jpeg(tmp_path / "data" / split / name / f"{i}.{suffix}", pattern, seed)
     config = TrainConfig(head_epochs=40, fine_tune_epochs=0, batch_size=16)
     train(tmp_path / "data", tmp_path / "run", config, log=lambda _: None)
     run = load_run(tmp_path / "run")
     assert run.labels == ["Apple board", "Mango lines", "Zebra stripes"]
+    dataset = json.loads((tmp_path / "run" / "dataset.json").read_text())
+    assert dataset["skipped_files"] == [] and dataset["used_for_training"]["train"] == 48
+    from training.evaluate import evaluate_run
+
+    evaluate_run(tmp_path / "run", tmp_path / "data", log=lambda _: None)
+    metrics = json.loads((tmp_path / "run" / "evaluation" / "metrics.json").read_text())
+    assert metrics["test_images"] == 12 and metrics["test_accuracy"] == 1.0, metrics["per_class"]
     from training.predict import predict_files
 
     # New images, larger and not square: the crop and resize apply too.

@@ -100,10 +100,15 @@ def decode_image(data: tf.Tensor) -> tf.Tensor:
     return tf.ensure_shape(image, [None, None, 3])
 
 
-def _decode_with_pillow(data: np.ndarray) -> np.ndarray:
-    """The first frame as RGB uint8 (``to_rgb``). ``data`` is the 0-d object array
-    tf.numpy_function passes: its item is the file's bytes, trailing zeros kept."""
-    with Image.open(io.BytesIO(data.item())) as image:
+def _decode_with_pillow(data: np.ndarray | bytes) -> np.ndarray:
+    """The first frame as RGB uint8 (``to_rgb``).
+
+    tf.numpy_function passes the file's bytes as a 0-d object array when called eagerly, but as
+    plain ``bytes`` inside a tf.data map (a graph): training and evaluation run there, so both
+    must work. The object array's item keeps trailing zeros (a 'S' array would drop them).
+    """
+    raw = data if isinstance(data, bytes) else data.item()
+    with Image.open(io.BytesIO(raw)) as image:
         return np.asarray(to_rgb(image), dtype=np.uint8)
 
 
