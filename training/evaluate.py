@@ -46,11 +46,11 @@ def evaluate_run(
     out = run.path / EVALUATION_DIR
     write_evaluation(out, metrics, run, test, probabilities)
     width = max(len(label) for label in run.labels)
-    log(f"  {'class':{width}s}  precision  recall     f1  support")
-    for label, m in metrics["per_class"].items():
+    log(f"  {'#':>3s} {'class':{width}s}  precision  recall     f1  support")
+    for number, (label, m) in enumerate(metrics["per_class"].items(), start=1):
         log(
-            f"  {label:{width}s}  {m['precision']:9.3f}  {m['recall']:6.3f}  {m['f1']:5.3f}  "
-            f"{m['support']:7d}"
+            f"  {number:3d} {label:{width}s}  {m['precision']:9.3f}  {m['recall']:6.3f}  "
+            f"{m['f1']:5.3f}  {m['support']:7d}"
         )
     without = metrics["test_accuracy_without_train_copies"]
     correct = round(metrics["test_accuracy"] * len(test))
@@ -114,7 +114,7 @@ def write_evaluation(
     probabilities: np.ndarray,
 ) -> None:
     """metrics.json, the confusion matrix, the misclassified images and report.md."""
-    from training.plots import plot_confusion_matrix, plot_image_grid
+    from training.plots import class_caption, plot_confusion_matrix, plot_image_grid
 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", metrics)
@@ -126,7 +126,9 @@ def write_evaluation(
     wrong = [
         (
             Path(by_path[m["path"]].path),
-            f"true: {m['true']}\npred: {m['predicted']} {m['confidence']:.0%}",
+            f"true: {class_caption(m['true'], labels.index(m['true']))}\n"
+            f"pred: {class_caption(m['predicted'], labels.index(m['predicted']))} "
+            f"{m['confidence']:.0%}",
         )
         for m in metrics["misclassified"][:MISCLASSIFIED_SHOWN]
     ]
@@ -137,8 +139,9 @@ def write_evaluation(
 def render_report(metrics: dict[str, Any], run: Run) -> str:
     """One Markdown page a person can read: headline figures, per-class table, pictures."""
     rows = "\n".join(
-        f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
-        for label, m in metrics["per_class"].items()
+        f"| {number} | {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} "
+        f"| {m['support']} |"
+        for number, (label, m) in enumerate(metrics["per_class"].items(), start=1)
     )
     without = metrics["test_accuracy_without_train_copies"]
     curves = "../training_curves.png"
@@ -158,8 +161,8 @@ def render_report(metrics: dict[str, Any], run: Run) -> str:
         "",
         "## Per class",
         "",
-        "| class | precision | recall | F1 | support |",
-        "|---|---|---|---|---|",
+        "| # | class | precision | recall | F1 | support |",
+        "|---|---|---|---|---|---|",
         rows,
         "",
         "## Confusion matrix",

@@ -29,7 +29,7 @@ from training.duplicates import (
     find_duplicates,
     records_with_copy_in,
 )
-from training.plots import plot_class_balance, plot_image_grid
+from training.plots import class_caption, plot_class_balance, plot_image_grid
 from training.run_dir import write_json
 
 Log = Callable[[str], None]
@@ -166,7 +166,7 @@ def draw_pictures(
     samples = []
     for label, name in enumerate(dataset.classes):
         members = [r for r in dataset.records if r.label == label][:SAMPLES_PER_CLASS]
-        samples += [(r.path, f"{name}\n{r.split}") for r in members]
+        samples += [(r.path, f"{class_caption(name, label)}\n{r.split}") for r in members]
     plot_image_grid(
         samples, pictures["samples"], columns=SAMPLES_PER_CLASS, title="Sample images per class"
     )
@@ -192,9 +192,10 @@ def print_report(report: dict[str, Any], log: Log) -> None:
     splits = report["splits"]
     log("  splits: " + ", ".join(f"{s} {n}" for s, n in splits.items()))
     width = max(len(c) for c in report["classes"])
-    log(f"  {'class':{width}s} " + " ".join(f"{s:>6s}" for s in SPLITS))
-    for c in report["classes"]:
-        log(f"  {c:{width}s} " + " ".join(f"{report['counts'][s][c]:6d}" for s in SPLITS))
+    log(f"  {'#':>3s} {'class':{width}s} " + " ".join(f"{s:>6s}" for s in SPLITS))
+    for number, c in enumerate(report["classes"], start=1):
+        counts = " ".join(f"{report['counts'][s][c]:6d}" for s in SPLITS)
+        log(f"  {number:3d} {c:{width}s} {counts}")
     ratio = report["imbalance_ratio"]["train"]
     log(f"  imbalance ratio (train, largest/smallest): {ratio:.2f}" if ratio else "")
     sizes = report["image_sizes"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,38 @@ matplotlib.use("Agg")  # files only; no display on servers and CI
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import font_manager
+from matplotlib.ft2font import FT2Font
 from PIL import Image, ImageOps
+
+
+@cache
+def _drawable_code_points() -> frozenset[int]:
+    """The characters the plots' font has glyphs for (matplotlib's DejaVu Sans by default:
+    Latin, Greek, Cyrillic and more, but no Chinese, Japanese, Korean or Indic scripts)."""
+    path = font_manager.findfont(font_manager.FontProperties(family=plt.rcParams["font.family"]))
+    return frozenset(FT2Font(path).get_charmap())
+
+
+def drawable(text: str) -> bool:
+    """Whether every character of ``text`` comes out as itself, not as an empty box."""
+    known = _drawable_code_points()
+    return all(ord(c) in known or c.isspace() for c in text)
+
+
+def class_caption(name: str, index: int) -> str:
+    """How a picture names a class: its name, or "class N" when the font cannot draw it.
+
+    N counts from 1 in the labels' order, as the reports' per-class tables number them, so
+    a dataset whose classes are named in, say, Japanese gets readable pictures, not boxes.
+    """
+    return name if drawable(name) else f"class {index + 1}"
+
+
+def text_caption(text: str) -> str:
+    """A file name or other free text with the characters the font cannot draw as '?'."""
+    known = _drawable_code_points()
+    return "".join(c if ord(c) in known or c.isspace() else "?" for c in text)
 
 
 def plot_training_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
@@ -40,8 +72,9 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: Path)
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
     image = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(image, ax=ax, fraction=0.046)
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
+    captions = [class_caption(name, i) for i, name in enumerate(labels)]
+    ax.set_xticks(range(len(labels)), captions, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), captions)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("Confusion matrix (test split)")
@@ -72,7 +105,7 @@ def plot_image_grid(
     for ax, (image_path, caption) in zip(axes.flat, items, strict=False):
         with Image.open(image_path) as image:
             ax.imshow(ImageOps.exif_transpose(image).convert("RGB"))
-        ax.set_title(caption, fontsize=8)
+        ax.set_title(text_caption(caption), fontsize=8)
     if not items:
         axes[0, 0].text(0.5, 0.5, "none", ha="center", va="center", fontsize=14)
     if title:
@@ -87,13 +120,15 @@ def plot_class_balance(counts: dict[str, dict[str, int]], path: Path) -> None:
     classes = list(next(iter(counts.values())).keys())
     fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(classes) + 2), 4))
     bottom = np.zeros(len(classes))
+    positions = np.arange(len(classes))
     for split, per_class in counts.items():
         values = np.array([per_class[c] for c in classes])
-        ax.bar(classes, values, bottom=bottom, label=split)
+        ax.bar(positions, values, bottom=bottom, label=split)
         bottom += values
     ax.set_ylabel("images")
     ax.set_title("Images per class")
     ax.legend()
+    ax.set_xticks(positions, [class_caption(c, i) for i, c in enumerate(classes)])
     plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
