@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from binbot.errors import BinbotError
+from binbot.pixels import to_rgb
 from training.dataset import ImageRecord
 from training.metrics import per_class_recall
 
@@ -174,12 +175,15 @@ def run_tfjs(
 
 
 def _decoded(record: ImageRecord, target: Path) -> dict[str, Any]:
-    """Decode with Pillow (bit-identical to TensorFlow's accurate JPEG decoding) to raw RGB.
+    """Decode with Pillow (bit-identical to TensorFlow's accurate JPEG decoding) to raw RGB,
+    by training's own rule (``to_rgb``: transparency on white, 16-bit scaled to 8): a plain
+    ``convert("RGB")`` clipped 16-bit photos to white and kept the colour under transparency,
+    so verification blamed the model for a difference in reading the file.
 
     The EXIF orientation is left to the JavaScript side, which must apply it like the app.
     """
     with Image.open(record.path) as image:
-        rgb = image.convert("RGB")
+        rgb = to_rgb(image)
         target.write_bytes(rgb.tobytes())
         return {
             "rgb": str(target),

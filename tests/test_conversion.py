@@ -254,3 +254,35 @@ def test_a_graph_converted_before_folding_still_runs_in_the_web_apps_runtime(
     reference = keras_reference(run.model, photos)
     result = run_tfjs(graph, photos, model["signature"])
     assert np.abs(np.asarray(result["probabilities"]) - reference.probabilities).max() < 1e-3
+
+
+def test_verification_reads_every_kind_of_photo_as_training_does(bundle, trained_run, tmp_path):
+    """Test photos that are not plain 8-bit RGB (a 16-bit scan, a cut-out with transparency, a
+    GIF, a CMYK print file, a grey photo) reach TF.js as the same pixels Keras saw: verifying
+    a model on them must not report a disagreement that comes from the reading alone."""
+    from conversion.verify import keras_reference, run_tfjs
+    from training.dataset import load_dataset
+    from training.run_dir import load_run
+
+    rng = np.random.default_rng(3)
+    scene = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    folder = tmp_path / "photos" / "any"
+    folder.mkdir(parents=True)
+    grey16 = (rng.integers(0, 65536, (90, 120))).astype(np.uint16)
+    Image.fromarray(grey16).save(folder / "scan-16-bit.png")
+    alpha = np.where(np.indices((90, 120))[1] < 60, 255, 0).astype(np.uint8)
+    Image.fromarray(np.dstack([scene, alpha])).save(folder / "cut-out.png")
+    Image.fromarray(np.dstack([scene, alpha])).save(folder / "cut-out.webp", lossless=True)
+    Image.fromarray(scene).convert("P").save(folder / "palette.gif")
+    Image.fromarray(scene).convert("CMYK").save(folder / "print.jpg")
+    Image.fromarray(scene).convert("L").save(folder / "grey.png")
+    (tmp_path / "photos" / "other").mkdir()
+    Image.fromarray(scene).save(tmp_path / "photos" / "other" / "plain.png")
+    photos = load_dataset(tmp_path / "photos").records
+    assert len(photos) == 7
+    run = load_run(trained_run)
+    reference = keras_reference(run.model, photos)
+    signature = json.loads((bundle / "model.json").read_text())["signature"]
+    result = run_tfjs(bundle, photos, signature)
+    difference = np.abs(np.asarray(result["probabilities"]) - reference.probabilities).max(axis=1)
+    assert difference.max() < 1e-3, dict(zip([p.relpath for p in photos], difference, strict=True))

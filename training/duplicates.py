@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
+from binbot.pixels import to_rgb
 from training.dataset import ImageRecord
 
 DEFAULT_NEAR_THRESHOLD = 10
@@ -68,7 +69,7 @@ _DCT = _dct_matrix(_HASH_SIDE)
 def perceptual_hash(image: Image.Image) -> int:
     """64-bit pHash: low-frequency DCT coefficients above/below their median."""
     grey = (
-        ImageOps.exif_transpose(image)
+        to_rgb(ImageOps.exif_transpose(image))
         .convert("L")
         .resize((_HASH_SIDE, _HASH_SIDE), Image.Resampling.LANCZOS)
     )
@@ -82,8 +83,7 @@ def perceptual_hash(image: Image.Image) -> int:
 def colour_thumbnail(image: Image.Image) -> np.ndarray:
     """Unit-length, zero-mean 32x32 RGB thumbnail: dot products are correlations."""
     small = (
-        ImageOps.exif_transpose(image)
-        .convert("RGB")
+        to_rgb(ImageOps.exif_transpose(image))
         .resize((_HASH_SIDE, _HASH_SIDE), Image.Resampling.BOX)
     )
     values = np.asarray(small, dtype=np.float32).flatten()
