@@ -82,9 +82,8 @@ def perceptual_hash(image: Image.Image) -> int:
 
 def colour_thumbnail(image: Image.Image) -> np.ndarray:
     """Unit-length, zero-mean 32x32 RGB thumbnail: dot products are correlations."""
-    small = (
-        to_rgb(ImageOps.exif_transpose(image))
-        .resize((_HASH_SIDE, _HASH_SIDE), Image.Resampling.BOX)
+    small = to_rgb(ImageOps.exif_transpose(image)).resize(
+        (_HASH_SIDE, _HASH_SIDE), Image.Resampling.BOX
     )
     values = np.asarray(small, dtype=np.float32).flatten()
     values -= values.mean()
