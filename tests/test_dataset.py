@@ -58,6 +58,40 @@ def test_validation_folder_alias_and_zip_of_folder(tmp_path):
     assert [len(dataset.split(s)) for s in ("train", "val", "test")] == [9, 9, 9]
 
 
+@pytest.mark.parametrize(
+    ("given", "carved"),
+    [(("train", "val"), ("test",)), (("train", "test"), ("val",))],
+)
+def test_a_missing_validation_or_test_split_is_carved_from_train(tmp_path, given, carved):
+    """Datasets often come as train/ and val/ only: the missing split is taken from train,
+    stratified and seeded, with a warning, so that training can evaluate and conversion can
+    verify; the splits that were given are kept as they are."""
+    for split in given:
+        for c, (name, colour) in enumerate(COLOURS.items()):
+            for i in range(20 if split == "train" else 4):
+                solid_jpeg(
+                    tmp_path / "d" / split / name / f"{i}.jpg", colour, noise_seed=c * 99 + i
+                )
+    dataset = load_dataset(tmp_path / "d")
+    per_split = Counter((r.split, r.label) for r in dataset.records)
+    for label in range(3):
+        assert per_split["train", label] == 20 - 2 * len(carved)
+        for split in ("val", "test"):
+            assert per_split[split, label] == (2 if split in carved else 4)
+    for r in dataset.records:
+        folder = Path(r.relpath).parts[-3]
+        assert folder == r.split or (folder == "train" and r.split in carved), r
+    names = {"val": "validation", "test": "test"}
+    for split in carved:
+        assert f"{names[split]} carved from train" in dataset.layout
+        assert any(
+            w.startswith(f"no {names[split]} split: 6 train images") for w in dataset.warnings
+        )
+    assert {r.relpath: r.split for r in load_dataset(tmp_path / "d").records} == {
+        r.relpath: r.split for r in dataset.records
+    }
+
+
 def test_flat_folders_split_stratified_and_seeded(tmp_path):
     root = make_flat(tmp_path / "flat", per_class=20)
     first = load_dataset(root, seed=7)

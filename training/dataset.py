@@ -175,8 +175,8 @@ def load_dataset(
     dataset = Dataset(str(source), root, layout, classes, records, bad)
     if split_root is None:
         dataset.records = _stratified_split(records, classes, seed, val_fraction, test_fraction)
-    elif not dataset.split("val"):
-        _carve_validation(dataset, seed, val_fraction)
+    else:
+        _carve_missing_splits(dataset, seed, val_fraction, test_fraction)
     _check_classes(dataset)
     return dataset
 
@@ -201,20 +201,38 @@ def _no_classes_message(source: Path, root: Path, holder: Path | None) -> str:
     return f"no class folders found in {source}: {expected}"
 
 
-def _carve_validation(dataset: Dataset, seed: int, fraction: float) -> None:
-    """A split layout without a validation split: take one from train, per class, seeded."""
+def _carve_missing_splits(
+    dataset: Dataset, seed: int, val_fraction: float, test_fraction: float
+) -> None:
+    """A split layout without a validation or a test split (``train/`` and ``val/`` only, or
+    ``train/`` alone): take the missing ones from train, per class, seeded, as a flat layout
+    is split. Without a test split, training would end in "no test images" after all its
+    work, and the conversion would have nothing to verify the model on."""
+    fractions = {
+        "val": val_fraction if not dataset.split("val") else 0.0,
+        "test": test_fraction if not dataset.split("test") else 0.0,
+    }
+    missing = [split for split, fraction in fractions.items() if fraction]
+    if not missing:
+        return
     train = dataset.split("train")
     carved = {
         r.relpath: r.split
-        for r in _stratified_split(train, dataset.classes, seed, fraction, test_fraction=0.0)
+        for r in _stratified_split(train, dataset.classes, seed, fractions["val"], fractions["test"])
     }
     dataset.records = [
-        replace(r, split=carved[r.relpath]) if r.relpath in carved else r for r in dataset.records
+        replace(r, split=carved[r.relpath]) if r.split == "train" and r.relpath in carved else r
+        for r in dataset.records
     ]
-    dataset.layout += f", validation carved from train ({fraction:.0%} per class, seed {seed})"
-    dataset.warnings.append(
-        f"no validation split: {len(dataset.split('val'))} train images set aside for it"
+    names = {"val": "validation", "test": "test"}
+    dataset.layout += ", " + " and ".join(
+        f"{names[split]} carved from train ({fractions[split]:.0%} per class, seed {seed})"
+        for split in missing
     )
+    for split in missing:
+        dataset.warnings.append(
+            f"no {names[split]} split: {len(dataset.split(split))} train images set aside for it"
+        )
 
 
 def progress_logger(log: Callable[[str], None], every: int = 1000) -> Callable[[int, int], None]:
