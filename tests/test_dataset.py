@@ -92,6 +92,28 @@ def test_a_missing_validation_or_test_split_is_carved_from_train(tmp_path, given
     }
 
 
+@pytest.mark.parametrize(
+    "folders",
+    [("Train", "Valid", "Test"), ("training", "validation", "testing"), ("train", "valid")],
+)
+def test_split_folders_as_exporters_name_them(tmp_path, folders):
+    """Roboflow writes train/valid/test, other sets training/testing: read as splits. Before,
+    train/ and valid/ alone were taken for two classes named 'train' and 'valid'."""
+    for folder, split in zip(folders, ("train", "val", "test"), strict=False):
+        for c, (name, colour) in enumerate(COLOURS.items()):
+            for i in range(10 if split == "train" else 3):
+                solid_jpeg(
+                    tmp_path / "d" / folder / name / f"{i}.jpg", colour, noise_seed=c * 9 + i
+                )
+    solid_jpeg(tmp_path / "d" / "extra" / "Red thing" / "0.jpg", (220, 30, 30))
+    dataset = load_dataset(tmp_path / "d")
+    assert dataset.classes == sorted(COLOURS)
+    counts = {split: len(dataset.split(split)) for split in ("train", "val", "test")}
+    assert counts == ({"train": 30, "val": 9, "test": 9} if len(folders) == 3
+                      else {"train": 27, "val": 9, "test": 3})  # fmt: skip
+    assert "folder 'extra' beside the split folders is not a split" in " ".join(dataset.warnings)
+
+
 def test_flat_folders_split_stratified_and_seeded(tmp_path):
     root = make_flat(tmp_path / "flat", per_class=20)
     first = load_dataset(root, seed=7)

@@ -2,7 +2,8 @@
 
 Two layouts are understood, possibly under one wrapper folder (``modified-dataset/``):
 
-* split folders: ``train/<Class>/*``, ``val/`` (or ``validation/``), ``test/``;
+* split folders: ``train/<Class>/*``, ``val/``, ``test/`` (also named ``training/``,
+  ``valid/`` or ``validation/``, ``testing/``, as exporters such as Roboflow write them);
 * flat class folders: ``<Class>/*``, which are split here, stratified and seeded.
 
 Every file is opened with Pillow once, so that files that do not decode are reported and
@@ -34,7 +35,15 @@ from binbot.files import staged_folder
 from binbot.formats import not_an_image_reason
 
 SPLITS = ("train", "val", "test")
-SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "test": "test"}
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
 # What training/preprocess.py decodes. MPO is a JPEG with more pictures after the first (many
 # phone cameras write one): the JPEG decoder reads its first picture, as browsers show it.
 DECODABLE_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP"}
@@ -134,14 +143,14 @@ def load_dataset(
     class_root = None
     if split_root is not None:
         layout = f"split folders under {_rel(split_root, root) or '.'}"
-        class_dirs = _split_class_dirs(split_root)
+        class_dirs, not_splits = _split_class_dirs(split_root)
     else:
         class_root = _unwrap(root)
         layout = (
             f"flat class folders under {_rel(class_root, root) or '.'}, split here "
             f"(seed {seed}, val {val_fraction:.0%}, test {test_fraction:.0%})"
         )
-        class_dirs = {None: _class_dirs(class_root)}
+        class_dirs, not_splits = {None: _class_dirs(class_root)}, []
 
     classes = sorted({name for dirs in class_dirs.values() for name in dirs})
     if not classes:
@@ -150,7 +159,8 @@ def load_dataset(
     files = [
         (split, name, f)
         for split, dirs in class_dirs.items()
-        for name, folder in dirs.items()
+        for name, folders in dirs.items()
+        for folder in folders
         for f in _files_in(folder)
     ]
     records: list[ImageRecord] = []
@@ -173,6 +183,11 @@ def load_dataset(
             progress(done, len(files))
 
     dataset = Dataset(str(source), root, layout, classes, records, bad)
+    dataset.warnings += [
+        f"folder '{_rel(folder, root)}' beside the split folders is not a split "
+        f"(train, val, test): its files are not used"
+        for folder in not_splits
+    ]
     if split_root is None:
         dataset.records = _stratified_split(records, classes, seed, val_fraction, test_fraction)
     else:
@@ -488,26 +503,35 @@ def _files_in(folder: Path) -> Iterable[Path]:
 
 
 def _find_split_root(root: Path, depth: int = 3) -> Path | None:
-    """The folder holding ``train/`` and ``val|validation|test/``, searched a few levels deep."""
+    """The folder holding a train split and a val or test split (any of ``SPLIT_ALIASES``),
+    searched a few levels deep."""
     level = [root]
     for _ in range(depth + 1):
         following: list[Path] = []
         for folder in level:
-            names = {d.name.lower() for d in _visible_dirs(folder)}
-            if "train" in names and names & {"val", "validation", "test"}:
+            splits = {SPLIT_ALIASES.get(d.name.lower()) for d in _visible_dirs(folder)}
+            if "train" in splits and splits & {"val", "test"}:
                 return folder
             following.extend(_visible_dirs(folder))
         level = following
     return None
 
 
-def _split_class_dirs(split_root: Path) -> dict[str | None, dict[str, Path]]:
-    out: dict[str | None, dict[str, Path]] = {}
+def _split_class_dirs(
+    split_root: Path,
+) -> tuple[dict[str | None, dict[str, list[Path]]], list[Path]]:
+    """Class folders per split, merged where two folders name one split (``val/`` and
+    ``validation/``), and the folders that name no split (reported, not silently dropped)."""
+    out: dict[str | None, dict[str, list[Path]]] = {}
+    not_splits = []
     for folder in _visible_dirs(split_root):
         split = SPLIT_ALIASES.get(folder.name.lower())
-        if split is not None:
-            out[split] = _class_dirs(folder)
-    return out
+        if split is None:
+            not_splits.append(folder)
+            continue
+        for name, folders in _class_dirs(folder).items():
+            out.setdefault(split, {}).setdefault(name, []).extend(folders)
+    return out, not_splits
 
 
 def _unwrap(root: Path) -> Path:
@@ -524,8 +548,8 @@ def _unwrap(root: Path) -> Path:
             return folder
 
 
-def _class_dirs(folder: Path) -> dict[str, Path]:
-    return {d.name: d for d in _visible_dirs(folder)}
+def _class_dirs(folder: Path) -> dict[str, list[Path]]:
+    return {d.name: [d] for d in _visible_dirs(folder)}
 
 
 def _rel(path: Path, root: Path) -> str:
