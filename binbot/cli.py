@@ -359,6 +359,17 @@ def add_token_command(commands) -> None:
     token.set_defaults(handler=cmd_token, needs_tensorflow=False)
 
 
+def _count_of_classes(text: str) -> int:
+    """--top: a whole number from 1 (0 printed no class at all, -2 all but two)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 1000, not {value}")
+    return value
+
+
 def add_predict_command(commands) -> None:
     predict = commands.add_parser(
         "predict",
@@ -368,8 +379,12 @@ def add_predict_command(commands) -> None:
     predict.add_argument(
         "run_dir", help="a folder written by `binbot train`, or a bundle by `binbot convert`"
     )
-    predict.add_argument("images", nargs="+", metavar="IMAGE")
-    predict.add_argument("--top", type=int, default=3, help="how many classes (%(default)s)")
+    predict.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="image files, or folders of them"
+    )
+    predict.add_argument(
+        "--top", type=_count_of_classes, default=3, help="how many classes (%(default)s)"
+    )
     predict.set_defaults(handler=cmd_predict)
 
 

@@ -92,6 +92,21 @@ def test_predict_reports_bad_images_and_still_answers_for_good_ones(
     assert result.stdout.strip().startswith(str(good))
 
 
+def test_predict_classifies_a_folder_of_photos(trained_run, small_ewaste, tmp_path):
+    """A folder stands for the photos in it (a phone's export, a dataset's class folder);
+    it used to be 'image not found'. --top takes only a sensible count."""
+    folder = small_ewaste / "test" / "Mouse"
+    photos = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    result = binbot("predict", str(trained_run), str(folder), "--top", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()[-len(photos) :]
+    assert [line.split(": ")[0] for line in lines] == [str(p) for p in photos]
+    assert all(line.count("%") == 2 for line in lines), lines
+    for top in ("0", "-2"):
+        refused = binbot("predict", str(trained_run), str(folder), "--top", top)
+        assert refused.returncode == 2 and "must be from 1 to 1000" in refused.stderr
+
+
 def test_predict_says_not_recognised_where_the_app_would(trained_run, small_ewaste, tmp_path):
     """The command line gives the app's verdict (the run's open-set score): a photo like the
     ones it was taught is not rejected, a grey card is "not recognised" whatever it ranks."""

@@ -161,7 +161,7 @@ def load_dataset(
         for split, dirs in class_dirs.items()
         for name, folders in dirs.items()
         for folder in folders
-        for f in _files_in(folder)
+        for f in files_in(folder)
     ]
     records: list[ImageRecord] = []
     bad: list[BadFile] = []
@@ -203,7 +203,7 @@ def _no_classes_message(source: Path, root: Path, holder: Path | None) -> str:
     expected = "expected <class>/<images> or train|val|test/<class>/<images>"
     if holder is None:
         return f"no class folders found in the split folders of {source}: {expected}"
-    if any(True for _ in _files_in(holder)):
+    if any(True for _ in files_in(holder)):
         if holder != root:
             return (
                 f"only one class folder found in {source} ('{holder.name}'): a classifier "
@@ -233,7 +233,9 @@ def _carve_missing_splits(
     train = dataset.split("train")
     carved = {
         r.relpath: r.split
-        for r in _stratified_split(train, dataset.classes, seed, fractions["val"], fractions["test"])
+        for r in _stratified_split(
+            train, dataset.classes, seed, fractions["val"], fractions["test"]
+        )
     }
     dataset.records = [
         replace(r, split=carved[r.relpath]) if r.split == "train" and r.relpath in carved else r
@@ -491,7 +493,7 @@ def _visible_dirs(folder: Path) -> list[Path]:
     )
 
 
-def _files_in(folder: Path) -> Iterable[Path]:
+def files_in(folder: Path) -> Iterable[Path]:
     """Every visible file below a class folder (nested folders included), in stable order."""
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(

@@ -39,6 +39,17 @@ def load_predictor(path: str | Path) -> Run:
     return load_run(folder)
 
 
+def files_to_predict(paths: list[Path]) -> list[Path]:
+    """The paths given, with a folder replaced by the files in it (nested ones too, hidden
+    ones left out, in name order), so that a folder of photos can be classified at once."""
+    from training.dataset import files_in
+
+    out: list[Path] = []
+    for path in paths:
+        out.extend(files_in(path) if path.is_dir() else [path])
+    return out
+
+
 def predict_files(run: Run, paths: list[Path], k: int = 3) -> list[Prediction | BinbotError]:
     """One Prediction per decodable file; a BinbotError in its place for a file that is not.
 
@@ -57,7 +68,7 @@ def predict_files(run: Run, paths: list[Path], k: int = 3) -> list[Prediction | 
         raise BinbotError(f"unreadable {run.path / OPENSET_FILE}: {exc!r}") from None
     serving = serving_model(run.model)
     results: list[Prediction | BinbotError] = []
-    for path in paths:
+    for path in files_to_predict(paths):
         if not path.is_file():
             results.append(BinbotError(f"image not found: {path}"))
             continue
