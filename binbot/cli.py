@@ -397,6 +397,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BinbotError as exc:
         print(f"binbot: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # A folder that cannot be made or written (--out under a file, a read-only disk, no
+        # permission, a full disk): the user's to fix, so a line, not a traceback.
+        print(f"binbot: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("binbot: interrupted", file=sys.stderr)
         return 130

@@ -109,6 +109,18 @@ def test_inspect_lists_the_first_bad_files_and_counts_the_rest(tmp_path):
     assert "... and 25 more, all listed in report.json" in result.stdout
 
 
+def test_an_output_folder_that_cannot_be_made_is_one_line_not_a_traceback(tmp_path):
+    for c, colour in enumerate(((200, 0, 0), (0, 0, 200))):
+        for i in range(4):
+            solid_jpeg(tmp_path / "data" / f"Class {c}" / f"{i}.jpg", colour, noise_seed=10 * c + i)
+    (tmp_path / "a file").write_text("not a folder")
+    out = tmp_path / "a file" / "report"
+    result = binbot("dataset", "inspect", str(tmp_path / "data"), "--out", str(out))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"binbot: error: {out}: Not a directory"
+
+
 def test_tensorflow_and_tensorflowjs_import_together():
     """The pinned set exists for this: a newer ydf breaks `import tensorflowjs` via protobuf."""
     result = subprocess.run(
