@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from binbot.errors import BinbotError
 from binbot.files import write_new_file
 from training import IMAGE_SIZE
 from training.callbacks import duration
@@ -29,6 +31,34 @@ from training.preprocess import DECODE_VERSION
 
 Log = Callable[[str], None]
 PROGRESS_EVERY_S = 20.0
+# Share of the free memory the features may take: the rest is for TensorFlow and the model.
+MEMORY_SHARE = 0.6
+# Left free on the cache's disk: the features never fill it.
+DISK_RESERVE_BYTES = 1 << 30
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still take: the machine's MemAvailable, or less where a cgroup
+    (a container, a systemd slice) caps the memory, since /proc/meminfo shows the host's."""
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError):
+        pass
+    try:
+        cap = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
+        if cap != "max":
+            found.append(int(cap) - int(used))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def _gigabytes(size: float) -> str:
+    return f"{size / 1e9:.1f} GB"
 
 
 @dataclass(frozen=True)
@@ -83,6 +113,33 @@ class FeatureStore:
             return None
         return stored[:views] if len(stored) >= views else None
 
+    @staticmethod
+    def _check_memory(size: int, photos: int, views: int) -> None:
+        """Refuse, before any work, features that would not fit in memory: the process would
+        be killed part-way (by the kernel, without a word) after minutes of computing. They
+        are held twice for a moment (the views, then one array of them)."""
+        free = available_memory()
+        if free is None or 2 * size <= MEMORY_SHARE * free:
+            return
+        raise BinbotError(
+            f"the frozen backbone's output for {photos} photos x {views} views needs about "
+            f"{_gigabytes(2 * size)} of memory and {_gigabytes(free)} is free: use fewer "
+            f"--views, or fewer --fine-tune-layers (a lower cut keeps larger activations)"
+        )
+
+    def _keep_room_on_disk(self, size: int, log: Log) -> None:
+        """Features that would not leave the cache's disk room are kept in memory only."""
+        if self.folder is None:
+            return
+        existing = next(p for p in (self.folder, *self.folder.parents) if p.exists())
+        free = shutil.disk_usage(existing).free
+        if size > free - DISK_RESERVE_BYTES:
+            log(
+                f"  warning: not keeping these features on disk ({_gigabytes(size)} needed, "
+                f"{_gigabytes(free)} free in {existing}): the next run computes them again"
+            )
+            self.folder = None
+
     def _save(self, record: ImageRecord, features: np.ndarray) -> None:
         if self.folder is None:
             return
@@ -107,9 +164,12 @@ class FeatureStore:
         from training.forward import IMAGE_BATCH, compiled
         from training.views import views_dataset
 
+        per_view = int(np.prod(bottom.output.shape[1:])) * np.dtype(np.float16).itemsize
+        self._check_memory(len(records) * views * per_view, len(records), views)
         found = [self._load(r, views) for r in records]
         missing = [i for i, f in enumerate(found) if f is None]
         if missing:
+            self._keep_room_on_disk(len(missing) * views * per_view, log)
             log(
                 f"  computing the frozen backbone on {len(missing)} photos x {views} views "
                 f"({len(records) - len(missing)} cached)"
