@@ -26,10 +26,14 @@ def _drawable_code_points() -> frozenset[int]:
     return frozenset(FT2Font(path).get_charmap())
 
 
+def _drawable_character(character: str) -> bool:
+    """Whether the character comes out as itself, not as an empty box."""
+    return character.isspace() or ord(character) in _drawable_code_points()
+
+
 def drawable(text: str) -> bool:
-    """Whether every character of ``text`` comes out as itself, not as an empty box."""
-    known = _drawable_code_points()
-    return all(ord(c) in known or c.isspace() for c in text)
+    """Whether every character of ``text`` comes out as itself."""
+    return all(map(_drawable_character, text))
 
 
 def class_caption(name: str, index: int) -> str:
@@ -43,8 +47,7 @@ def class_caption(name: str, index: int) -> str:
 
 def text_caption(text: str) -> str:
     """A file name or other free text with the characters the font cannot draw as '?'."""
-    known = _drawable_code_points()
-    return "".join(c if ord(c) in known or c.isspace() else "?" for c in text)
+    return "".join(c if _drawable_character(c) else "?" for c in text)
 
 
 def plot_training_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
