@@ -42,6 +42,47 @@ def _import_tensorflow_quietly() -> None:
     tensorflow.get_logger().setLevel("ERROR")
 
 
+def whole_number(low: int, high: int):
+    """An argparse type: a whole number from ``low`` to ``high``.
+
+    Why bounds on every count: an out-of-range number otherwise reaches the code that uses it
+    and fails there (a port past 65535 as a socket's OverflowError, a seed of -1 as numpy's, a
+    token number past 64 bits as SQLite's), or does something nobody asked for (``--top -2``
+    printed all classes but two, ``--workers 0`` served with no process to answer).
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text[:40]!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, not {value}")
+        return value
+
+    return parse
+
+
+def fraction(low: float, high: float):
+    """An argparse type: a finite number from ``low`` to ``high`` (NaN passes every ``>=``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
+        if not low <= value <= high:  # also false for NaN
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, not {text[:40]}")
+        return value
+
+    return parse
+
+
+PORT = whole_number(1, 65535)
+SEED = whole_number(0, 2**31 - 1)  # as training's --seed
+ROW_ID = whole_number(1, 2**63 - 1)  # what the database can hold
+
+
 def _log(message: str) -> None:
     print(message, flush=True)
 
@@ -210,15 +251,15 @@ def add_dataset_command(commands) -> None:
     inspect.add_argument("path", help="a zip file or a folder of class folders")
     inspect.add_argument("--out", default="reports/dataset", help="output folder (%(default)s)")
     inspect.add_argument(
-        "--near-threshold", type=int, default=10,
+        "--near-threshold", type=whole_number(0, 64), default=10,
         help="max perceptual-hash distance for near duplicates (%(default)s)",
     )  # fmt: skip
     inspect.add_argument(
-        "--min-correlation", type=float, default=0.90,
+        "--min-correlation", type=fraction(-1.0, 1.0), default=0.90,
         help="min thumbnail correlation to confirm a near duplicate (%(default)s)",
     )  # fmt: skip
     inspect.add_argument(
-        "--seed", type=int, default=42,
+        "--seed", type=SEED, default=42,
         help="seed of the split for flat class folders (%(default)s)",
     )  # fmt: skip
     inspect.set_defaults(handler=cmd_dataset_inspect, needs_tensorflow=False)
@@ -295,18 +336,25 @@ def add_serve_command(commands) -> None:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     serve.add_argument(
-        "--port", type=int, default=None, help="HTTP port (8000; with --front: 8080)"
+        "--port", type=PORT, default=None, help="HTTP port (8000; with --front: 8080)"
     )
-    serve.add_argument("--workers", type=int, default=2, help="gunicorn processes (%(default)s)")
-    serve.add_argument("--threads", type=int, default=4, help="threads each (%(default)s)")
     serve.add_argument(
-        "--retrain-workers", type=int, default=1, help="retraining workers (%(default)s)"
+        "--workers", type=whole_number(1, 64), default=2, help="gunicorn processes (%(default)s)"
+    )
+    serve.add_argument(
+        "--threads", type=whole_number(1, 64), default=4, help="threads each (%(default)s)"
+    )
+    serve.add_argument(
+        "--retrain-workers",
+        type=whole_number(0, 16),
+        default=1,
+        help="retraining workers (%(default)s)",
     )
     serve.add_argument(
         "--front", action="store_true",
         help="put nginx with HTTPS before gunicorn (production; see the README)",
     )  # fmt: skip
-    serve.add_argument("--https-port", type=int, default=8443, help="with --front (%(default)s)")
+    serve.add_argument("--https-port", type=PORT, default=8443, help="with --front (%(default)s)")
     serve.add_argument(
         "--new-admin-token", action="store_true", help="print a new admin token even if one exists"
     )
@@ -355,19 +403,8 @@ def add_token_command(commands) -> None:
     actions.add_parser("new", help="make a token (shown once)")
     actions.add_parser("list", help="every token's number and date")
     revoke = actions.add_parser("revoke", help="revoke a token by its number")
-    revoke.add_argument("id", type=int)
+    revoke.add_argument("id", type=ROW_ID)
     token.set_defaults(handler=cmd_token, needs_tensorflow=False)
-
-
-def _count_of_classes(text: str) -> int:
-    """--top: a whole number from 1 (0 printed no class at all, -2 all but two)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"must be from 1 to 1000, not {value}")
-    return value
 
 
 def add_predict_command(commands) -> None:
@@ -383,7 +420,7 @@ def add_predict_command(commands) -> None:
         "images", nargs="+", metavar="IMAGE", help="image files, or folders of them"
     )
     predict.add_argument(
-        "--top", type=_count_of_classes, default=3, help="how many classes (%(default)s)"
+        "--top", type=whole_number(1, 1000), default=3, help="how many classes (%(default)s)"
     )
     predict.set_defaults(handler=cmd_predict)
 

@@ -39,6 +39,32 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], expected: st
     assert len(lines) == 1 and expected in lines[0], result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["serve", "--port", "99999"], "argument --port: must be from 1 to 65535, not 99999"),
+        (["serve", "--port", "-5"], "argument --port: must be from 1 to 65535, not -5"),
+        (["serve", "--port", "0"], "argument --port: must be from 1 to 65535, not 0"),
+        (["serve", "--https-port", "70000"], "argument --https-port: must be from 1 to 65535"),
+        (["serve", "--workers", "0"], "argument --workers: must be from 1 to 64, not 0"),
+        (["serve", "--threads", "0"], "argument --threads: must be from 1 to 64, not 0"),
+        (["serve", "--retrain-workers", "-1"], "argument --retrain-workers: must be from 0"),
+        (["serve", "--port", "eighty"], "argument --port: not a whole number: 'eighty'"),
+        (["dataset", "inspect", "x.zip", "--seed", "-1"], "argument --seed: must be from 0"),
+        (["dataset", "inspect", "x.zip", "--near-threshold", "-3"], "must be from 0 to 64"),
+        (["dataset", "inspect", "x.zip", "--min-correlation", "7"], "must be from -1.0 to 1.0"),
+        (["dataset", "inspect", "x.zip", "--min-correlation", "nan"], "not nan"),
+        (["token", "revoke", "9" * 30], "argument id: must be from 1 to"),
+    ],
+)
+def test_numbers_out_of_range_are_refused_before_anything_starts(args, expected):
+    """Each of these reached the code that used it: a port past 65535 was a socket's traceback,
+    -5 was called an unknown --host, --workers 0 listened with no process to answer, --threads 0
+    failed in gunicorn, a seed of -1 was numpy's traceback and a token number past 64 bits
+    SQLite's; a negative threshold or a correlation of 7 silently found no duplicates."""
+    assert_one_line_error(binbot(*args), expected)
+
+
 def test_missing_dataset_path(tmp_path):
     assert_one_line_error(
         binbot("dataset", "inspect", str(tmp_path / "nope.zip")), "dataset not found"
