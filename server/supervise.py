@@ -10,8 +10,11 @@ run a minute.
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,9 +38,33 @@ class Child:
     crashes: list[float] = field(default_factory=list)
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.command, env=self.env)
+        self.process = subprocess.Popen(self.command, env=self.env, preexec_fn=_end_with_parent())
         self.started = time.monotonic()
         self.restart_at = None
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _end_with_parent() -> Callable[[], None] | None:
+    """What a child runs before its program: ask Linux for SIGTERM when `binbot serve` dies.
+
+    Why: SIGTERM and Ctrl-C reach `stop`, but a supervisor killed outright (``kill -9``, the
+    out-of-memory killer, a harness's timeout) left gunicorn serving on its port and the
+    retraining worker claiming jobs, with nobody to stop them; the next `binbot serve` then
+    found its port in use. SIGTERM stops each of them cleanly. Only Linux has the call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def ask() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the supervisor died before the call: end now
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return ask
 
 
 def describe_exit(code: int) -> str:

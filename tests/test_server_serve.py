@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -142,6 +143,42 @@ def test_a_killed_retraining_worker_is_restarted_and_the_web_service_keeps_servi
         assert "killed by signal SIGKILL (job 1 failed)" in page.text
     finally:
         server.stop()
+
+
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie waiting for whoever adopted it to reap it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
+def test_a_supervisor_killed_outright_takes_gunicorn_and_the_worker_with_it(tmp_path):
+    """`kill -9` (or the OOM killer) on `binbot serve` used to leave gunicorn answering on
+    its port and the retraining worker claiming jobs, with nobody to stop them: the next
+    start found its port in use. Both now end within seconds, and the port is free again."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = Server(tmp_path / "instance", port)
+    try:
+        server.wait_for("Listening at")
+        server.wait_for("waiting for retraining jobs")
+        assert requests.get(f"{url}/api/models/current", timeout=10).ok
+        gunicorn = int(re.search(r"\[(\d+)\] \[INFO\] Starting gunicorn", server.output)[1])
+        worker = int(re.search(r"Worker \S+:(\d+) waiting", server.output)[1])
+        server.process.kill()
+        server.process.wait(timeout=10)
+        deadline = time.monotonic() + 60
+        while not (_ended(gunicorn) and _ended(worker)):
+            assert time.monotonic() < deadline, server.output
+            time.sleep(0.2)
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{url}/api/models/current", timeout=5)
+    finally:
+        if server.process.poll() is None:
+            server.stop()
 
 
 @pytest.mark.parametrize(
