@@ -66,6 +66,25 @@ def test_bad_advice_is_refused_and_nothing_changes(live, auth, change, why):
     assert requests.get(f"{live.url}/api/advice", timeout=30).json()["advice_version"] == version
 
 
+def test_a_misspelt_or_misplaced_advice_field_is_refused_not_dropped(live, auth):
+    """An edit that names a field advice does not have used to be saved without it (200): a
+    "titel" was lost without a word, and a "revision" in the body, meant to guard against
+    saving over someone's edit, guarded nothing. Now the request is refused and nothing saved;
+    the same for a new kind's advice."""
+    version = requests.get(f"{live.url}/api/advice", timeout=30).json()["advice_version"]
+    url = f"{live.url}/api/admin/kinds"
+    for extra in ({"titel": "Old batteries"}, {"revision": battery_revision(live, auth)}):
+        refused = requests.put(f"{url}/Battery/advice", json={**ADVICE, **extra}, headers=auth,
+                               timeout=30)  # fmt: skip
+        name = next(iter(extra))
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"].startswith(f"unknown field '{name}'")
+    made = requests.post(url, json={"name": "Charger", "advice": {**ADVICE, "titel": "x"},
+                                    "from_proposal": "charger"}, headers=auth, timeout=30)  # fmt: skip
+    assert made.status_code == 400 and "unknown advice field 'titel'" in made.json()["error"]
+    assert requests.get(f"{live.url}/api/advice", timeout=30).json()["advice_version"] == version
+
+
 def battery_revision(live, auth) -> int:
     kinds = requests.get(f"{live.url}/api/admin/kinds", headers=auth, timeout=30).json()["kinds"]
     return next(k["revision"] for k in kinds if k["name"] == "Battery")

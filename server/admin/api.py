@@ -31,6 +31,7 @@ from server.registry.bundles import (
     version_summary,
 )
 from server.registry.kinds import (
+    ADVICE_FIELDS,
     advice_revisions,
     advice_version,
     all_kinds,
@@ -108,7 +109,7 @@ def put_advice(name: str):
     "link"}; phones get it at their next check, with no new model. With ``If-Match`` (the
     ``revision`` from GET /kinds, or the ETag of an earlier PUT), an edit started from advice
     that someone has changed since is refused with 412 instead of undoing their change."""
-    saved = edit_advice(name, json_object(), based_on=_if_match_revision())
+    saved = edit_advice(name, json_object(*ADVICE_FIELDS), based_on=_if_match_revision())
     response = jsonify({"name": name, "guidance": guidance_for(name), "revision": saved.id,
                         "advice_version": advice_version()})  # fmt: skip
     response.headers["ETag"] = f'"{saved.id}"'
@@ -120,9 +121,12 @@ def new_kind():
     """{"name", "advice": {...}, "from_proposal": "<proposal key>"}: a kind learned from photos
     people sent as "something else"; refused with the reason unless there are enough."""
     body: dict[str, Any] = json_object("name", "advice", "from_proposal")
-    kind = create_kind(
-        str(body.get("name", "")), body.get("advice") or {}, str(body.get("from_proposal", ""))
-    )
+    advice = body.get("advice") or {}
+    unknown = sorted(set(advice) - set(ADVICE_FIELDS)) if isinstance(advice, dict) else []
+    if unknown:
+        raise BadRequest(f"unknown advice field {unknown[0][:40]!r}; advice takes "
+                         f"{', '.join(ADVICE_FIELDS)}")  # fmt: skip
+    kind = create_kind(str(body.get("name", "")), advice, str(body.get("from_proposal", "")))
     return jsonify({"name": kind.name, "guidance": guidance_for(kind.name)}), 201
 
 

@@ -38,6 +38,8 @@ GENERAL = {
 }
 MIN_NEW_KIND_PHOTOS = 20
 MAX_FIELD = 200
+# What advice is made of; a JSON edit naming anything else is refused (server/admin/api.py).
+ADVICE_FIELDS = ("category", "bin", "steps", "hazards", "link")
 MAX_ITEMS = 10
 
 
