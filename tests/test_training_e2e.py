@@ -194,3 +194,21 @@ def test_efficientnet_backbone_builds_and_trains_without_weights(tmp_path, small
     assert len(result.history) == 1
     run = load_run(tmp_path / "effnet")
     assert "efficientnet" in backbone_of(run.model).name
+
+
+def test_a_fine_tuning_that_diverges_gives_back_the_head_only_model(tmp_path, small_ewaste):
+    """A learning rate far too high for fine-tuning used to end the run with a model that
+    answered one class for everything (10% on e-waste's validation photos). The run now keeps
+    the weights from before fine-tuning and says so."""
+    out = tmp_path / "run"
+    result = binbot(
+        "train", str(small_ewaste), "--out", str(out), "--head-epochs", "20",
+        "--fine-tune-epochs", "2", "--fine-tune-layers", "10", "--fine-tune-lr", "0.5",
+        "--batch-size", "16",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "WARNING: fine-tuning left the model worse on validation" in result.stdout
+    history = json.loads((out / "history.json").read_text())
+    assert history[-1]["phase"] == "fine-tune" and history[-1]["val_accuracy"] < 0.5
+    metrics = json.loads((out / "evaluation/metrics.json").read_text())
+    assert metrics["test_accuracy"] >= 0.5, metrics["test_accuracy"]

@@ -42,6 +42,11 @@ class TrainConfig:
     fine_tune_learning_rate: float = setting(
         1e-4, "phase 2 peak learning rate", minimum=0, maximum=1, flag="--fine-tune-lr"
     )  # fmt: skip
+    fine_tune_warmup_epochs: int = setting(
+        0, "phase 2 epochs whose learning rate climbs from 0 to its peak (part of the phase's "
+        "epochs): a new head's first large gradients then do not knock the pretrained "
+        "layers about", minimum=0, maximum=200, flag="--fine-tune-warmup",
+    )  # fmt: skip
     fine_tune_layers: int = setting(
         38, "top backbone layers fine-tuned in phase 2 (the cut moves down to where no "
         "residual connection crosses)", minimum=1, maximum=1000,
