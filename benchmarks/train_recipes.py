@@ -29,6 +29,27 @@ CANDIDATES = {
     "top 64 layers, 8 epochs": {"fine_tune_layers": 64, "fine_tune_epochs": 8},
     "top 64 layers, 14 epochs": {"fine_tune_layers": 64, "fine_tune_epochs": 14},
     "top 38 layers, 8 epochs, 8 views": {"fine_tune_layers": 38, "fine_tune_epochs": 8, "views": 8},
+    "top 38 layers, 8 epochs, fine-tune lr 3e-4": {
+        "fine_tune_layers": 38,
+        "fine_tune_epochs": 8,
+        "fine_tune_learning_rate": 3e-4,
+    },
+    "top 38 layers, 8 epochs, fine-tune lr 1e-3": {
+        "fine_tune_layers": 38,
+        "fine_tune_epochs": 8,
+        "fine_tune_learning_rate": 1e-3,
+    },
+    "top 38 layers, 8 epochs, fine-tune lr 3e-4, 1 warm-up epoch": {
+        "fine_tune_layers": 38,
+        "fine_tune_epochs": 8,
+        "fine_tune_learning_rate": 3e-4,
+        "fine_tune_warmup_epochs": 1,
+    },
+    "top 38 layers, 8 epochs, fine-tune lr 3e-5": {
+        "fine_tune_layers": 38,
+        "fine_tune_epochs": 8,
+        "fine_tune_learning_rate": 3e-5,
+    },
 }
 
 
