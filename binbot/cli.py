@@ -64,7 +64,8 @@ def whole_number(low: int, high: int):
 
 
 def fraction(low: float, high: float):
-    """An argparse type: a finite number from ``low`` to ``high`` (NaN passes every ``>=``)."""
+    """An argparse type: a number from ``low`` to ``high``; NaN, outside every range, too is
+    refused (``float`` reads "nan", and a NaN threshold quietly matched nothing)."""
 
     def parse(text: str) -> float:
         try:
@@ -79,8 +80,7 @@ def fraction(low: float, high: float):
 
 
 PORT = whole_number(1, 65535)
-SEED = whole_number(0, 2**31 - 1)  # as training's --seed
-ROW_ID = whole_number(1, 2**63 - 1)  # what the database can hold
+ROW_ID = whole_number(1, 2**63 - 1)  # what the database holds (server.untrusted.ROW_ID_MAX)
 
 
 def _log(message: str) -> None:
@@ -239,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_dataset_command(commands) -> None:
+    from training.config import train_settings
+
+    seed = next(s for s in train_settings() if s.name == "seed").spec  # the split's seed
     dataset = commands.add_parser("dataset", help="look at a dataset before training on it")
     actions = dataset.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
     inspect = actions.add_parser(
@@ -259,7 +262,7 @@ def add_dataset_command(commands) -> None:
         help="min thumbnail correlation to confirm a near duplicate (%(default)s)",
     )  # fmt: skip
     inspect.add_argument(
-        "--seed", type=SEED, default=42,
+        "--seed", type=whole_number(int(seed.minimum), int(seed.maximum)), default=42,
         help="seed of the split for flat class folders (%(default)s)",
     )  # fmt: skip
     inspect.set_defaults(handler=cmd_dataset_inspect, needs_tensorflow=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flask import request
@@ -74,12 +74,17 @@ def json_object(*fields: str) -> dict[str, Any]:
         raise BadRequest("the request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
-    unknown = sorted(set(body) - set(fields)) if fields else []
-    if unknown:
-        raise BadRequest(
-            f"unknown field {unknown[0][:40]!r}; this request takes {', '.join(fields)}"
-        )
+    if fields:
+        only_fields(body, fields, "field", "this request")
     return body
+
+
+def only_fields(body: dict[str, Any], fields: Sequence[str], noun: str, owner: str) -> None:
+    """A ``BadRequest`` naming the first key of ``body`` outside ``fields``: a misspelt or
+    misplaced field must not be dropped silently (a request body, or an object inside one)."""
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise BadRequest(f"unknown {noun} {unknown[0][:40]!r}; {owner} takes {', '.join(fields)}")
 
 
 def request_key(key: str | None) -> str | None:

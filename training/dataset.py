@@ -221,8 +221,9 @@ def _carve_missing_splits(
 ) -> None:
     """A split layout without a validation or a test split (``train/`` and ``val/`` only, or
     ``train/`` and ``test/``): take the missing one from train, per class, seeded, as a flat
-    layout is split (``train/`` alone is read as a wrapper of flat class folders). Without a test split, training would end in "no test images" after all its
-    work, and the conversion would have nothing to verify the model on."""
+    layout is split (``train/`` alone is read as a wrapper of flat class folders). Without a
+    test split, training would end in "no test images" after all its work, and the conversion
+    would have nothing to verify the model on."""
     fractions = {
         "val": val_fraction if not dataset.split("val") else 0.0,
         "test": test_fraction if not dataset.split("test") else 0.0,
