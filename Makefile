@@ -134,7 +134,7 @@ bench-new-kind: keras-cache webclient chromium
 # with its evaluation report beside it.
 starter-model: keras-cache $(STARTER_RUN)/model.keras
 	$(BIN)/binbot convert $(STARTER_RUN) --out $(STARTER_MODEL) --dataset "$(BINBOT_DATASET)" \
-		--version starter-5 --overwrite
+		--version starter-4 --overwrite
 	mkdir -p $(STARTER_MODEL)/evaluation
 	cp $(STARTER_RUN)/evaluation/report.md $(STARTER_RUN)/evaluation/metrics.json \
 		$(STARTER_RUN)/evaluation/confusion_matrix.png $(STARTER_RUN)/evaluation/misclassified.png \

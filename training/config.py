@@ -40,7 +40,7 @@ class TrainConfig:
         maximum=200, retraining=True,
     )  # fmt: skip
     fine_tune_learning_rate: float = setting(
-        3e-4, "phase 2 peak learning rate", minimum=0, maximum=1, flag="--fine-tune-lr"
+        1e-4, "phase 2 peak learning rate", minimum=0, maximum=1, flag="--fine-tune-lr"
     )  # fmt: skip
     fine_tune_warmup_epochs: int = setting(
         0, "phase 2 epochs whose learning rate climbs from 0 to its peak (part of the phase's "
