@@ -49,7 +49,8 @@ class RetrainOptions:
 
 # Starting from the live model, a short schedule is enough (measured by the loop benchmark),
 # at the fine-tuning rate it was measured with, pinned here so that a change of the default
-# recipe (tuned for layers fresh from ImageNet) does not silently change it. An admin's own win.
+# recipe (tuned for layers fresh from ImageNet) does not silently change it. Settings an admin
+# gives for the job override these.
 WARM_SCHEDULE = {"head_epochs": 10, "fine_tune_epochs": 4, "fine_tune_learning_rate": 1e-4}
 
 
