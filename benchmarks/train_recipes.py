@@ -22,34 +22,22 @@ from common import bench_parser, start_benchmark
 RESULTS = Path(__file__).resolve().parent / "results"
 
 # Each candidate changes the default TrainConfig in the named ways.
+TOP_38_X_8 = {"fine_tune_layers": 38, "fine_tune_epochs": 8}
 CANDIDATES = {
     "head only (frozen backbone)": {"fine_tune_epochs": 0},
-    "top 38 layers, 8 epochs": {"fine_tune_layers": 38, "fine_tune_epochs": 8},
+    "top 38 layers, 8 epochs": TOP_38_X_8,
     "top 38 layers, 14 epochs": {"fine_tune_layers": 38, "fine_tune_epochs": 14},
     "top 64 layers, 8 epochs": {"fine_tune_layers": 64, "fine_tune_epochs": 8},
     "top 64 layers, 14 epochs": {"fine_tune_layers": 64, "fine_tune_epochs": 14},
-    "top 38 layers, 8 epochs, 8 views": {"fine_tune_layers": 38, "fine_tune_epochs": 8, "views": 8},
-    "top 38 layers, 8 epochs, fine-tune lr 3e-4": {
-        "fine_tune_layers": 38,
-        "fine_tune_epochs": 8,
-        "fine_tune_learning_rate": 3e-4,
-    },
-    "top 38 layers, 8 epochs, fine-tune lr 1e-3": {
-        "fine_tune_layers": 38,
-        "fine_tune_epochs": 8,
-        "fine_tune_learning_rate": 1e-3,
-    },
+    "top 38 layers, 8 epochs, 8 views": {**TOP_38_X_8, "views": 8},
+    "top 38 layers, 8 epochs, fine-tune lr 3e-4": {**TOP_38_X_8, "fine_tune_learning_rate": 3e-4},
+    "top 38 layers, 8 epochs, fine-tune lr 1e-3": {**TOP_38_X_8, "fine_tune_learning_rate": 1e-3},
     "top 38 layers, 8 epochs, fine-tune lr 3e-4, 1 warm-up epoch": {
-        "fine_tune_layers": 38,
-        "fine_tune_epochs": 8,
+        **TOP_38_X_8,
         "fine_tune_learning_rate": 3e-4,
         "fine_tune_warmup_epochs": 1,
     },
-    "top 38 layers, 8 epochs, fine-tune lr 3e-5": {
-        "fine_tune_layers": 38,
-        "fine_tune_epochs": 8,
-        "fine_tune_learning_rate": 3e-5,
-    },
+    "top 38 layers, 8 epochs, fine-tune lr 3e-5": {**TOP_38_X_8, "fine_tune_learning_rate": 3e-5},
 }
 
 

@@ -64,8 +64,8 @@ def whole_number(low: int, high: int):
 
 
 def fraction(low: float, high: float):
-    """An argparse type: a number from ``low`` to ``high``; NaN, outside every range, too is
-    refused (``float`` reads "nan", and a NaN threshold quietly matched nothing)."""
+    """An argparse type: a number from ``low`` to ``high``. NaN is refused too: ``float``
+    accepts "nan", and a NaN threshold used to match nothing without a word."""
 
     def parse(text: str) -> float:
         try:
