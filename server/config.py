@@ -39,6 +39,7 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "BINBOT_MAX_IMAGE_PIXELS": _int("BINBOT_MAX_IMAGE_PIXELS", 24_000_000, 1),
         "BINBOT_MAX_FULL_DECODE_PIXELS": _int("BINBOT_MAX_FULL_DECODE_PIXELS", 8_000_000, 1),
         "BINBOT_MAX_ASPECT_RATIO": _float("BINBOT_MAX_ASPECT_RATIO", 10, 1),
+        "BINBOT_MIN_IMAGE_SIDE": _int("BINBOT_MIN_IMAGE_SIDE", 32, 1, 1024),
         # Stored photos are re-encoded to at most this side, as JPEG of this quality.
         "BINBOT_STORED_MAX_SIDE": _int("BINBOT_STORED_MAX_SIDE", 1600, 64),
         "BINBOT_STORED_JPEG_QUALITY": 90,

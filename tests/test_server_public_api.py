@@ -116,6 +116,7 @@ def _png(width: int, height: int) -> bytes:
         (lambda p: p[: len(p) // 2], {}, 400, "does not decode"),
         (lambda p: _png(4000, 4000), {}, 413, "too large"),  # 16 Mpx in a few KB
         (lambda p: _png(12000, 12000), {}, 413, "too large"),  # past Pillow's own bomb limit
+        (lambda p: _png(1, 1), {}, 422, "too small: 1x1 (at least 32 pixels a side)"),
         (lambda p: p, {"label": "Toaster"}, 422, "unknown label"),
         (lambda p: p, {"predicted_label": "Toaster"}, 422, "unknown predicted_label"),
         (lambda p: p, {"confidence": "1.7"}, 400, "between 0 and 1"),

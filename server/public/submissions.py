@@ -167,6 +167,7 @@ def clean_upload(raw: bytes) -> CleanImage:
             config["BINBOT_MAX_FULL_DECODE_PIXELS"], config["BINBOT_MAX_IMAGE_PIXELS"]
         ),
         max_aspect=config["BINBOT_MAX_ASPECT_RATIO"],
+        min_side=config["BINBOT_MIN_IMAGE_SIDE"],
     )
     return sanitize_image(
         raw,

@@ -54,12 +54,19 @@ class DecodeLimits:
     max_pixels: int  # JPEG (decoded at a reduced scale)
     max_full_decode_pixels: int  # PNG, WebP
     max_aspect: float  # longer side / shorter side
+    # A few pixels a side carry nothing to learn from (the model looks at 224 x 224), yet a
+    # 1 x 1 photo passes every other check and would be reviewed and trained on.
+    min_side: int = 32
 
     def check(self, image: Image.Image) -> None:
         width, height = image.size
         if max(width, height) > self.max_aspect * max(min(width, height), 1):
             raise Unprocessable(
                 f"image too narrow: {width}x{height} (sides may differ by {self.max_aspect:g}x)"
+            )
+        if min(width, height) < self.min_side:
+            raise Unprocessable(
+                f"image too small: {width}x{height} (at least {self.min_side} pixels a side)"
             )
         full = image.format in FULL_DECODE_FORMATS
         limit = self.max_full_decode_pixels if full else self.max_pixels
