@@ -330,6 +330,11 @@ def test_a_new_kind_takes_only_the_photos_still_waiting_under_its_name(live, aut
     the group the console showed, not move the ones already filed under Mouse (all 40 moved)."""
     proposals(live, ewaste_zip, "computer mouse", 0, 20)
     settle = f"{live.url}/api/admin/proposals/settle"
+    for key in ("computer mouse", "nothing sent under this name"):
+        garbled = requests.post(settle, json={"key": key, "action": "mpa"}, headers=auth,
+                                timeout=30)  # fmt: skip
+        assert garbled.status_code == 400
+        assert garbled.json()["error"] == "action must be map or reject"
     mapped = requests.post(settle, json={"key": "computer mouse", "action": "map",
                                          "label": "Mouse"}, headers=auth, timeout=30)  # fmt: skip
     assert mapped.json()["updated"] == 20

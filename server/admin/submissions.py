@@ -203,6 +203,8 @@ def proposals(limit: int = 50) -> list[Proposal]:
 def settle_proposal(key: str, action: str, label: str | None = None) -> int:
     """Map a proposed name's pending photos to a kind (they are then accepted), or reject
     them; returns how many photos changed."""
+    if action not in ("map", "reject"):
+        raise BadRequest("action must be map or reject")  # whether or not the name has photos
     rows = db.session.scalars(
         select(Submission).where(
             Submission.proposed_key == key,
@@ -216,10 +218,8 @@ def settle_proposal(key: str, action: str, label: str | None = None) -> int:
         require_current_label(label)
         for row in rows:
             row.label, row.status = label, "accepted"
-    elif action == "reject":
+    else:
         for row in rows:
             row.status = "rejected"
-    else:
-        raise BadRequest("action must be map or reject")
     db.session.commit()
     return len(rows)
