@@ -14,7 +14,7 @@ export KERAS_HOME ?= $(CURDIR)/.cache/keras
 export BINBOT_CACHE_DIR ?= $(CURDIR)/.cache/binbot
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install keras-cache webclient chromium nginx run-front test lint format run bench-train bench-recipes bench-convert bench-load bench-browser bench-startup bench-loop bench-openset bench-new-kind starter-model clean
+.PHONY: install keras-cache webclient chromium nginx run-front test lint format run bench-train bench-recipes bench-convert bench-load bench-slow bench-browser bench-startup bench-loop bench-openset bench-new-kind starter-model clean
 
 # A run trained with the default settings on the shared dataset: the training benchmark writes
 # it, the conversion benchmark and the shipped starter model are made from it.
@@ -106,6 +106,10 @@ bench-convert: keras-cache $(STARTER_RUN)/model.keras
 
 bench-load: install nginx
 	scripts/with-postgres $(BIN)/python benchmarks/load_server.py --dataset "$(GROCERY)"
+
+# Uploads that trickle in (slow-body Slowloris) against `binbot serve` and `binbot serve --front`.
+bench-slow: install webclient nginx
+	$(BIN)/python benchmarks/slow_clients.py
 
 # The web app in Chromium: in-browser latency against Keras, cold and warm start.
 bench-browser: keras-cache webclient chromium $(STARTER_RUN)/model.keras

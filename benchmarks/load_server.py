@@ -130,28 +130,34 @@ def worst_case_cpu() -> dict[str, float]:
     return seconds
 
 
-def start_front(
-    database_url: str, instance: Path, workers: int
-) -> tuple[subprocess.Popen, str, Path]:
-    """`binbot serve --front` (provisions the database first); its https address and CA."""
+def start_service(
+    database_url: str, instance: Path, workers: int, *, front: bool = True
+) -> tuple[subprocess.Popen, str, Path | None]:
+    """`binbot serve` (provisions the database first), with nginx before it unless
+    ``front=False``; its address and, with the front, the CA that signed its certificate."""
     env = os.environ | {"DATABASE_URL": database_url, "BINBOT_INSTANCE_DIR": str(instance),
                         "BINBOT_UPLOADS_PER_MINUTE": "0", "BINBOT_UPLOADS_PER_DAY": "0"}  # fmt: skip
     http, https = free_port(), free_port()
+    command = [sys.executable, "-m", "binbot", "serve", "--port", str(http),
+               "--workers", str(workers), "--retrain-workers", "0"]  # fmt: skip
+    if front:
+        command += ["--front", "--https-port", str(https)]
+        url, ca = f"https://127.0.0.1:{https}", instance / "front" / "tls" / "ca.crt"
+    else:
+        url, ca = f"http://127.0.0.1:{http}", None
     process = subprocess.Popen(
-        [sys.executable, "-m", "binbot", "serve", "--front", "--port", str(http),
-         "--https-port", str(https), "--workers", str(workers), "--retrain-workers", "0"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url, ca = f"https://127.0.0.1:{https}", instance / "front" / "tls" / "ca.crt"
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
-            requests.get(f"{url}/api/labels", timeout=2, verify=str(ca)).raise_for_status()
+            verify = str(ca) if ca else True
+            requests.get(f"{url}/api/labels", timeout=2, verify=verify).raise_for_status()
             return process, url, ca
         except (requests.RequestException, OSError):
             time.sleep(0.3)
     process.kill()
-    raise RuntimeError("the front did not come up")
+    raise RuntimeError(f"`{' '.join(command[2:])}` did not come up")
 
 
 def run_clients(url: str, ca: Path, photos: list[bytes], clients: int, retry_share: float) -> dict:
@@ -265,7 +271,7 @@ def main() -> int:
                 with psycopg.connect(dsn, autocommit=True) as connection:
                     connection.execute(f'CREATE DATABASE "{db_name}"')
                 database_url = admin_url.rsplit("/", 1)[0] + "/" + db_name
-            process, url, ca = start_front(database_url, instance, args.workers)
+            process, url, ca = start_service(database_url, instance, args.workers)
             try:
                 load = run_clients(url, ca, photos, args.clients, args.retry_share)
             finally:

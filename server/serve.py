@@ -9,6 +9,7 @@ prints it; later starts say one exists (only its hash is stored, so it cannot be
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import signal
 import socket
@@ -85,6 +86,31 @@ def check_can_listen(host: str, port: int, option: str) -> None:
             raise BinbotError(f"{host}:{port} {why}") from None
 
 
+def is_loopback(host: str) -> bool:
+    """Whether every address `host` names is this machine's loopback (only it can connect)."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror:
+        return False
+    return all(ipaddress.ip_address(address.split("%")[0]).is_loopback for address in addresses)
+
+
+def exposure_warning(options: ServeOptions) -> str | None:
+    """Said at start when gunicorn itself faces other machines. Its threads read a request as
+    it arrives, so a client that sends slowly holds one until it is done, and 50 such
+    connections from one machine left nobody else answered (`make bench-slow`); nginx (--front)
+    holds them instead, with timeouts."""
+    if options.front or is_loopback(options.host):
+        return None
+    threads = options.workers * options.threads
+    return (
+        f"WARNING: {options.host} can be reached from other machines, and without --front a "
+        f"client that sends its request slowly holds one of the {threads} gunicorn threads "
+        "until it is done (a few dozen such connections stop the service): on a network "
+        "that others reach, serve with --front"
+    )
+
+
 def serve(options: ServeOptions, log: Callable[[str], None]) -> int:
     """gunicorn (and nginx with --front) and the retraining workers; Ctrl-C stops them.
     Returns the exit code: 0 when stopped, 1 when gunicorn or nginx ended on its own."""
@@ -95,6 +121,8 @@ def serve(options: ServeOptions, log: Callable[[str], None]) -> int:
     if options.front:
         check_can_listen(options.host, options.https_port, "--https-port")
     prepare(options.new_token, log)
+    if warning := exposure_warning(options):
+        log(warning)
     app = create_app()
     children, url = service_processes(options, Path(app.config["BINBOT_INSTANCE_DIR"]))
     log(

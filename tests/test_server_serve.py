@@ -91,6 +91,7 @@ def test_serve_publishes_starter_prints_token_once_and_stops_on_ctrl_c(tmp_path)
         output = server.stop()
     assert server.process.returncode == 0, output
     assert "worker stopped" in output
+    assert "can be reached from other machines" not in output  # 127.0.0.1: this machine only
     token = next(line.split()[-1] for line in output.splitlines() if "Admin token" in line)
 
     # A second start keeps the database and the token, and does not print it again.
@@ -259,3 +260,26 @@ def test_workers_starting_at_once_share_one_secret_key(tmp_path):
             assert len(set(keys)) == 1 and len(keys[0]) >= 32, folder
             assert (Path(folder) / "secret_key").stat().st_mode & 0o077 == 0  # owner only
             assert [p.name for p in Path(folder).iterdir()] == ["secret_key"]
+
+
+@pytest.mark.parametrize(
+    ("host", "front", "warned"),
+    [
+        ("127.0.0.1", False, False),
+        ("localhost", False, False),
+        ("::1", False, False),
+        ("0.0.0.0", False, True),  # every interface: other machines too
+        ("::", False, True),
+        ("0.0.0.0", True, False),  # nginx before gunicorn holds the slow clients
+    ],
+)
+def test_gunicorn_facing_other_machines_without_the_front_is_warned_about(host, front, warned):
+    """Slow clients hold gunicorn's threads (`make bench-slow`): whoever serves other machines
+    without nginx before it is told so at start, and nobody serving only this machine is."""
+    from server.serve import ServeOptions, exposure_warning
+
+    warning = exposure_warning(ServeOptions(host=host, front=front))
+    assert (warning is not None) == warned
+    if warned:
+        assert f"WARNING: {host} can be reached from other machines" in warning
+        assert "of the 8 gunicorn threads" in warning and "serve with --front" in warning
