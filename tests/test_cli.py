@@ -87,6 +87,18 @@ def test_empty_class_is_refused_by_train(tmp_path):
     assert_one_line_error(result, "class 'Empty' has no usable images")
 
 
+def test_a_schedule_without_epochs_is_refused_before_any_work(tmp_path):
+    """Both phases at 0 epochs used to read the dataset and compute its features, then fail."""
+    for i in range(5):
+        for name, colour in (("Red", (200, 0, 0)), ("Blue", (0, 0, 200))):
+            solid_jpeg(tmp_path / "data" / name / f"{i}.jpg", colour, noise_seed=i)
+    run = tmp_path / "run"
+    result = binbot("train", str(tmp_path / "data"), "--out", str(run), "--head-epochs", "0",
+                    "--fine-tune-epochs", "0")  # fmt: skip
+    assert_one_line_error(result, "head epochs and fine-tune epochs are both 0: no epoch would run")
+    assert "Reading dataset" not in result.stdout and not run.exists()
+
+
 def test_run_folder_that_is_not_a_model(tmp_path):
     (tmp_path / "run").mkdir()
     result = binbot("predict", str(tmp_path / "run"), str(tmp_path / "x.jpg"))

@@ -145,6 +145,9 @@ def test_job_api_validates_queues_and_cancels(live):
     assert bad.status_code == 400
     unknown = requests.post(url, json={"settings": {"learning_rate": 1}}, headers=auth, timeout=30)
     assert unknown.status_code == 400 and "unknown settings" in unknown.json()["error"]
+    nothing = {"settings": {"head_epochs": 0, "fine_tune_epochs": 0}}
+    idle = requests.post(url, json=nothing, headers=auth, timeout=30)
+    assert idle.status_code == 400 and "no epoch would run" in idle.json()["error"]
     queued = requests.post(url, json={"settings": {"head_epochs": 2}}, headers=auth, timeout=30)
     assert queued.status_code == 202
     job = queued.json()["job"]

@@ -82,3 +82,13 @@ class TrainConfig:
 
 def train_settings() -> list[Setting]:
     return declared(TrainConfig)
+
+
+def untrainable_schedule(head_epochs: int, fine_tune_epochs: int) -> str | None:
+    """Why a schedule would train nothing, or None. Said before any work: a run with both
+    phases at 0 epochs used to read the dataset and compute every photo's features first."""
+    if head_epochs == 0 and fine_tune_epochs == 0:
+        return (
+            "head epochs and fine-tune epochs are both 0: no epoch would run (set either above 0)"
+        )
+    return None

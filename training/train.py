@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from binbot.errors import BinbotError
-from training.config import TrainConfig
+from training.config import TrainConfig, untrainable_schedule
 from training.dataset import (
     Dataset,
     ImageRecord,
@@ -96,6 +96,8 @@ def train(
     TrainingCancelled (a retraining job an admin cancelled).
     """
     config = config or TrainConfig()
+    if why := untrainable_schedule(config.head_epochs, config.fine_tune_epochs):
+        raise BinbotError(why)
     out = Path(out)
     prepare_run_dir(out, overwrite)
     dataset = _read_dataset(dataset, dataset_path, config, log)

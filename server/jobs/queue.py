@@ -21,7 +21,7 @@ from conversion.config import convert_settings
 from server.errors import BadRequest, Conflict, NotFound, Unprocessable
 from server.extensions import db
 from server.tables import JobEvent, TrainingJob, WorkerCrash, utcnow
-from training.config import train_settings
+from training.config import train_settings, untrainable_schedule
 from training.settings import Setting, declared, validate
 
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -37,9 +37,15 @@ def job_settings() -> list[Setting]:
 
 def validate_settings(raw: Any) -> dict[str, Any]:
     try:
-        return validate(raw, job_settings())
+        settings = validate(raw, job_settings())
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
+    # Both schedules (warm start, from scratch) have epochs in each phase unless set to 0.
+    if why := untrainable_schedule(
+        settings.get("head_epochs", 1), settings.get("fine_tune_epochs", 1)
+    ):
+        raise BadRequest(why)
+    return settings
 
 
 def enqueue(settings: dict[str, Any], key: str | None = None) -> tuple[TrainingJob, bool]:
