@@ -51,6 +51,7 @@ LIMITS = {
     "max_pixels": 24_000_000,
     "max_full_decode_pixels": 8_000_000,
     "max_aspect": 10,
+    "min_side": 32,
 }  # defaults
 
 

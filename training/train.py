@@ -191,8 +191,6 @@ def _finish_run(out: Path, history: list[dict[str, Any]], seconds: float, log: L
     """Write the history and its curves beside the trained model."""
     from training.plots import plot_training_curves
 
-    if not history:
-        raise BinbotError("no epoch ran: set --head-epochs or --fine-tune-epochs above 0")
     write_json(out / HISTORY_FILE, history)
     plot_training_curves(history, out / CURVES_FILE)
     last = history[-1]

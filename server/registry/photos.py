@@ -56,7 +56,7 @@ class DecodeLimits:
     max_aspect: float  # longer side / shorter side
     # A few pixels a side carry nothing to learn from (the model looks at 224 x 224), yet a
     # 1 x 1 photo passes every other check and would be reviewed and trained on.
-    min_side: int = 32
+    min_side: int
 
     def check(self, image: Image.Image) -> None:
         width, height = image.size
