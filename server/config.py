@@ -57,6 +57,8 @@ def load_config(instance_path: str) -> dict[str, Any]:
             "failed admin tokens": (_int("BINBOT_TOKEN_FAILURES", 20, 0), 900),
             "proposals per day": (_int("BINBOT_PROPOSALS_PER_DAY", 30, 0), 86400),
         },
+        # An IPv6 client is counted by its network: a connection is given a /64 at least.
+        "BINBOT_IPV6_CLIENT_PREFIX": _int("BINBOT_IPV6_CLIENT_PREFIX", 64, 16, 128),
         # New submissions wait while this many are pending review, or while the data folder's
         # disk has less than this free.
         "BINBOT_MAX_PENDING": _int("BINBOT_MAX_PENDING", 5000, 1),

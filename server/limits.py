@@ -7,11 +7,14 @@ one, weighted by how much of it the sliding window still covers. Plain fixed win
 send twice the limit in a burst that straddles a window's end (five at 11:59:59, five more at
 12:00:00). Over the limit, the request is answered 429 with ``Retry-After`` saying when one more
 would be accepted. The client is the connecting address, or, behind the front
-(``BINBOT_PROXIES``), the address the front reports.
+(``BINBOT_PROXIES``), the address the front reports; an IPv6 client is its whole network
+prefix (``BINBOT_IPV6_CLIENT_PREFIX``, /64 by default), because one home or phone connection
+is given a /64 or more and could otherwise turn every request into a new client.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from dataclasses import dataclass
@@ -91,7 +94,24 @@ class Limit:
 
 
 def client_address() -> str:
-    return request.remote_addr or "unknown"
+    return client_key(request.remote_addr, current_app.config["BINBOT_IPV6_CLIENT_PREFIX"])
+
+
+def client_key(address: str | None, ipv6_prefix: int) -> str:
+    """The name one client's requests are counted under: an IPv4 address as it is (also when
+    it arrives IPv4-mapped, ``::ffff:a.b.c.d``), an IPv6 address as its network of
+    ``ipv6_prefix`` bits, so that the 2**64 addresses of one /64 are one client."""
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])  # without a zone (fe80::1%eth0)
+    except ValueError:
+        return address  # not an address (a unix socket's peer): counted as it is
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, ipv6_prefix), strict=False))
+    return str(ip)
 
 
 def configured(name: str) -> Limit:

@@ -214,6 +214,16 @@ def fresh_postgres_database(prefix: str):
 @pytest.fixture
 def live(tmp_path, database_url):
     """A real HTTP server on a loopback port over a fresh app, database and data folder."""
+    yield from serve_live(tmp_path, database_url)
+
+
+@pytest.fixture
+def live_behind_front(tmp_path, database_url):
+    """The same, trusting X-Forwarded-For from one proxy, as it does behind the front."""
+    yield from serve_live(tmp_path, database_url, BINBOT_PROXIES=1)
+
+
+def serve_live(tmp_path, database_url, **config):
     from werkzeug.serving import make_server
 
     from server import create_app
@@ -226,6 +236,7 @@ def live(tmp_path, database_url):
             "BINBOT_DATA_DIR": str(tmp_path / "data"),
             "MAX_CONTENT_LENGTH": 3 * 1024 * 1024,
             "BINBOT_MAX_IMAGE_PIXELS": 6_000_000,
+            **config,
         }
     )
     provision(app, log=lambda _: None)

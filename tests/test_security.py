@@ -52,6 +52,25 @@ def test_a_burst_across_a_window_end_is_still_limited_and_retry_after_is_honest(
     assert guess().status_code == 403  # let back in when it was told
 
 
+def test_an_ipv6_client_cannot_escape_its_limit_by_changing_address(live_behind_front):
+    """One connection is given a /64 (2**64 addresses): each must not count as a new client."""
+    limits(live_behind_front, **{"failed admin tokens": (2, 900)})
+
+    def guess(address: str) -> int:
+        return requests.get(
+            f"{live_behind_front.url}/api/admin/models",
+            headers={"Authorization": "Bearer guess", "X-Forwarded-For": address},
+            timeout=30,
+        ).status_code
+
+    assert [guess("2001:db8:1:2::1"), guess("2001:db8:1:2::2")] == [403, 403]
+    assert guess("2001:db8:1:2:ab:cd:ef:99") == 429  # the same /64, another address
+    assert guess("2001:db8:1:3::1") == 403  # the next /64 is another client
+    # An IPv4 client is the same client when its address arrives IPv4-mapped.
+    assert [guess("198.51.100.7"), guess("::ffff:198.51.100.7")] == [403, 403]
+    assert guess("198.51.100.7") == 429 and guess("198.51.100.8") == 403
+
+
 def test_a_full_review_queue_asks_phones_to_come_back_later(live, photo, ewaste_zip):
     import zipfile
 
