@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from binbot.errors import BinbotError
+from server.serve import host_and_port, is_wildcard
 
 NGINX = "/usr/sbin/nginx"
+MIME_TYPES = Path("/etc/nginx/mime.types")
 BODY_LIMIT_MB = 10
 # Errors nginx itself answers (too large, timeouts, the application down) are JSON too.
 FRONT_ERRORS = {
@@ -44,6 +46,7 @@ CLIENT_STATUS = {494: 431}
 @dataclass(frozen=True)
 class Front:
     folder: Path  # <instance>/front
+    host: str  # the address nginx listens on (--host)
     http_port: int
     https_port: int
     upstream: str  # host:port of gunicorn
@@ -54,19 +57,28 @@ class Front:
     def config_file(self) -> Path:
         return self.folder / "nginx.conf"
 
+    def urls(self) -> list[str]:
+        """The addresses to open: for a wildcard host, each address of this machine that the
+        local certificate names (0.0.0.0 is no address a phone can open)."""
+        hosts = lan_addresses() if is_wildcard(self.host) else [self.host]
+        return [f"https://{host_and_port(host, self.https_port)}/" for host in hosts]
+
     def command(self) -> list[str]:
         return [NGINX, "-p", str(self.folder), "-c", str(self.config_file), "-g", "daemon off;"]
 
 
-def prepare_front(instance: Path, http_port: int, https_port: int, upstream: str) -> Front:
-    """Write nginx's configuration (and a local certificate when none is configured)."""
+def prepare_front(
+    instance: Path, host: str, http_port: int, https_port: int, upstream: str
+) -> Front:
+    """Write nginx's configuration (and a local certificate when none is configured); nginx
+    listens on `host` only (it listened on every IPv4 address whatever --host said)."""
     if not Path(NGINX).exists():
         raise BinbotError(f"{NGINX} is missing: run scripts/ensure-nginx (Debian's nginx)")
     folder = instance / "front"
     for sub in ("logs", "temp"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    cert, key = configured_certificate() or local_certificate(folder / "tls")
-    front = Front(folder, http_port, https_port, upstream, cert, key)
+    cert, key = configured_certificate() or local_certificate(folder / "tls", host)
+    front = Front(folder, host, http_port, https_port, upstream, cert, key)
     front.config_file.write_text(nginx_config(front), encoding="utf-8")
     return front
 
@@ -92,8 +104,17 @@ def lan_addresses() -> list[str]:
     return sorted(found, key=ipaddress.ip_address)
 
 
-def local_certificate(tls: Path) -> tuple[Path, Path]:
-    """A local certificate authority (made once) and a server certificate for this machine."""
+def is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def local_certificate(tls: Path, host: str) -> tuple[Path, Path]:
+    """A local certificate authority (made once) and a server certificate for this machine:
+    localhost, its LAN address, and the address it listens on when that is a particular one."""
     tls.mkdir(parents=True, exist_ok=True, mode=0o700)
     ca_key, ca_cert = tls / "ca.key", tls / "ca.crt"
     if not ca_cert.exists():
@@ -101,7 +122,11 @@ def local_certificate(tls: Path) -> tuple[Path, Path]:
                  "-keyout", ca_key, "-out", ca_cert, "-subj", "/CN=BinBot local CA",
                  "-addext", "basicConstraints=critical,CA:TRUE",
                  "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
-    names = ["DNS:localhost", *(f"IP:{a}" for a in lan_addresses())]
+    addresses = set(lan_addresses())
+    if is_address(host) and not is_wildcard(host):
+        addresses.add(str(ipaddress.ip_address(host)))
+    ordered = sorted(map(ipaddress.ip_address, addresses), key=lambda ip: (ip.version, ip))
+    names = ["DNS:localhost", *(f"IP:{a}" for a in ordered)]
     cert, key = tls / "server.crt", tls / "server.key"
     wanted = ",".join(names)
     if not cert.exists() or (tls / "names").read_text() != wanted:
@@ -141,6 +166,15 @@ def _json_errors() -> str:
     return "\n".join(lines)
 
 
+def extra_types(known: Path = MIME_TYPES) -> str:
+    """nginx `types` lines for the extensions the web app needs that nginx's own list lacks
+    (Debian's knows wasm: naming it again made nginx warn at every start)."""
+    text = known.read_text(encoding="utf-8") if known.is_file() else ""
+    listed = {word.rstrip(";") for word in text.split()}
+    wanted = {"wasm": "application/wasm", "webmanifest": "application/manifest+json"}
+    return " ".join(f"{kind} {ext};" for ext, kind in wanted.items() if ext not in listed)
+
+
 def nginx_config(front: Front) -> str:
     folder = front.folder
     return f"""# Written by `binbot serve --front` (server/front.py); changes here are overwritten.
@@ -150,8 +184,8 @@ error_log {folder}/logs/error.log warn;
 events {{ worker_connections 4096; }}
 
 http {{
-    include /etc/nginx/mime.types;
-    types {{ application/wasm wasm; application/manifest+json webmanifest; }}
+    include {MIME_TYPES};
+    types {{ {extra_types()} }}
     access_log {folder}/logs/access.log;
     client_body_temp_path {folder}/temp/body;
     proxy_temp_path {folder}/temp/proxy;
@@ -182,12 +216,12 @@ http {{
     upstream binbot {{ server {front.upstream}; keepalive 32; }}
 
     server {{
-        listen {front.http_port};
+        listen {host_and_port(front.host, front.http_port)};
         location / {{ return 301 https://$host:{front.https_port}$request_uri; }}
     }}
 
     server {{
-        listen {front.https_port} ssl http2;
+        listen {host_and_port(front.host, front.https_port)} ssl http2;
         ssl_certificate {front.cert};
         ssl_certificate_key {front.key};
         ssl_protocols TLSv1.2 TLSv1.3;

@@ -86,6 +86,20 @@ def check_can_listen(host: str, port: int, option: str) -> None:
             raise BinbotError(f"{host}:{port} {why}") from None
 
 
+def host_and_port(host: str, port: int) -> str:
+    """``host:port`` as gunicorn's --bind, nginx's listen and a URL want it: an IPv6 address
+    in brackets (``[::1]:8000``; ``:::8000`` made gunicorn fail after everything was set up)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def is_wildcard(host: str) -> bool:
+    """Whether `host` means every address of this machine (0.0.0.0, ::)."""
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
 def is_loopback(host: str) -> bool:
     """Whether every address `host` names is this machine's loopback (only it can connect)."""
     try:
@@ -157,14 +171,15 @@ def service_processes(options: ServeOptions, instance: Path):
 
     bin_dir = os.path.dirname(sys.executable)
     env = dict(os.environ)
-    bind, url = f"{options.host}:{options.port}", f"http://{options.host}:{options.port}/"
+    bind = host_and_port(options.host, options.port)
+    url = f"http://{bind}/"
     children = []
     if options.front:
         bind = f"127.0.0.1:{free_port()}"  # only nginx talks to gunicorn
         env["BINBOT_PROXIES"] = "1"
-        front = prepare_front(instance, options.port, options.https_port, bind)
+        front = prepare_front(instance, options.host, options.port, options.https_port, bind)
         children.append(Child("nginx", front.command(), critical=True))
-        url = f"https://{options.host}:{options.https_port}/ (and http on {options.port})"
+        url = f"{', '.join(front.urls())} (and http on {options.port})"
     children.append(
         Child(
             "gunicorn",

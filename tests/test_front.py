@@ -28,20 +28,24 @@ pytestmark = pytest.mark.slow
 class FrontStack:
     """`binbot serve --front` in a subprocess; its output collected as it comes."""
 
-    def __init__(self, instance: Path, database_url: str, **extra_env: str) -> None:
+    def __init__(
+        self, instance: Path, database_url: str, host: str = "127.0.0.1", **extra_env: str
+    ) -> None:
         self.http, self.https = free_port(), free_port()
         self.env = os.environ | {
             "BINBOT_INSTANCE_DIR": str(instance), "DATABASE_URL": database_url, **extra_env,
         }  # fmt: skip
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "binbot", "serve", "--front", "--port", str(self.http),
-             "--https-port", str(self.https), "--workers", "2", "--retrain-workers", "2"],
+            [sys.executable, "-m", "binbot", "serve", "--front", "--host", host,
+             "--port", str(self.http), "--https-port", str(self.https), "--workers", "2",
+             "--retrain-workers", "2"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env,
         )  # fmt: skip
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
         self.ca = instance / "front" / "tls" / "ca.crt"
-        self.url = f"https://127.0.0.1:{self.https}"
+        self.host = f"[{host}]" if ":" in host else host
+        self.url = f"https://{self.host}:{self.https}"
         self.wait_for("waiting for retraining jobs", count=2)
         deadline = time.monotonic() + 60
         while not self._answers():
@@ -242,6 +246,25 @@ def test_a_phone_classifies_and_sends_a_correction_over_https(playwright, stack,
     auth = {"Authorization": f"Bearer {stack.token()}"}
     stored = stack.get("/api/admin/submissions", headers=auth).json()["submissions"]
     assert [s["label"] for s in stored] == ["Printer"]
+
+
+def test_the_front_listens_only_on_the_address_asked_for_ipv6_too(tmp_path, webclient_dist):
+    """`--host ::1`: nginx listened on every IPv4 address whatever --host said."""
+    database = f"sqlite:///{tmp_path / 'binbot.sqlite3'}"
+    front = FrontStack(tmp_path / "instance", database, host="::1")
+    try:
+        assert f"Serving on https://[::1]:{front.https}/" in front.output
+        # The local certificate names the address, so a phone that trusts the CA can open it.
+        assert front.get("/api/models/current").json()["version"]
+        redirect = requests.get(
+            f"http://[::1]:{front.http}/admin", allow_redirects=False, timeout=30
+        )
+        assert redirect.headers["Location"] == f"https://[::1]:{front.https}/admin"
+        for port in (front.http, front.https):
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    finally:
+        front.stop()
 
 
 def test_two_trickling_uploads_do_not_stop_the_embedded_server(tmp_path):

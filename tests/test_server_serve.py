@@ -27,11 +27,12 @@ def free_port() -> int:
 class Server:
     """`binbot serve` in a subprocess, its output collected line by line as it comes."""
 
-    def __init__(self, instance, port, **extra_env):
+    def __init__(self, instance, port, *options: str, **extra_env):
         env = os.environ | {"BINBOT_INSTANCE_DIR": str(instance), **extra_env}
         env.pop("DATABASE_URL", None)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "binbot", "serve", "--port", str(port), "--workers", "2"],
+            [sys.executable, "-m", "binbot", "serve", "--port", str(port), "--workers", "2",
+             *options],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         )  # fmt: skip
         self.lines: list[str] = []
@@ -107,6 +108,22 @@ def test_serve_publishes_starter_prints_token_once_and_stops_on_ctrl_c(tmp_path)
         requests.get(f"{url}/api/models/current", timeout=5)
     assert "Admin token (shown once" not in output
     assert "An admin token exists" in output
+
+
+def test_serve_listens_on_an_ipv6_address_and_there_only(tmp_path):
+    """`--host ::1` failed after everything was set up (gunicorn read ':::8000' as no port)."""
+    port = free_port()
+    server = Server(tmp_path / "instance", port, "--host", "::1")
+    try:
+        server.wait_for("Listening at")
+        assert f"Serving on http://[::1]:{port}/" in server.output
+        current = requests.get(f"http://[::1]:{port}/api/models/current", timeout=10)
+        assert current.json()["version"] == STARTER_VERSION
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    finally:
+        output = server.stop()
+    assert server.process.returncode == 0, output
 
 
 def test_a_killed_retraining_worker_is_restarted_and_the_web_service_keeps_serving(
