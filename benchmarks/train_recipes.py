@@ -70,8 +70,11 @@ def main() -> int:
                         overwrite=True, dataset=dataset, log=lambda _: None)  # fmt: skip
             last = run.history[-1]
             row = {
-                "val_loss": last["val_loss"],
-                "val_accuracy": last["val_accuracy"],
+                # The model written (averaged, or put back by the divergence guard), and the
+                # last epoch's, which the sweeps before 2026-12-06 reported as the candidate's.
+                "val_loss": run.kept["val_loss"],
+                "val_accuracy": run.kept["val_accuracy"],
+                "last_epoch": {"val_loss": last["val_loss"], "val_accuracy": last["val_accuracy"]},
                 "seconds": round(time.monotonic() - started, 1),
                 "config": {k: v for k, v in asdict(config).items() if k in changes},
             }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -210,5 +211,9 @@ def test_a_fine_tuning_that_diverges_gives_back_the_head_only_model(tmp_path, sm
     assert "WARNING: fine-tuning left the model worse on validation" in result.stdout
     history = json.loads((out / "history.json").read_text())
     assert history[-1]["phase"] == "fine-tune" and history[-1]["val_accuracy"] < 0.5
+    # The summary describes the model written, not the last epoch's (it said val_acc 0.1).
+    kept = re.search(r"the model kept: val_loss [\d.]+, val_acc ([\d.]+)", result.stdout)
+    last_head = [h for h in history if h["phase"] == "head"][-1]
+    assert float(kept[1]) == pytest.approx(last_head["val_accuracy"], abs=1e-4), kept[0]
     metrics = json.loads((out / "evaluation/metrics.json").read_text())
     assert metrics["test_accuracy"] >= 0.5, metrics["test_accuracy"]

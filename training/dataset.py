@@ -290,9 +290,10 @@ def _check_classes(dataset: Dataset) -> None:
             if counts[split][name] == 0:
                 dataset.warnings.append(f"class '{name}' has no images in the {split} split")
             elif counts[split][name] < SMALL_EVALUATION_CLASS:
+                count = counts[split][name]
                 dataset.warnings.append(
-                    f"class '{name}' has only {counts[split][name]} images in the {split} "
-                    "split: its figures there are rough"
+                    f"class '{name}' has only {count} image{'s' if count > 1 else ''} in the "
+                    f"{split} split: its figures there are rough"
                 )
     if len(dataset.classes) < 2:
         raise BinbotError(f"need at least 2 classes, found {len(dataset.classes)}")

@@ -118,13 +118,30 @@ class FeatureTrainer:
         if guard is not None:
             guard.check()
 
-    def open_set(self, train_labels: np.ndarray) -> OpenSet:
+    def validation_outputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The validation photos' embeddings and probabilities under the model as it is kept:
+        averaged over the last epochs, or put back by the divergence guard, it is a model no
+        epoch's figures describe."""
+        embeddings = self._pooled(self.val_x[:, None])[:, 0]
+        return embeddings, predict_array(self.parts.head, embeddings, batch_size=256)
+
+    def kept_scores(self, probabilities: np.ndarray) -> dict[str, float]:
+        """Validation top-1 and loss (with the training's label smoothing, as each epoch's)
+        of the kept model, from its validation probabilities."""
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=self.config.label_smoothing)
+        return {
+            "val_accuracy": float(np.mean(probabilities.argmax(1) == self.val_y.argmax(1))),
+            "val_loss": float(loss(self.val_y, probabilities)),
+        }
+
+    def open_set(
+        self, train_labels: np.ndarray, val_embeddings: np.ndarray, val_probabilities: np.ndarray
+    ) -> OpenSet:
         """The trained model's open-set score: fitted on the training photos (their exact
         view), its threshold calibrated on the validation photos."""
         train = self._pooled(self.train_x[:, :1])[:, 0]
-        val = self._pooled(self.val_x[:, None])[:, 0]
         scorer = fit_open_set(self.config.openset_method, train, train_labels, self.config.seed)
-        scorer.calibrate(val, predict_array(self.parts.head, val, batch_size=256))
+        scorer.calibrate(val_embeddings, val_probabilities)
         return scorer
 
     def _pooled(self, features: np.ndarray) -> np.ndarray:

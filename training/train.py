@@ -53,7 +53,7 @@ class TrainResult:
     run_dir: Path
     history: list[dict[str, Any]]
     seconds: float
-    best_val_loss: float
+    kept: dict[str, float]  # val_accuracy and val_loss of the model written, not of an epoch
 
 
 def limit_per_class(records: list[ImageRecord], limit: int | None) -> list[ImageRecord]:
@@ -118,11 +118,11 @@ def train(
     write_json(out / CONFIG_FILE, run_config(config))
 
     started = time.monotonic()
-    history = _fit_phases(
+    history, kept = _fit_phases(
         config, dataset, train_records, val_records, out, log, should_stop, on_event
     )
     seconds = time.monotonic() - started
-    return _finish_run(out, history, seconds, log)
+    return _finish_run(out, history, kept, seconds, log)
 
 
 def _read_dataset(
@@ -147,8 +147,9 @@ def _fit_phases(
     log: Log,
     should_stop: Callable[[], bool] | None,
     on_event: OnEvent | None,
-) -> list[dict[str, Any]]:
-    """Build the model, compute the frozen features, run both phases; returns the history."""
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Build the model, compute the frozen features, run both phases; returns the history and
+    the kept model's validation figures."""
     from training.engine import FeatureTrainer
     from training.model import build_model, split_model
     from training.pipeline import class_weights
@@ -178,27 +179,28 @@ def _fit_phases(
             on_event({"event": "phase", "phase": phase, "epochs": epochs, "later_epochs": later})
         trainer.run_phase(phase, epochs, should_stop)
     model.save(out / MODEL_FILE)
-    if trainer.history:
-        scorer = trainer.open_set(np.array([r.label for r in train_records]))
-        write_json(out / OPENSET_FILE, scorer.to_json())
-        log(
-            f"Open-set score: {scorer.method}, threshold {scorer.threshold:.4f} (accepts 95% of val)"
-        )
-    return trainer.history
+    val_embeddings, val_probabilities = trainer.validation_outputs()
+    scorer = trainer.open_set(
+        np.array([r.label for r in train_records]), val_embeddings, val_probabilities
+    )
+    write_json(out / OPENSET_FILE, scorer.to_json())
+    log(f"Open-set score: {scorer.method}, threshold {scorer.threshold:.4f} (accepts 95% of val)")
+    return trainer.history, trainer.kept_scores(val_probabilities)
 
 
-def _finish_run(out: Path, history: list[dict[str, Any]], seconds: float, log: Log) -> TrainResult:
+def _finish_run(
+    out: Path, history: list[dict[str, Any]], kept: dict[str, float], seconds: float, log: Log
+) -> TrainResult:
     """Write the history and its curves beside the trained model."""
     from training.plots import plot_training_curves
 
     write_json(out / HISTORY_FILE, history)
     plot_training_curves(history, out / CURVES_FILE)
-    last = history[-1]
     log(
-        f"Trained in {seconds / 60:.1f} min; last epoch val_loss {last['val_loss']:.4f}, "
-        f"val_acc {last['val_accuracy']:.4f}; model at {out / MODEL_FILE}"
+        f"Trained in {seconds / 60:.1f} min; the model kept: val_loss {kept['val_loss']:.4f}, "
+        f"val_acc {kept['val_accuracy']:.4f}; model at {out / MODEL_FILE}"
     )
-    return TrainResult(out, history, seconds, last["val_loss"])
+    return TrainResult(out, history, seconds, kept)
 
 
 def dataset_summary(
