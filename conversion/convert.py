@@ -25,6 +25,7 @@ from binbot.files import staged_folder
 from conversion.config import QUANTIZATIONS
 from conversion.manifest import (
     FORMAT,
+    MANIFEST_FILE,
     MANIFEST_VERSION,
     OPENSET_FILE,
     WARM_START_DIR,
@@ -167,8 +168,7 @@ def convert_run(
     out = Path(out)
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise BinbotError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise BinbotError(f"{out} is not empty; choose another --out or pass --overwrite")
+    check_bundle_target(out, Path(run_dir), overwrite)
     run = load_run(run_dir)
     dataset = dataset_of_run(run, dataset)
     records = reference_records(dataset, reference_images)
@@ -325,6 +325,25 @@ def open_set_section(folder: Path) -> dict[str, Any]:
             "accepts": "95% of the known kinds' validation photos",
         }
     }
+
+
+def check_bundle_target(out: Path, run_dir: Path, overwrite: bool) -> None:
+    """Refuse an --out whose replacement would lose what is not a bundle. The bundle replaces
+    the folder whole, so ``--out runs --overwrite`` deleted every run in it (and ``--out .``
+    would have deleted the working folder)."""
+    if out.exists() and not out.is_dir():
+        raise BinbotError(f"--out must be a folder: {out}")
+    if run_dir.resolve().is_relative_to(out.resolve()):
+        raise BinbotError(f"--out {out} is the run folder {run_dir} or holds it: choose another")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise BinbotError(f"{out} is not empty; choose another --out or pass --overwrite")
+    if not (out / MANIFEST_FILE).is_file():
+        raise BinbotError(
+            f"--out {out} is not a bundle (it has no {MANIFEST_FILE}) and --overwrite would "
+            "delete what is in it: choose a new or empty folder"
+        )
 
 
 def _publish(

@@ -99,6 +99,42 @@ def test_a_schedule_without_epochs_is_refused_before_any_work(tmp_path):
     assert "Reading dataset" not in result.stdout and not run.exists()
 
 
+def test_train_writes_only_into_a_run_folder_and_never_into_its_dataset(tmp_path):
+    for i in range(5):
+        for name, colour in (("Red", (200, 0, 0)), ("Blue", (0, 0, 200))):
+            solid_jpeg(tmp_path / "data" / name / f"{i}.jpg", colour, noise_seed=i)
+    inside = tmp_path / "data" / "run"
+    result = binbot("train", str(tmp_path / "data"), "--out", str(inside))
+    assert_one_line_error(result, "is inside the dataset folder")
+    assert not inside.exists()  # it used to be made, and the dataset then had an empty class
+    (tmp_path / "documents").mkdir()
+    (tmp_path / "documents" / "letter.txt").write_text("mine")
+    for extra in ([], ["--overwrite"]):
+        result = binbot("train", str(tmp_path / "data"), "--out", str(tmp_path / "documents"),
+                        *extra)  # fmt: skip
+        assert_one_line_error(result, "holds other files and is not a BinBot run")
+    assert [p.name for p in (tmp_path / "documents").iterdir()] == ["letter.txt"]
+
+
+def test_convert_overwrites_a_bundle_and_nothing_else(tmp_path):
+    """The bundle replaces its folder whole: `--out runs --overwrite` deleted every run."""
+    run = tmp_path / "runs" / "first"
+    run.mkdir(parents=True)
+    for name in ("labels.json", "config.json", "dataset.json", "model.keras"):
+        (run / name).write_text("{}")
+    (tmp_path / "runs" / "notes.txt").write_text("mine")
+    for out in (tmp_path / "runs", run, tmp_path):
+        result = binbot("convert", str(run), "--out", str(out), "--overwrite")
+        assert_one_line_error(result, "is the run folder")
+    (tmp_path / "documents").mkdir()
+    (tmp_path / "documents" / "letter.txt").write_text("mine")
+    result = binbot("convert", str(run), "--out", str(tmp_path / "documents"), "--overwrite")
+    assert_one_line_error(result, "is not a bundle (it has no manifest.json)")
+    assert (tmp_path / "documents" / "letter.txt").read_text() == "mine"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["first", "notes.txt"]
+    assert len(list(run.iterdir())) == 4
+
+
 def test_run_folder_that_is_not_a_model(tmp_path):
     (tmp_path / "run").mkdir()
     result = binbot("predict", str(tmp_path / "run"), str(tmp_path / "x.jpg"))

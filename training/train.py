@@ -69,14 +69,35 @@ def limit_per_class(records: list[ImageRecord], limit: int | None) -> list[Image
     return out
 
 
-def prepare_run_dir(out: Path, overwrite: bool) -> None:
-    if (out / MODEL_FILE).exists() and not overwrite:
-        raise BinbotError(
-            f"{out} already holds a trained model; choose another --out or --overwrite"
-        )
+def prepare_run_dir(out: Path, overwrite: bool, dataset_path: str | Path) -> None:
+    """Make the run folder, refusing one whose files are not a run's. A run written among
+    other files mixed with them (``--out ~/Documents``), and one inside a dataset folder
+    became a class of that dataset, which then failed for an empty class 'run'."""
     if out.exists() and not out.is_dir():
         raise BinbotError(f"--out must be a folder: {out}")
+    source = Path(dataset_path)
+    if source.is_dir() and out.resolve().is_relative_to(source.resolve()):
+        raise BinbotError(
+            f"--out {out} is inside the dataset folder {source}: the run would be read as part "
+            "of the dataset; choose a folder outside it"
+        )
+    if (out / MODEL_FILE).exists():
+        if not overwrite:
+            raise BinbotError(
+                f"{out} already holds a trained model; choose another --out or --overwrite"
+            )
+    elif out.exists() and any(out.iterdir()) and not is_run_folder(out):
+        raise BinbotError(
+            f"--out {out} holds other files and is not a BinBot run: choose a new or empty "
+            "folder (--overwrite replaces only a run)"
+        )
     out.mkdir(parents=True, exist_ok=True)
+
+
+def is_run_folder(folder: Path) -> bool:
+    """A run's folder, also one stopped before its model was saved (its first files are
+    written before training starts)."""
+    return all((folder / name).is_file() for name in (LABELS_FILE, CONFIG_FILE, DATASET_FILE))
 
 
 def train(
@@ -99,7 +120,7 @@ def train(
     if why := untrainable_schedule(config.head_epochs, config.fine_tune_epochs):
         raise BinbotError(why)
     out = Path(out)
-    prepare_run_dir(out, overwrite)
+    prepare_run_dir(out, overwrite, dataset.source if dataset is not None else dataset_path)
     dataset = _read_dataset(dataset, dataset_path, config, log)
 
     import keras
