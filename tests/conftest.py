@@ -126,13 +126,16 @@ def copy_tree():
     return copy
 
 
-def binbot(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def binbot(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real `binbot` command (as `python -m binbot`) and capture what it prints."""
     return subprocess.run(
         [sys.executable, "-m", "binbot", *args],
         capture_output=True,
         text=True,
         env=env or os.environ.copy(),
+        cwd=cwd,
         timeout=900,
     )
 

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import solid_jpeg
-
-
-def binbot(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "binbot", *args],
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        timeout=300,
-    )
+from conftest import binbot, solid_jpeg
 
 
 @pytest.mark.parametrize(
@@ -99,7 +88,9 @@ def test_a_schedule_without_epochs_is_refused_before_any_work(tmp_path):
     assert "Reading dataset" not in result.stdout and not run.exists()
 
 
-def test_train_writes_only_into_a_run_folder_and_never_into_its_dataset(tmp_path):
+def test_runs_and_reports_are_never_written_into_their_dataset_or_among_other_files(
+    tmp_path,
+):
     for i in range(5):
         for name, colour in (("Red", (200, 0, 0)), ("Blue", (0, 0, 200))):
             solid_jpeg(tmp_path / "data" / name / f"{i}.jpg", colour, noise_seed=i)
@@ -114,6 +105,10 @@ def test_train_writes_only_into_a_run_folder_and_never_into_its_dataset(tmp_path
                         *extra)  # fmt: skip
         assert_one_line_error(result, "holds other files and is not a BinBot run")
     assert [p.name for p in (tmp_path / "documents").iterdir()] == ["letter.txt"]
+    # Inspecting the folder one is in, with the default --out reports/dataset.
+    result = binbot("dataset", "inspect", ".", cwd=tmp_path / "data")
+    assert_one_line_error(result, "is inside the dataset folder")
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["Blue", "Red"]
 
 
 def test_convert_overwrites_a_bundle_and_nothing_else(tmp_path):

@@ -196,6 +196,19 @@ def load_dataset(
     return dataset
 
 
+def check_outside_dataset(out: Path, source: str | Path) -> None:
+    """Refuse an output folder inside a dataset folder: what is written there becomes a class
+    of the dataset (a report's PNGs included), and the folder, made before the dataset is
+    read, failed that very read as an empty class (``cd photos; binbot dataset inspect .``
+    with its default --out reports/dataset)."""
+    folder = Path(source)
+    if folder.is_dir() and Path(out).resolve().is_relative_to(folder.resolve()):
+        raise BinbotError(
+            f"--out {out} is inside the dataset folder {folder}: what is written there would "
+            "be read as part of the dataset; choose a folder outside it"
+        )
+
+
 def _no_classes_message(source: Path, root: Path, holder: Path | None) -> str:
     """Why no class folder was found, in the words of what the user has: one folder of photos
     (a single class) or photos with no folders at all. ``holder``: where the class folders

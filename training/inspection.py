@@ -19,6 +19,7 @@ from training.dataset import (
     BadFile,
     Dataset,
     bad_file_lines,
+    check_outside_dataset,
     load_dataset,
     progress_logger,
 )
@@ -89,6 +90,7 @@ def inspect_dataset(
 ) -> dict[str, Any]:
     """Inspect ``path``, print the findings and write ``report.json`` and PNGs into ``out``."""
     out = Path(out)
+    check_outside_dataset(out, path)
     out.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(path, seed=seed, progress=progress_logger(log))
     counts = dataset.counts()

@@ -28,6 +28,7 @@ from training.dataset import (
     Dataset,
     ImageRecord,
     bad_file_lines,
+    check_outside_dataset,
     load_dataset,
     progress_logger,
 )
@@ -75,12 +76,7 @@ def prepare_run_dir(out: Path, overwrite: bool, dataset_path: str | Path) -> Non
     became a class of that dataset, which then failed for an empty class 'run'."""
     if out.exists() and not out.is_dir():
         raise BinbotError(f"--out must be a folder: {out}")
-    source = Path(dataset_path)
-    if source.is_dir() and out.resolve().is_relative_to(source.resolve()):
-        raise BinbotError(
-            f"--out {out} is inside the dataset folder {source}: the run would be read as part "
-            "of the dataset; choose a folder outside it"
-        )
+    check_outside_dataset(out, dataset_path)
     if (out / MODEL_FILE).exists():
         if not overwrite:
             raise BinbotError(
