@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import zipfile
 import zlib
@@ -140,9 +141,16 @@ def test_bad_files_are_reported_and_skipped(tmp_path):
     (root / "Green thing" / "empty.png").write_bytes(b"")
     # An iPhone's default photo format: an image, only not one BinBot reads.
     (root / "Green thing" / "IMG_0042.HEIC").write_bytes(IPHONE_PHOTO.read_bytes())
+    # Reading a named pipe waited for ever, and a link to /dev/zero never ended.
+    os.mkfifo(root / "Red thing" / "pipe.jpg")
+    (root / "Blue thing" / "zero.jpg").symlink_to("/dev/zero")
     dataset = load_dataset(root)
     reasons = {Path(b.relpath).name: b.reason for b in dataset.bad_files}
-    assert set(reasons) == {"notes.jpg", "cut.jpg", "empty.png", "IMG_0042.HEIC"}
+    assert set(reasons) == {
+        "notes.jpg", "cut.jpg", "empty.png", "IMG_0042.HEIC", "pipe.jpg", "zero.jpg"
+    }  # fmt: skip
+    not_a_file = "not a regular file (a named pipe, socket or device)"
+    assert reasons["pipe.jpg"] == reasons["zero.jpg"] == not_a_file
     assert reasons["notes.jpg"] == "not an image"
     assert reasons["IMG_0042.HEIC"] == (
         "a HEIC photo, which BinBot cannot read: export or share it as JPEG"

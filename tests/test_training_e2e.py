@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -85,11 +86,16 @@ def test_predict_reports_bad_images_and_still_answers_for_good_ones(
     text.write_text("not a picture")
     truncated = tmp_path / "cut.jpg"
     truncated.write_bytes(good.read_bytes()[:300])
-    result = binbot("predict", str(trained_run), str(text), str(good), str(truncated))
+    pipe = tmp_path / "pipe.jpg"
+    os.mkfifo(pipe)  # reading it would wait for a writer for ever
+    result = binbot(
+        "predict", str(trained_run), str(text), str(good), str(truncated), str(pipe)
+    )  # fmt: skip
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     errors = result.stderr.strip().splitlines()
-    assert len(errors) == 2 and "not an image" in errors[0] and "does not decode" in errors[1]
+    assert len(errors) == 3 and "not an image" in errors[0] and "does not decode" in errors[1]
+    assert errors[2].endswith("pipe.jpg: not a regular file (a named pipe, socket or device)")
     assert result.stdout.strip().startswith(str(good))
 
 

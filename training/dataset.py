@@ -20,6 +20,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import struct
 import zipfile
 import zlib
@@ -350,9 +351,12 @@ def _stratified_split(
 def check_image(path: Path) -> tuple[str, int, int, int] | str:
     """Decode the whole file; return (sha256, width, height, orientation) or why it is unusable."""
     try:
-        size = path.stat().st_size
-        if size > MAX_IMAGE_BYTES:
-            return _too_large(size)
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):
+            # Reading a named pipe waited for a writer for ever, and /dev/zero never ended.
+            return "not a regular file (a named pipe, socket or device)"
+        if status.st_size > MAX_IMAGE_BYTES:
+            return _too_large(status.st_size)
         data = path.read_bytes()
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"

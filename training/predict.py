@@ -69,10 +69,10 @@ def predict_files(run: Run, paths: list[Path], k: int = 3) -> list[Prediction | 
     serving = serving_model(run.model)
     results: list[Prediction | BinbotError] = []
     for path in files_to_predict(paths):
-        if not path.is_file():
+        if not path.exists():
             results.append(BinbotError(f"image not found: {path}"))
             continue
-        checked = check_image(path)
+        checked = check_image(path)  # also a named pipe or device: it says so, unread
         if isinstance(checked, str):
             results.append(BinbotError(f"{path}: {checked}"))
             continue
