@@ -159,6 +159,19 @@ def test_bad_files_are_reported_and_skipped(tmp_path):
     assert len(dataset.records) == 30
 
 
+def test_folders_that_are_one_kind_to_the_app_are_warned_about(tmp_path):
+    root = make_flat(tmp_path / "flat")
+    for name, seed in (("red thing ", 500), ("ＲＥＤ thing", 600)):  # a space; full-width letters
+        for i in range(10):
+            solid_jpeg(root / name / f"{i}.jpg", (90, 40, 40), noise_seed=seed + i)
+    dataset = load_dataset(root)
+    assert len(dataset.classes) == 5  # still trained as folders, as the user laid them out
+    [warning] = [w for w in dataset.warnings if "differ only" in w]
+    assert all(repr(n) in warning for n in ("Red thing", "red thing ", "ＲＥＤ thing"))
+    assert "one kind to the app and the server" in warning
+    assert not [w for w in load_dataset(make_flat(tmp_path / "plain")).warnings if "differ" in w]
+
+
 def _zip_folder(folder: Path, path: Path) -> zipfile.ZipFile:
     archive = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED)
     for file in sorted(folder.rglob("*.jpg")):

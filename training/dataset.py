@@ -34,6 +34,7 @@ from PIL import Image, UnidentifiedImageError
 from binbot.errors import BinbotError
 from binbot.files import staged_folder
 from binbot.formats import not_an_image_reason
+from binbot.names import name_key
 
 SPLITS = ("train", "val", "test")
 SPLIT_ALIASES = {
@@ -287,8 +288,19 @@ def bad_file_lines(bad_files: list[BadFile], listed_in: str, shown: int = 20) ->
 
 
 def _check_classes(dataset: Dataset) -> None:
-    """Refuse empty classes; warn about a class missing from an evaluation split."""
+    """Refuse empty classes; warn about a class missing from an evaluation split, and about
+    folders that are one kind to the app and the server (``Mouse``, ``mouse``, ``mouse ``):
+    trained as two classes, they split that kind's photos and show it twice in the picker."""
     counts = dataset.counts()
+    same: dict[str, list[str]] = {}
+    for name in dataset.classes:
+        same.setdefault(name_key(name), []).append(name)
+    for names in same.values():
+        if len(names) > 1:
+            dataset.warnings.append(
+                "class folders " + ", ".join(repr(n) for n in names) + " differ only in case, "
+                "spaces or Unicode form: they are one kind to the app and the server; merge them"
+            )
     for name in dataset.classes:
         if sum(counts[s][name] for s in SPLITS) == 0:
             raise BinbotError(

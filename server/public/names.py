@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import unicodedata
 
+from binbot.names import name_key, tidy
 from server.errors import Unprocessable
+
+__all__ = ["MAX_NAME", "clean_name", "name_key", "tidy"]
 
 MAX_NAME = 60
 
@@ -38,16 +41,6 @@ def _script(character: str) -> str | None:
         return None
     first = unicodedata.name(character, "UNKNOWN").split(" ")[0]
     return _SCRIPT_OF_NAME.get(first, first)
-
-
-def tidy(text: str | None) -> str:
-    """NFKC-normalised, inner spaces collapsed, ends trimmed."""
-    return " ".join(unicodedata.normalize("NFKC", text or "").split())
-
-
-def name_key(text: str | None) -> str:
-    """What two names are compared by: tidied and case-folded."""
-    return tidy(text).casefold()
 
 
 def clean_name(text: str | None) -> tuple[str, str]:
