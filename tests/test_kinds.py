@@ -335,6 +335,10 @@ def test_a_new_kind_takes_only_the_photos_still_waiting_under_its_name(live, aut
                                 timeout=30)  # fmt: skip
         assert garbled.status_code == 400
         assert garbled.json()["error"] == "action must be map or reject"
+    for key in (["computer mouse"], None, ""):  # a list was looked up as "['computer mouse']"
+        garbled = requests.post(settle, json={"key": key, "action": "reject"}, headers=auth,
+                                timeout=30)  # fmt: skip
+        assert garbled.status_code == 400 and "key must be" in garbled.json()["error"]
     mapped = requests.post(settle, json={"key": "computer mouse", "action": "map",
                                          "label": "Mouse"}, headers=auth, timeout=30)  # fmt: skip
     assert mapped.json()["updated"] == 20

@@ -79,7 +79,10 @@ def list_proposals():
 def settle():
     """{"key": "phone charger", "action": "map" | "reject", "label": "..."}"""
     body: dict[str, Any] = json_object("key", "action", "label")
-    count = settle_proposal(str(body.get("key", "")), body.get("action"), body.get("label"))
+    key = body.get("key")
+    if not isinstance(key, str) or not key:
+        raise BadRequest("key must be a proposed name's key, as GET /api/admin/proposals gives it")
+    count = settle_proposal(key, body.get("action"), body.get("label"))
     return jsonify({"updated": count})
 
 
