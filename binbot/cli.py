@@ -157,11 +157,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from server.serve import ServeOptions, serve
+    from server.serve import ServeOptions, listen_host, serve
 
     port = args.port or (8080 if args.front else 8000)
     options = ServeOptions(
-        host=args.host, port=port, workers=args.workers, threads=args.threads,
+        host=listen_host(args.host), port=port, workers=args.workers, threads=args.threads,
         retrain_workers=args.retrain_workers, front=args.front, https_port=args.https_port,
         new_token=args.new_admin_token,
     )  # fmt: skip

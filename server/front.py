@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from binbot.errors import BinbotError
-from server.serve import host_and_port, is_wildcard
+from server.serve import host_and_port, is_address, is_wildcard
 
 NGINX = "/usr/sbin/nginx"
 MIME_TYPES = Path("/etc/nginx/mime.types")
@@ -102,14 +102,6 @@ def lan_addresses() -> list[str]:
     except OSError:
         pass
     return sorted(found, key=ipaddress.ip_address)
-
-
-def is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def local_certificate(tls: Path, host: str) -> tuple[Path, Path]:

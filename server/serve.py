@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import re
 import signal
 import socket
 import sys
@@ -86,6 +87,33 @@ def check_can_listen(host: str, port: int, option: str) -> None:
             raise BinbotError(f"{host}:{port} {why}") from None
 
 
+HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?")
+
+
+def listen_host(text: str) -> str:
+    """--host as an address or a host name, an IPv6 address with or without brackets
+    (``[::1]`` was "not an address this machine knows"). ``*``, which the resolver here takes
+    for loopback while gunicorn could not resolve it (it retried, then stopped after set-up),
+    and other text that names no host are refused, saying what to write instead."""
+    bare = text.strip()
+    if bare.startswith("[") and bare.endswith("]"):
+        bare = bare[1:-1]
+    if is_address(bare) or (len(bare) <= 253 and HOSTNAME.fullmatch(bare)):
+        return bare
+    raise BinbotError(
+        f"--host {text!r} is not an address or a host name: every address is 0.0.0.0 (IPv4) "
+        "or :: (IPv6), this machine only 127.0.0.1"
+    )
+
+
+def is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def host_and_port(host: str, port: int) -> str:
     """``host:port`` as gunicorn's --bind, nginx's listen and a URL want it: an IPv6 address
     in brackets (``[::1]:8000``; ``:::8000`` made gunicorn fail after everything was set up)."""
@@ -106,7 +134,14 @@ def is_loopback(host: str) -> bool:
         addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
     except socket.gaierror:
         return False
-    return all(ipaddress.ip_address(address.split("%")[0]).is_loopback for address in addresses)
+    return all(_loopback(ipaddress.ip_address(address.split("%")[0])) for address in addresses)
+
+
+def _loopback(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Loopback, also as an IPv4-mapped IPv6 address (::ffff:127.0.0.1; Python 3.11's
+    ``is_loopback`` says no to that)."""
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
 
 
 def exposure_warning(options: ServeOptions) -> str | None:

@@ -111,9 +111,10 @@ def test_serve_publishes_starter_prints_token_once_and_stops_on_ctrl_c(tmp_path)
 
 
 def test_serve_listens_on_an_ipv6_address_and_there_only(tmp_path):
-    """`--host ::1` failed after everything was set up (gunicorn read ':::8000' as no port)."""
+    """`--host ::1` failed after everything was set up (gunicorn read ':::8000' as no port),
+    and `--host [::1]` was not an address."""
     port = free_port()
-    server = Server(tmp_path / "instance", port, "--host", "::1")
+    server = Server(tmp_path / "instance", port, "--host", "[::1]")
     try:
         server.wait_for("Listening at")
         assert f"Serving on http://[::1]:{port}/" in server.output
@@ -258,6 +259,24 @@ def test_a_port_in_use_stops_the_start_with_one_clear_line(tmp_path):
     assert not (tmp_path / "instance").exists()  # nothing was set up for a server that cannot run
 
 
+@pytest.mark.parametrize("host", ["*", "", "my server"])
+def test_a_host_that_names_nothing_stops_the_start_with_one_clear_line(tmp_path, host):
+    """`--host '*'` passed the address check (the resolver took it for loopback); gunicorn
+    then retried for 5 s, failed, and the service stopped after everything was set up."""
+    env = os.environ | {"BINBOT_INSTANCE_DIR": str(tmp_path / "instance")}
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "binbot", "serve", "--host", host, "--port", str(free_port())],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip() == (
+        f"binbot: error: --host {host!r} is not an address or a host name: every address is "
+        "0.0.0.0 (IPv4) or :: (IPv6), this machine only 127.0.0.1"
+    )
+    assert not (tmp_path / "instance").exists()
+
+
 def _secret_key_of(folder: str) -> str:
     from server.config import load_secret_key
 
@@ -285,6 +304,7 @@ def test_workers_starting_at_once_share_one_secret_key(tmp_path):
         ("127.0.0.1", False, False),
         ("localhost", False, False),
         ("::1", False, False),
+        ("::ffff:127.0.0.1", False, False),  # loopback, IPv4-mapped: it was warned about
         ("0.0.0.0", False, True),  # every interface: other machines too
         ("::", False, True),
         ("0.0.0.0", True, False),  # nginx before gunicorn holds the slow clients
