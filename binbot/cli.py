@@ -187,7 +187,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_db(args: argparse.Namespace) -> int:
     from server import create_app
     from server.config import masked_database_url
-    from server.provision import database_revision, provision, reaching_the_database
+    from server.provision import (
+        database_revision,
+        newest_revision,
+        provision,
+        reaching_the_database,
+    )
 
     app = create_app()
     _log(f"Database: {masked_database_url(app.config['SQLALCHEMY_DATABASE_URI'])}")
@@ -195,7 +200,9 @@ def cmd_db(args: argparse.Namespace) -> int:
         provision(app, starter=not args.no_starter, log=_log)
     else:
         with app.app_context(), reaching_the_database(app):
-            _log(f"Schema revision: {database_revision() or 'none (not provisioned yet)'}")
+            revision, newest = database_revision(), newest_revision()
+            behind = f" (this BinBot's newest: {newest})" if revision != newest else ""
+            _log(f"Schema revision: {revision or 'none (not provisioned yet)'}{behind}")
     return 0
 
 

@@ -51,9 +51,35 @@ def upgrade_database(app: Flask, log: Log = print) -> None:
             log(f"Database made before migrations: marking it as revision {BASELINE_REVISION}")
             flask_migrate.stamp(directory=str(MIGRATIONS_DIR), revision=BASELINE_REVISION)
         before = database_revision()
+        if before is not None and before not in known_revisions():
+            raise BinbotError(
+                f"the database's schema is at revision {before}, which this BinBot does not "
+                f"know (its newest is {newest_revision()}): a newer BinBot made or upgraded it; "
+                "run that version, or point DATABASE_URL at another database"
+            )
         flask_migrate.upgrade(directory=str(MIGRATIONS_DIR))
         after = database_revision()
         log(f"Database schema: revision {after}" + (f" (was {before})" if before != after else ""))
+
+
+def _scripts():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config(str(MIGRATIONS_DIR / "alembic.ini"))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(config)
+
+
+def known_revisions() -> set[str]:
+    """Every schema revision this BinBot's migrations know. A database at another one was
+    made by a newer BinBot: flask-migrate printed "Error: Can't locate revision identified by
+    '0099'" and exited 1."""
+    return {script.revision for script in _scripts().walk_revisions()}
+
+
+def newest_revision() -> str:
+    return _scripts().get_current_head()
 
 
 def database_revision() -> str | None:

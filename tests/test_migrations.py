@@ -127,6 +127,27 @@ def test_a_database_from_before_migrations_is_upgraded_with_every_row_intact(
     assert f"Schema revision: {HEAD}" in current.stdout
 
 
+def test_a_database_a_newer_binbot_upgraded_is_refused_in_one_line_and_kept(database_url, tmp_path):
+    """flask-migrate printed "Error: Can't locate revision identified by '0099'", exit 1."""
+    assert db_command(database_url, tmp_path, "upgrade").returncode == 0
+    engine = sa.create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
+    engine.dispose()
+    before = read_rows(database_url)
+    for command in ("upgrade", "current"):
+        result = db_command(database_url, tmp_path, command)
+        if command == "upgrade":
+            assert result.returncode == 2 and result.stderr.strip() == (
+                "binbot: error: the database's schema is at revision 0099, which this BinBot "
+                f"does not know (its newest is {HEAD}): a newer BinBot made or upgraded it; run "
+                "that version, or point DATABASE_URL at another database"
+            )
+        else:
+            assert f"Schema revision: 0099 (this BinBot's newest: {HEAD})" in result.stdout
+    assert read_rows(database_url) == before
+
+
 def test_migrations_build_exactly_the_tables_the_code_declares(database_url, tmp_path):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
