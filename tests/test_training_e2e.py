@@ -65,6 +65,57 @@ def test_model_takes_raw_pixels_and_backbone_stays_in_inference_mode(trained_run
     )
 
 
+def test_a_warm_start_keeps_what_the_earlier_model_learned_and_adds_new_kinds(
+    trained_run, tmp_path
+):
+    """Fast retraining starts from the published model: the kinds it knows answer as before,
+    a new kind gets a fresh output row, a kind no longer in the label set is dropped."""
+    import shutil
+
+    from training.config import TrainConfig
+    from training.model import build_model
+    from training.warm_start import warm_start
+
+    earlier = load_run(trained_run)
+    labels = [*earlier.labels[1:], "Laptop"]  # the first kind dropped, one new
+    config = TrainConfig()
+
+    def fresh_model():
+        return build_model(
+            len(labels), weights=None, dense_units=config.dense_units, dropout=config.dropout
+        )
+
+    model, lines = fresh_model(), []
+    new_row = np.array(model.get_layer("probabilities").get_weights()[0])[:, -1]
+    assert warm_start(model, labels, trained_run, lines.append)
+    assert lines == [
+        f"Starting from the model in {trained_run}: {len(labels) - 1} classes carried over, "
+        "new: Laptop"
+    ]
+    photos = np.random.default_rng(1).uniform(0, 255, (4, 224, 224, 3)).astype("float32")
+    logits = {}
+    for name, net, names in (("new", model, labels), ("old", earlier.model, earlier.labels)):
+        head = net.get_layer("probabilities")
+        pooled = __import__("keras").Model(net.input, net.get_layer("embedding").output)(photos)
+        kernel, bias = head.get_weights()
+        logits[name] = {label: np.asarray(pooled) @ kernel[:, i] + bias[i]
+                        for i, label in enumerate(names)}  # fmt: skip
+    for label in labels[:-1]:  # the kinds both know: the same answer to the same photo
+        np.testing.assert_allclose(logits["new"][label], logits["old"][label], rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(model.get_layer("probabilities").get_weights()[0][:, -1], new_row)
+
+    # A corrupt earlier model is no traceback: the training is told, and starts from ImageNet.
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_run, broken)
+    (broken / "model.keras").write_bytes(b"not a zip")
+    lines.clear()
+    assert not warm_start(fresh_model(), labels, broken, lines.append)
+    assert lines == [
+        f"WARNING: cannot start from {broken} ({broken / 'model.keras'} is not a Keras model "
+        "file (corrupt or not a .keras zip)): training from ImageNet"
+    ]
+
+
 def test_evaluate_and_predict_commands(trained_run, small_ewaste):
     result = binbot("evaluate", str(trained_run), str(small_ewaste))
     assert result.returncode == 0, result.stderr[-2000:]

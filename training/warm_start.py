@@ -9,31 +9,37 @@ used, and training says so and starts from ImageNet.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from binbot.errors import BinbotError
 from training.model import backbone_of
+from training.run_dir import LABELS_FILE, MODEL_FILE, load_run
 
 Log = Callable[[str], None]
 OUTPUT_LAYER = "probabilities"
 
 
 def load_earlier(folder: Path) -> tuple[keras.Model, list[str]] | None:
-    """The model and labels kept in ``folder`` (a run, or a bundle's ``keras/``), if any."""
-    model_file, labels_file = folder / "model.keras", folder / "labels.json"
-    if not model_file.is_file() or not labels_file.is_file():
+    """The model and labels kept in ``folder`` (a run, or a bundle's ``keras/``), if any;
+    BinbotError saying why when they are there but unusable (a corrupt model or labels file
+    stopped the training with a traceback)."""
+    if not (folder / MODEL_FILE).is_file() or not (folder / LABELS_FILE).is_file():
         return None
-    labels = json.loads(labels_file.read_text(encoding="utf-8"))
-    return keras.models.load_model(model_file, compile=False), labels
+    run = load_run(folder)
+    return run.model, run.labels
 
 
 def warm_start(model: keras.Model, labels: list[str], folder: Path, log: Log) -> bool:
     """Copy what fits from the model in ``folder`` into ``model``; True when it was used."""
-    earlier = load_earlier(folder)
+    try:
+        earlier = load_earlier(folder)
+    except BinbotError as exc:
+        log(f"WARNING: cannot start from {folder} ({exc}): training from ImageNet")
+        return False
     if earlier is None:
         log(f"No model to start from in {folder}: training from ImageNet")
         return False
