@@ -46,7 +46,7 @@ def warm_start(model: keras.Model, labels: list[str], folder: Path, log: Log) ->
     old, old_labels = earlier
     problem = _mismatch(model, old)
     if problem:
-        log(f"Cannot start from {folder} ({problem}): training from ImageNet")
+        log(f"WARNING: cannot start from {folder} ({problem}): training from ImageNet")
         return False
     backbone_of(model).set_weights(backbone_of(old).get_weights())
     for layer in model.layers[model.layers.index(model.get_layer("embedding")) + 1 :]:
