@@ -171,13 +171,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from server import create_app
     from server.jobs.worker import run_worker
+    from server.provision import reaching_the_database
 
     def stop(_signum, _frame):
         raise KeyboardInterrupt  # SIGTERM (from `binbot serve`, systemd...) stops like Ctrl-C
 
     signal.signal(signal.SIGTERM, stop)
+    app = create_app()
     try:
-        run_worker(create_app(), once=args.once, log=_log)
+        with reaching_the_database(app):
+            run_worker(app, once=args.once, log=_log)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting is noise
         _log("worker stopped")
@@ -216,8 +219,10 @@ class Parser(argparse.ArgumentParser):
 def cmd_token(args: argparse.Namespace) -> int:
     from server import create_app
     from server.admin.tokens import create_admin_token, list_tokens, revoke_token
+    from server.provision import reaching_the_database
 
-    with create_app().app_context():
+    app = create_app()
+    with app.app_context(), reaching_the_database(app):
         if args.token_command == "new":
             _log(f"Admin token (shown once, keep it): {create_admin_token()}")
         elif args.token_command == "list":

@@ -115,6 +115,8 @@ def reaching_the_database(app: Flask) -> Iterator[None]:
     except DBAPIError as exc:
         reason = str(exc.orig or exc).strip().splitlines()[0]
         url = masked_database_url(app.config["SQLALCHEMY_DATABASE_URI"])
+        if "no such table" in reason or ("relation" in reason and "does not exist" in reason):
+            reason += " (a database BinBot has not set up: run `binbot db upgrade` first)"
         raise BinbotError(f"cannot use the database {url}: {reason}") from None
 
 

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
 import zipfile
 from datetime import timedelta
 
+import psycopg
 import pytest
 import requests
-from conftest import STARTER_VERSION, console_session, solid_jpeg, submit
+from conftest import (
+    STARTER_VERSION,
+    binbot,
+    console_session,
+    fresh_postgres_database,
+    solid_jpeg,
+    submit,
+)
 
 from server.admin.tokens import create_admin_token
 from server.extensions import db
@@ -299,3 +312,44 @@ def test_corrections_join_their_kinds_dataset_folder_however_it_is_spelt(live, p
     assert counts == {"mouse": 1}
     assert (tmp_path / "out" / "train" / "mouse" / f"submission-{row.id}.jpg").exists()
     assert not list((tmp_path / "out").glob("*/Mouse"))
+
+
+def test_a_worker_waits_out_a_database_outage_and_carries_on(tmp_path):
+    """The database restarted under a waiting worker: it died with the driver's traceback and
+    `binbot serve` counted a crash. Now it says so once, waits, and carries on."""
+    with fresh_postgres_database("binbot_outage") as url:
+        name = url.rsplit("/", 1)[1]
+        admin_dsn = os.environ["BINBOT_TEST_POSTGRES_URL"].replace("+psycopg", "")
+        env = os.environ | {"DATABASE_URL": url, "BINBOT_INSTANCE_DIR": str(tmp_path)}
+        assert binbot("db", "upgrade", "--no-starter", env=env).returncode == 0
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "binbot", "worker"], env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        lines: list[str] = []
+        threading.Thread(target=lambda: lines.extend(worker.stdout), daemon=True).start()
+
+        def wait_for(text: str) -> None:
+            deadline = time.monotonic() + 60
+            while not any(text in line for line in lines):
+                assert worker.poll() is None, "".join(lines)
+                assert time.monotonic() < deadline, f"no {text!r} in: {''.join(lines)}"
+                time.sleep(0.2)
+
+        try:
+            wait_for("waiting for retraining jobs")
+            with psycopg.connect(admin_dsn, autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (name,),
+                )
+                wait_for("the database cannot be reached")
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            wait_for("the database is back")
+        finally:
+            worker.send_signal(signal.SIGINT)
+            worker.wait(timeout=60)
+        output = "".join(lines)
+        assert worker.returncode == 0 and "Traceback" not in output, output
+        assert output.count("the database cannot be reached") == 1  # once, not every retry

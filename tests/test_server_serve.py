@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import STARTER_VERSION
+from conftest import STARTER_VERSION, binbot
 
 
 def free_port() -> int:
@@ -320,3 +320,25 @@ def test_gunicorn_facing_other_machines_without_the_front_is_warned_about(host, 
     if warned:
         assert f"WARNING: {host} can be reached from other machines" in warning
         assert "of the 8 gunicorn threads" in warning and "serve with --front" in warning
+
+
+def test_token_and_worker_commands_say_in_one_line_when_the_database_is_unusable(tmp_path):
+    """They stopped with the driver's traceback (serve and db already said it in one line)."""
+    env = os.environ | {"BINBOT_INSTANCE_DIR": str(tmp_path)}
+    env.pop("DATABASE_URL", None)
+    result = binbot("token", "list", env=env)  # a database nobody has set up yet
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        f"binbot: error: cannot use the database sqlite:///{tmp_path}/binbot.sqlite3: no such "
+        "table: admin_token (a database BinBot has not set up: run `binbot db upgrade` first)"
+    )
+    env["DATABASE_URL"] = "postgresql+psycopg://someone:hunter2@127.0.0.1:1/binbot"
+    for command in (["token", "list"], ["worker", "--once"]):
+        result = binbot(*command, env=env)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(
+            "binbot: error: cannot use the database postgresql+psycopg://someone:***@127.0.0.1:1"
+            "/binbot: connection failed"
+        ), line
+        assert "hunter2" not in result.stdout + result.stderr

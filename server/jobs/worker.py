@@ -18,9 +18,11 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.exc import DBAPIError
 
 from binbot.errors import BinbotError, TrainingCancelled
 from server.errors import ServiceError
+from server.extensions import db
 from server.jobs.queue import (
     cancel_requested,
     claim_next,
@@ -98,18 +100,50 @@ def run_job(app: Flask, job_id: int, settings: dict, log: Log) -> None:
         thread.join(timeout=HEARTBEAT_SECONDS * 2)
 
 
+class Outage:
+    """The database gone while the worker waits for jobs (restarted, a network cut): one line
+    when it goes, one when it is back, and waits that double from 1 s to a minute. The worker
+    used to die with the driver's traceback, and `binbot serve` counted each restart as a
+    crash."""
+
+    def __init__(self, log: Log) -> None:
+        self.log, self.wait = log, 0.0
+
+    def began(self, error: DBAPIError) -> float:
+        """Seconds to wait before trying again."""
+        if not self.wait:
+            reason = str(error.orig or error).strip().splitlines()[0]
+            self.log(f"the database cannot be reached ({reason}); trying again")
+        self.wait = min(max(self.wait * 2, 1.0), 60.0)
+        return self.wait
+
+    def ended(self) -> None:
+        if self.wait:
+            self.log("the database is back; waiting for retraining jobs")
+        self.wait = 0.0
+
+
 def run_worker(
     app: Flask, *, once: bool = False, poll_seconds: float = 2.0, log: Log = print
 ) -> int | None:
     """Claim and run jobs until stopped (or one, with ``once``); returns the last job id."""
     name = worker_name()
     last = None
+    outage = Outage(log)
     with app.app_context():
         log(f"Worker {name} waiting for retraining jobs")
         while True:
-            for job_id in reap_dead(app.config["BINBOT_JOB_TIMEOUT"]):
-                log(f"job {job_id}: its worker stopped responding; marked failed")
-            job = claim_next(name)
+            try:
+                for job_id in reap_dead(app.config["BINBOT_JOB_TIMEOUT"]):
+                    log(f"job {job_id}: its worker stopped responding; marked failed")
+                job = claim_next(name)
+            except DBAPIError as exc:
+                if once:
+                    raise
+                db.session.rollback()
+                time.sleep(outage.began(exc))
+                continue
+            outage.ended()
             if job is None:
                 if once:
                     return last
