@@ -9,6 +9,7 @@ an HTML page for someone using the admin console in a browser.
 from __future__ import annotations
 
 from flask import Flask, Response, jsonify, render_template, request
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 
@@ -111,10 +112,25 @@ def too_large_message(app: Flask) -> str:
     )
 
 
+DATABASE_RETRY_SECONDS = 30
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError) -> Response:
         return error_response(exc.message, exc.status, exc.headers)
+
+    @app.errorhandler(OperationalError)
+    def database_unavailable(exc: OperationalError) -> Response:
+        """The database down, restarting or busy: a 503 that says to come back (phones keep
+        their corrections and retry after Retry-After), not a 500 that reads like a bug. The
+        request's session is removed at teardown, as after any request."""
+        app.logger.warning("database unavailable: %s", str(exc.orig or exc).strip()[:300])
+        return error_response(
+            "the service's database is unavailable; try again shortly",
+            503,
+            {"Retry-After": str(DATABASE_RETRY_SECONDS)},
+        )
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
