@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flask import Flask
+from sqlalchemy.exc import DBAPIError
 
 Log = Callable[[str], None]
 FIRST_PAUSE_S, LONGEST_PAUSE_S, STABLE_AFTER_S = 1.0, 60.0, 60.0
@@ -103,8 +104,15 @@ class Supervisor:
         from server.jobs.worker import worker_name
 
         reason = f"the retraining worker {describe_exit(code)}"
-        with self.app.app_context():
-            jobs = worker_crashed(worker_name(pid=child.process.pid), reason)
+        try:
+            with self.app.app_context():
+                jobs = worker_crashed(worker_name(pid=child.process.pid), reason)
+        except DBAPIError as exc:
+            # The database away too: the service must not stop for it. The job's heartbeat
+            # stops, so the next worker to wait for jobs marks it failed (reap_dead).
+            first = str(exc.orig or exc).strip().splitlines()[0]
+            self.log(f"{child.name}'s job cannot be marked failed now ({first}); a worker will")
+            jobs = []
         if time.monotonic() - child.started >= STABLE_AFTER_S:
             child.pause = FIRST_PAUSE_S
         self.log(

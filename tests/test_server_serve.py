@@ -13,9 +13,10 @@ import threading
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
-from conftest import STARTER_VERSION, binbot
+from conftest import STARTER_VERSION, binbot, fresh_postgres_database
 
 
 def free_port() -> int:
@@ -28,8 +29,8 @@ class Server:
     """`binbot serve` in a subprocess, its output collected line by line as it comes."""
 
     def __init__(self, instance, port, *options: str, **extra_env):
-        env = os.environ | {"BINBOT_INSTANCE_DIR": str(instance), **extra_env}
-        env.pop("DATABASE_URL", None)
+        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # SQLite, unless
+        env |= {"BINBOT_INSTANCE_DIR": str(instance), **extra_env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "binbot", "serve", "--port", str(port), "--workers", "2",
              *options],
@@ -162,6 +163,36 @@ def test_a_killed_retraining_worker_is_restarted_and_the_web_service_keeps_servi
         assert "killed by signal SIGKILL (job 1 failed)" in page.text
     finally:
         server.stop()
+
+
+def test_a_worker_dying_while_the_database_is_away_does_not_stop_the_service(tmp_path):
+    """Marking the dead worker's jobs failed needs the database: with it away, the supervisor
+    stopped on the driver's error, and took gunicorn and nginx with it."""
+    with fresh_postgres_database("binbot_supervised") as database:
+        name = database.rsplit("/", 1)[1]
+        admin_dsn = os.environ["BINBOT_TEST_POSTGRES_URL"].replace("+psycopg", "")
+        port = free_port()
+        server = Server(tmp_path / "instance", port, DATABASE_URL=database)
+        try:
+            server.wait_for("waiting for retraining jobs")
+            worker = next(int(line.split()[1].rsplit(":", 1)[1]) for line in server.lines
+                          if "waiting for retraining jobs" in line)  # fmt: skip
+            with psycopg.connect(admin_dsn, autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (name,),
+                )
+                os.kill(worker, signal.SIGKILL)
+                server.wait_for("retraining worker 1's job cannot be marked failed now")
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            server.wait_for("starting retraining worker 1 again")
+            server.wait_for_count("waiting for retraining jobs", 2)
+            answer = requests.get(f"http://127.0.0.1:{port}/api/models/current", timeout=10)
+            assert answer.status_code == 200 and server.process.poll() is None
+        finally:
+            output = server.stop()
+        assert server.process.returncode == 0 and "Traceback" not in output, output
 
 
 def _ended(pid: int) -> bool:
