@@ -64,9 +64,14 @@ class JobReporter:
 def _beat_until(stop: threading.Event, cancelled: threading.Event, app: Flask, job_id: int):
     with app.app_context():
         while not stop.wait(HEARTBEAT_SECONDS):
-            heartbeat(job_id)
-            if cancel_requested(job_id):
-                cancelled.set()  # training checks this after every batch
+            try:
+                heartbeat(job_id)
+                if cancel_requested(job_id):
+                    cancelled.set()  # training checks this after every batch
+            except DBAPIError:
+                # A database blip ended this thread for good, so a job that carried on was
+                # later taken for dead; the next beat tries again.
+                db.session.rollback()
 
 
 def run_job(app: Flask, job_id: int, settings: dict, log: Log) -> None:
