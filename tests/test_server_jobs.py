@@ -353,3 +353,47 @@ def test_a_worker_waits_out_a_database_outage_and_carries_on(tmp_path):
         output = "".join(lines)
         assert worker.returncode == 0 and "Traceback" not in output, output
         assert output.count("the database cannot be reached") == 1  # once, not every retry
+
+
+def test_a_running_jobs_heartbeat_outlives_a_database_blip(tmp_path, monkeypatch):
+    """One failed beat ended the heartbeat thread, so a job that trained on was later taken
+    for dead by the other workers."""
+    from conftest import serve_live
+
+    from server.jobs import worker
+
+    monkeypatch.setattr(worker, "HEARTBEAT_SECONDS", 0.2)
+    with fresh_postgres_database("binbot_blip") as url:
+        name = url.rsplit("/", 1)[1]
+        admin_dsn = os.environ["BINBOT_TEST_POSTGRES_URL"].replace("+psycopg", "")
+        serving = serve_live(tmp_path, url)
+        live = next(serving)
+        stop, cancelled = threading.Event(), threading.Event()
+        try:
+            with live.app.app_context():
+                job_id = enqueue({})[0].id
+                claim_next("w1")
+            beating = threading.Thread(
+                target=worker._beat_until, args=(stop, cancelled, live.app, job_id), daemon=True
+            )
+            beating.start()
+            with psycopg.connect(admin_dsn, autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (name,),
+                )
+                time.sleep(1)  # several beats fail
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            back = utcnow()
+            deadline = time.monotonic() + 30
+            while True:
+                with live.app.app_context():
+                    beat = db.session.get(TrainingJob, job_id).heartbeat_at
+                if beat is not None and beat.replace(tzinfo=None) > back.replace(tzinfo=None):
+                    break
+                assert beating.is_alive() and time.monotonic() < deadline, "no beat since"
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            next(serving, None)

@@ -8,6 +8,7 @@ What the job says goes two ways: lines for people (the job's log) and events as 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -71,7 +72,8 @@ def _beat_until(stop: threading.Event, cancelled: threading.Event, app: Flask, j
             except DBAPIError:
                 # A database blip ended this thread for good, so a job that carried on was
                 # later taken for dead; the next beat tries again.
-                db.session.rollback()
+                with contextlib.suppress(DBAPIError):
+                    db.session.rollback()
 
 
 def run_job(app: Flask, job_id: int, settings: dict, log: Log) -> None:
