@@ -355,9 +355,9 @@ def test_a_worker_waits_out_a_database_outage_and_carries_on(tmp_path):
         assert output.count("the database cannot be reached") == 1  # once, not every retry
 
 
-def test_a_running_jobs_heartbeat_outlives_a_database_blip(tmp_path, monkeypatch):
+def test_a_running_job_outlives_a_database_blip(tmp_path, monkeypatch):
     """One failed beat ended the heartbeat thread, so a job that trained on was later taken
-    for dead by the other workers."""
+    for dead by the other workers; one failed log line stopped the training."""
     from conftest import serve_live
 
     from server.jobs import worker
@@ -384,7 +384,16 @@ def test_a_running_jobs_heartbeat_outlives_a_database_blip(tmp_path, monkeypatch
                     (name,),
                 )
                 time.sleep(1)  # several beats fail
+                echoed: list[str] = []
+                reporter = worker.JobReporter(job_id, echoed.append, cancelled)
+                with live.app.app_context():
+                    reporter.log("head      epoch  3/30")  # training goes on
+                    reporter.event({"event": "step", "step": "evaluating"})
+                assert echoed[1].startswith(f"[job {job_id}] not stored in the job's record (")
                 admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            with live.app.app_context():
+                reporter.log("head      epoch  4/30")
+                assert db.session.get(TrainingJob, job_id).log.endswith("epoch  4/30\n")
             back = utcnow()
             deadline = time.monotonic() + 30
             while True:

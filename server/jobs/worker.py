@@ -50,12 +50,23 @@ class JobReporter:
 
     def log(self, line: str) -> None:
         self.echo(f"[job {self.job_id}] {line}")
-        heartbeat(self.job_id, log_line=line)
+        self._stored(heartbeat, self.job_id, log_line=line)
         self._stop_if_cancelled()
 
     def event(self, event: dict[str, Any]) -> None:
-        record_event(self.job_id, event)
+        self._stored(record_event, self.job_id, event)
         self._stop_if_cancelled()
+
+    def _stored(self, write: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """Write to the job's record; a database blip loses this line or event from the
+        console (the worker's own output keeps it), not the training: it stopped the job."""
+        try:
+            write(*args, **kwargs)
+        except DBAPIError as exc:
+            with contextlib.suppress(DBAPIError):
+                db.session.rollback()
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            self.echo(f"[job {self.job_id}] not stored in the job's record ({reason})")
 
     def _stop_if_cancelled(self) -> None:
         if self.cancelled.is_set():
