@@ -159,12 +159,13 @@ def _json_errors() -> str:
 
 
 def extra_types(known: Path = MIME_TYPES) -> str:
-    """nginx `types` lines for the extensions the web app needs that nginx's own list lacks
-    (Debian's knows wasm: naming it again made nginx warn at every start)."""
+    """An nginx `types` block for the extensions the web app needs that nginx's own list
+    lacks (Debian's knows wasm: naming it again made nginx warn at every start)."""
     text = known.read_text(encoding="utf-8") if known.is_file() else ""
     listed = {word.rstrip(";") for word in text.split()}
     wanted = {"wasm": "application/wasm", "webmanifest": "application/manifest+json"}
-    return " ".join(f"{kind} {ext};" for ext, kind in wanted.items() if ext not in listed)
+    lines = " ".join(f"{kind} {ext};" for ext, kind in wanted.items() if ext not in listed)
+    return f"types {{ {lines} }}" if lines else ""
 
 
 def nginx_config(front: Front) -> str:
@@ -177,7 +178,7 @@ events {{ worker_connections 4096; }}
 
 http {{
     include {MIME_TYPES};
-    types {{ {extra_types()} }}
+    {extra_types()}
     access_log {folder}/logs/access.log;
     client_body_temp_path {folder}/temp/body;
     proxy_temp_path {folder}/temp/proxy;

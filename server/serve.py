@@ -84,7 +84,7 @@ def check_can_listen(host: str, port: int, option: str) -> None:
                 errno.EACCES: f"needs root (ports below 1024 do): choose another with {option}",
                 errno.EADDRNOTAVAIL: "is not on this machine: check --host",
             }.get(exc.errno, f"cannot be listened on: {exc.strerror}")
-            raise BinbotError(f"{host}:{port} {why}") from None
+            raise BinbotError(f"{host_and_port(host, port)} {why}") from None
 
 
 HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?")
