@@ -190,6 +190,42 @@ def _forge_declared_size(path: Path, member: str, size: int) -> None:
     path.write_bytes(bytes(data))
 
 
+def _lock(path: Path, member: str) -> None:
+    """Mark ``member`` as stored with a password (general purpose flag bit 0), as an archiver's
+    "encrypt" option does, in its local header and its central directory entry."""
+    data, name = bytearray(path.read_bytes()), member.encode()
+    for signature, flags, name_at in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):
+        header = data.index(signature)
+        while data[header + name_at : header + name_at + len(name)] != name:
+            header = data.index(signature, header + 4)
+        data[header + flags] |= 0x1
+    path.write_bytes(bytes(data))
+
+
+def test_a_password_protected_zip_is_named_as_one(tmp_path):
+    """zipfile's own message named a whole ZipInfo object for every file, under the error
+    for the first class left empty."""
+    root = make_flat(tmp_path / "photos")
+    path = tmp_path / "photos.zip"
+    _zip_folder(root, path).close()
+    members = zipfile.ZipFile(path).namelist()
+    _lock(path, members[0])
+    dataset = load_dataset(path, cache_dir=tmp_path / "cache")
+    assert [(b.relpath, b.reason) for b in dataset.bad_files] == [
+        (members[0], "password-protected in the zip")
+    ]
+    locked = tmp_path / "locked.zip"
+    locked.write_bytes(path.read_bytes())
+    for member in members[1:]:
+        _lock(locked, member)
+    with pytest.raises(BinbotError) as refused:
+        load_dataset(locked, cache_dir=tmp_path / "cache")
+    assert str(refused.value) == (
+        f"{locked} is password-protected, which BinBot cannot read: extract it and give the "
+        "folder, or zip it again without a password"
+    )
+
+
 def test_a_zip_bomb_is_skipped_without_filling_the_disk_or_the_memory(tmp_path):
     """A member that expands past the size limit, or past the size it declares, is listed as
     skipped under its class; the other photos are used, and a second read (from the extracted

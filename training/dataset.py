@@ -414,6 +414,11 @@ def _extract_zip(source: Path, cache_dir: str | os.PathLike[str] | None) -> Path
                 if member.is_dir():
                     (staging / name).mkdir(parents=True, exist_ok=True)
             members = [m for m in archive.infolist() if not m.is_dir()]
+            if members and all(_encrypted(m) for m in members):
+                raise BinbotError(
+                    f"{source} is password-protected, which BinBot cannot read: extract it and "
+                    "give the folder, or zip it again without a password"
+                )
             _check_room(members, staging, source)
             skipped = {}
             for member in members:
@@ -486,6 +491,12 @@ def _check_room(members: list[zipfile.ZipInfo], folder: Path, source: Path) -> N
         )
 
 
+def _encrypted(member: zipfile.ZipInfo) -> bool:
+    """A member stored with a password (zip's general purpose flag, bit 0): zipfile's own
+    message for it named the whole ZipInfo object."""
+    return bool(member.flag_bits & 0x1)
+
+
 def _extract_bounded(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path) -> str:
     """Extract one member unless it declares more than MAX_IMAGE_BYTES; '' or why it was not.
 
@@ -497,6 +508,9 @@ def _extract_bounded(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path: Pa
     if member.file_size > MAX_IMAGE_BYTES:
         path.write_bytes(b"")
         return _too_large(member.file_size)
+    if _encrypted(member):
+        path.write_bytes(b"")
+        return "password-protected in the zip"
     try:
         with archive.open(member) as source, path.open("wb") as out:
             shutil.copyfileobj(source, out, 1 << 20)
