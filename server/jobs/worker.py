@@ -158,7 +158,8 @@ def run_worker(
             except DBAPIError as exc:
                 if once:
                     raise
-                db.session.rollback()
+                with contextlib.suppress(DBAPIError):
+                    db.session.rollback()
                 time.sleep(outage.began(exc))
                 continue
             outage.ended()
