@@ -84,10 +84,13 @@ def check_bundle(folder: Path) -> list[str]:
         manifest = read_manifest(folder)
     except (OSError, ValueError) as exc:
         return [f"unreadable {MANIFEST_FILE}: {exc}"]
-    problems = schema_problems(manifest)
-    if problems:
-        return problems
-    for entry in manifest["files"]:
+    return schema_problems(manifest) or file_problems(folder, manifest["files"])
+
+
+def file_problems(folder: Path, files: list[dict[str, Any]]) -> list[str]:
+    """The manifest's ``files`` entries that ``folder`` lacks or holds changed."""
+    problems = []
+    for entry in files:
         path = folder / entry["path"]
         if not path.is_file():
             problems.append(f"{entry['path']}: missing")

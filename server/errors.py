@@ -73,6 +73,11 @@ class Unavailable(ServiceError, status=503):
     """The service cannot answer now: no model published, the review queue full, ..."""
 
 
+class ServerFault(ServiceError, status=500):
+    """Something on the service's side is broken (a stored file gone): said plainly, and
+    logged, rather than Flask's "internal error" page with a traceback in the log only."""
+
+
 class InsufficientStorage(ServiceError, status=507):
     """The disk that would keep the upload is nearly full."""
 

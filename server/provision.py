@@ -21,10 +21,11 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import DBAPIError
 
 from binbot.errors import BinbotError
+from conversion.manifest import file_problems
 from server.config import masked_database_url
 from server.errors import ServiceError
 from server.extensions import MIGRATIONS_DIR, db
-from server.registry.bundles import publish, published_version, register_bundle
+from server.registry.bundles import bundle_dir, publish, published_version, register_bundle
 from server.tables import ModelVersion
 
 BASELINE_REVISION = "0001"
@@ -90,6 +91,22 @@ def database_revision() -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+def check_published_files(log: Log = print) -> None:
+    """Say at start when the live model's files are not what its manifest lists (deleted or
+    changed on the data disk): phones that do not have it yet cannot download it, and every
+    try was a 500 that nobody saw coming."""
+    current = published_version()
+    if current is None:
+        return
+    problems = file_problems(bundle_dir(current.version), current.manifest["files"])
+    if problems:
+        log(
+            f"WARNING: the published model {current.version} is damaged in "
+            f"{bundle_dir(current.version)} ({'; '.join(problems)}): phones cannot download "
+            "it; restore its files, or publish or roll back to another version in the console"
+        )
+
+
 def ensure_published_model(log: Log = print) -> ModelVersion | None:
     """On a database with no published model, register and publish the shipped starter."""
     current = published_version()
@@ -137,6 +154,7 @@ def provision(app: Flask, *, starter: bool = True, log: Log = print) -> None:
     ensure_data_folder(app)
     with reaching_the_database(app):
         upgrade_database(app, log)
-        if starter:
-            with app.app_context():
+        with app.app_context():
+            if starter:
                 ensure_published_model(log)
+            check_published_files(log)

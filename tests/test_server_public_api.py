@@ -45,6 +45,26 @@ def test_model_files_are_immutable_and_match_the_manifest(live):
         assert revalidated.status_code == 304
 
 
+def test_a_model_file_gone_from_the_data_disk_is_said_so_at_start_and_per_request(live):
+    """It was Flask's anonymous 500, and `binbot serve` started without a word."""
+    from server.provision import provision
+
+    weights = live.data / "models" / STARTER_VERSION / "group1-shard1of1.bin"
+    weights.unlink()
+    answer = requests.get(f"{live.url}/api/models/{STARTER_VERSION}/{weights.name}", timeout=30)
+    assert answer.status_code == 500
+    assert answer.json()["error"] == (
+        f"model {STARTER_VERSION}'s file group1-shard1of1.bin is missing on the server"
+    )
+    said: list[str] = []
+    provision(live.app, log=said.append)  # what `binbot serve` runs before it serves
+    assert said[-1] == (
+        f"WARNING: the published model {STARTER_VERSION} is damaged in {weights.parent} "
+        "(group1-shard1of1.bin: missing): phones cannot download it; restore its files, or "
+        "publish or roll back to another version in the console"
+    )
+
+
 @pytest.mark.parametrize(
     "path",
     [f"/api/models/{STARTER_VERSION}/manifest.json/../../../binbot.sqlite3", "/api/models/nope/model.json",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 
-from server.errors import NotFound, Unavailable
+from server.errors import NotFound, ServerFault, Unavailable
 from server.public.submissions import check_fields_once, store_submission
 from server.registry.bundles import bundle_dir, find_version, published_version
 from server.registry.kinds import advice_version, all_kinds, guidance_for, kind_names
@@ -96,10 +96,14 @@ def model_file(version: str, name: str):
     listed = {f["path"]: f["sha256"] for f in find_version(version).manifest["files"]}
     if name not in listed:  # only files the manifest names: no path tricks
         raise NotFound(f"model {version} has no file {name!r}")
+    path = bundle_dir(version) / name
+    if not path.is_file():  # gone from the data disk: the server's fault, said as such
+        current_app.logger.error("model %s: %s is missing from %s", version, name, path.parent)
+        raise ServerFault(f"model {version}'s file {name} is missing on the server")
     mimetype = "application/json" if name.endswith(".json") else "application/octet-stream"
     # max_age given to send_file: set afterwards, it would keep send_file's "no-cache".
     response = send_file(
-        bundle_dir(version) / name, mimetype=mimetype, etag=listed[name], conditional=True,
+        path, mimetype=mimetype, etag=listed[name], conditional=True,
         max_age=ONE_YEAR,
     )  # fmt: skip
     response.cache_control.immutable = True
