@@ -125,6 +125,13 @@ def register_error_handlers(app: Flask) -> None:
     def service_error(exc: ServiceError) -> Response:
         return error_response(exc.message, exc.status, exc.headers)
 
+    @app.errorhandler(FileNotFoundError)
+    def stored_file_missing(exc: FileNotFoundError) -> Response:
+        """A stored file (a photo, a report) gone from the data disk: said as the server's
+        fault, in the answer's usual form, instead of Flask's anonymous 500."""
+        app.logger.error("a stored file is missing: %s", exc.filename)
+        return error_response("a file this answer needs is missing on the server", 500)
+
     @app.errorhandler(OperationalError)
     def database_unavailable(exc: OperationalError) -> Response:
         """The database down, restarting or busy: a 503 that says to come back (phones keep

@@ -203,6 +203,11 @@ def test_a_submitted_photo_is_served_to_the_admin_as_private(live, photo):
     assert answer.status_code == 200
     assert "private" in answer.headers["Cache-Control"]
     assert "public" not in answer.headers["Cache-Control"]
+    for stored in live.stored_files():  # gone from the data disk: the console's page says so
+        stored.unlink()
+    gone = requests.get(f"{live.url}/admin/submissions/1/photo", cookies=cookie, timeout=30)
+    assert gone.status_code == 500 and "text/html" in gone.headers["Content-Type"]
+    assert "a file this answer needs is missing on the server" in gone.text
 
 
 def test_a_database_outage_is_a_503_to_come_back_and_the_service_recovers(tmp_path):
