@@ -25,6 +25,9 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "SQLALCHEMY_DATABASE_URI": _database_url(
             os.environ.get("DATABASE_URL") or f"sqlite:///{instance / 'binbot.sqlite3'}"
         ),
+        # A database restarted while the service was idle left every pooled connection dead:
+        # each process's first request after it failed. Checked out, a connection is pinged.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "BINBOT_DATA_DIR": str(data),
         # The model published when the database has none yet.
         "BINBOT_STARTER_MODEL": os.environ.get("BINBOT_STARTER_MODEL")

@@ -232,6 +232,13 @@ def test_a_database_outage_is_a_503_to_come_back_and_the_service_recovers(tmp_pa
                         "the service's database is unavailable; try again shortly"
                     )
                 admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+                assert requests.get(f"{live.url}/api/models/current", timeout=30).ok
+                # A restart while the service was idle: its pooled connections are dead, and
+                # the first request after it must not be the one to find out.
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (name,),
+                )
             assert requests.get(f"{live.url}/api/models/current", timeout=30).ok
         finally:
             next(serving, None)
