@@ -30,6 +30,7 @@ from conversion.manifest import (
     OPENSET_FILE,
     WARM_START_DIR,
     bundle_files,
+    version_pattern,
     write_manifest,
 )
 from conversion.verify import SIGNIFICANCE, Verification, keras_reference, verify
@@ -168,6 +169,12 @@ def convert_run(
     out = Path(out)
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise BinbotError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}")
+    if version is not None and not version_pattern().fullmatch(version):
+        # Checked before the conversion's minutes of work, not by the manifest's schema after.
+        raise BinbotError(
+            f"--version {version[:40]!r} is not a version name: 1-100 letters, digits, '.', "
+            "'_' or '-', starting with a letter or digit"
+        )
     check_bundle_target(out, Path(run_dir), overwrite)
     run = load_run(run_dir)
     dataset = dataset_of_run(run, dataset)

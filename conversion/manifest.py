@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,13 @@ def _validator():
     schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
     Draft7Validator.check_schema(schema)
     return Draft7Validator(schema)
+
+
+@lru_cache(maxsize=1)
+def version_pattern() -> re.Pattern[str]:
+    """What a version name may be (it names the bundle's folder and URLs), as the schema says."""
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    return re.compile(schema["properties"]["version"]["pattern"])
 
 
 def schema_problems(manifest: Any) -> list[str]:

@@ -128,6 +128,10 @@ def test_convert_overwrites_a_bundle_and_nothing_else(tmp_path):
     assert (tmp_path / "documents" / "letter.txt").read_text() == "mine"
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["first", "notes.txt"]
     assert len(list(run.iterdir())) == 4
+    # A version that cannot name a folder: refused before the conversion's work, not after.
+    for version in ("../../evil", "v1\n"):
+        result = binbot("convert", str(run), "--out", str(tmp_path / "b"), "--version", version)
+        assert_one_line_error(result, f"--version {version!r} is not a version name")
 
 
 def test_run_folder_that_is_not_a_model(tmp_path):

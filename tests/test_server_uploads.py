@@ -214,7 +214,7 @@ def test_the_same_photo_sent_as_something_else_is_kept_for_reviewers(live, photo
 
 
 @pytest.mark.parametrize(
-    "version", ["x" * 10_000, "starter-1\x00", "starter\n1", "../../etc", "ünïcode"]
+    "version", ["x" * 10_000, "starter-1\x00", "starter\n1", "starter-1\n", "../../etc", "ünïcode"]
 )
 def test_model_version_must_be_a_version_name(live, photo, version):
     response = submit(live, photo, key="v", model_version=version)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.datastructures import FileStorage
 
+from conversion.manifest import version_pattern
 from server.errors import BadRequest, InsufficientStorage, Unavailable, Unprocessable
 from server.extensions import db
 from server.limits import configured
@@ -50,14 +50,11 @@ class Stored:
         return body
 
 
-VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-
-
 def check_model_version(text: str | None) -> str | None:
     """The version the photo was classified with: a version name, or nothing."""
     if not text:
         return None
-    if not VERSION_PATTERN.fullmatch(text):
+    if not version_pattern().fullmatch(text):
         shown = text[:40] + ("..." if len(text) > 40 else "")
         raise Unprocessable(f"model_version is not a model version: {shown!r}")
     return text
