@@ -214,6 +214,37 @@ def fresh_postgres_database(prefix: str):
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _postgres_admin():
+    import psycopg
+
+    return psycopg.connect(
+        os.environ["BINBOT_TEST_POSTGRES_URL"].replace("+psycopg", ""), autocommit=True
+    )
+
+
+def cut_connections(url: str) -> None:
+    """End every open connection to the PostgreSQL database of ``url``, as a restart does."""
+    with _postgres_admin() as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (url.rsplit("/", 1)[1],),
+        )
+
+
+@contextlib.contextmanager
+def database_down(url: str):
+    """The PostgreSQL database of ``url`` away: its connections cut, new ones refused, until
+    the block ends."""
+    name = url.rsplit("/", 1)[1]
+    with _postgres_admin() as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        cut_connections(url)
+        try:
+            yield
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
 @pytest.fixture
 def live(tmp_path, database_url):
     """A real HTTP server on a loopback port over a fresh app, database and data folder."""

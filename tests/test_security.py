@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 import time
 
-import psycopg
 import pytest
 import requests
-from conftest import fresh_postgres_database, serve_live, submit
+from conftest import cut_connections, database_down, fresh_postgres_database, serve_live, submit
 
 
 def limits(live, **changes) -> None:
@@ -213,32 +211,21 @@ def test_a_submitted_photo_is_served_to_the_admin_as_private(live, photo):
 def test_a_database_outage_is_a_503_to_come_back_and_the_service_recovers(tmp_path):
     """A 500 read like a bug; phones keep their corrections and retry after Retry-After."""
     with fresh_postgres_database("binbot_down") as url:
-        name = url.rsplit("/", 1)[1]
-        admin_dsn = os.environ["BINBOT_TEST_POSTGRES_URL"].replace("+psycopg", "")
         serving = serve_live(tmp_path, url)
         live = next(serving)
         try:
             assert requests.get(f"{live.url}/api/models/current", timeout=30).ok
-            with psycopg.connect(admin_dsn, autocommit=True) as admin:
-                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-                admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                    (name,),
-                )
+            with database_down(url):
                 for path in ("/api/models/current", "/api/labels"):
                     down = requests.get(f"{live.url}{path}", timeout=30)
                     assert down.status_code == 503 and down.headers["Retry-After"] == "30", path
                     assert down.json()["error"] == (
                         "the service's database is unavailable; try again shortly"
                     )
-                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-                assert requests.get(f"{live.url}/api/models/current", timeout=30).ok
-                # A restart while the service was idle: its pooled connections are dead, and
-                # the first request after it must not be the one to find out.
-                admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                    (name,),
-                )
+            assert requests.get(f"{live.url}/api/models/current", timeout=30).ok
+            # A restart while the service was idle: its pooled connections are dead, and the
+            # first request after it must not be the one to find out.
+            cut_connections(url)
             assert requests.get(f"{live.url}/api/models/current", timeout=30).ok
         finally:
             next(serving, None)

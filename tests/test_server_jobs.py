@@ -13,14 +13,15 @@ import time
 import zipfile
 from datetime import timedelta
 
-import psycopg
 import pytest
 import requests
 from conftest import (
     STARTER_VERSION,
     binbot,
     console_session,
+    database_down,
     fresh_postgres_database,
+    serve_live,
     solid_jpeg,
     submit,
 )
@@ -318,8 +319,6 @@ def test_a_worker_waits_out_a_database_outage_and_carries_on(tmp_path):
     """The database restarted under a waiting worker: it died with the driver's traceback and
     `binbot serve` counted a crash. Now it says so once, waits, and carries on."""
     with fresh_postgres_database("binbot_outage") as url:
-        name = url.rsplit("/", 1)[1]
-        admin_dsn = os.environ["BINBOT_TEST_POSTGRES_URL"].replace("+psycopg", "")
         env = os.environ | {"DATABASE_URL": url, "BINBOT_INSTANCE_DIR": str(tmp_path)}
         assert binbot("db", "upgrade", "--no-starter", env=env).returncode == 0
         worker = subprocess.Popen(
@@ -338,14 +337,8 @@ def test_a_worker_waits_out_a_database_outage_and_carries_on(tmp_path):
 
         try:
             wait_for("waiting for retraining jobs")
-            with psycopg.connect(admin_dsn, autocommit=True) as admin:
-                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-                admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                    (name,),
-                )
+            with database_down(url):
                 wait_for("the database cannot be reached")
-                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
             wait_for("the database is back")
         finally:
             worker.send_signal(signal.SIGINT)
@@ -358,14 +351,10 @@ def test_a_worker_waits_out_a_database_outage_and_carries_on(tmp_path):
 def test_a_running_job_outlives_a_database_blip(tmp_path, monkeypatch):
     """One failed beat ended the heartbeat thread, so a job that trained on was later taken
     for dead by the other workers; one failed log line stopped the training."""
-    from conftest import serve_live
-
     from server.jobs import worker
 
     monkeypatch.setattr(worker, "HEARTBEAT_SECONDS", 0.2)
     with fresh_postgres_database("binbot_blip") as url:
-        name = url.rsplit("/", 1)[1]
-        admin_dsn = os.environ["BINBOT_TEST_POSTGRES_URL"].replace("+psycopg", "")
         serving = serve_live(tmp_path, url)
         live = next(serving)
         stop, cancelled = threading.Event(), threading.Event()
@@ -377,12 +366,7 @@ def test_a_running_job_outlives_a_database_blip(tmp_path, monkeypatch):
                 target=worker._beat_until, args=(stop, cancelled, live.app, job_id), daemon=True
             )
             beating.start()
-            with psycopg.connect(admin_dsn, autocommit=True) as admin:
-                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-                admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                    (name,),
-                )
+            with database_down(url):
                 time.sleep(1)  # several beats fail
                 echoed: list[str] = []
                 reporter = worker.JobReporter(job_id, echoed.append, cancelled)
@@ -390,7 +374,6 @@ def test_a_running_job_outlives_a_database_blip(tmp_path, monkeypatch):
                     reporter.log("head      epoch  3/30")  # training goes on
                     reporter.event({"event": "step", "step": "evaluating"})
                 assert echoed[1].startswith(f"[job {job_id}] not stored in the job's record (")
-                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
             with live.app.app_context():
                 reporter.log("head      epoch  4/30")
                 assert db.session.get(TrainingJob, job_id).log.endswith("epoch  4/30\n")

@@ -13,16 +13,21 @@ import threading
 import time
 from pathlib import Path
 
-import psycopg
 import pytest
 import requests
-from conftest import STARTER_VERSION, binbot, fresh_postgres_database
+from conftest import STARTER_VERSION, binbot, database_down, fresh_postgres_database
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def sqlite_instance(tmp_path: Path) -> dict[str, str]:
+    """The environment of a BinBot on its own SQLite instance under ``tmp_path``."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    return env | {"BINBOT_INSTANCE_DIR": str(tmp_path / "instance")}
 
 
 class Server:
@@ -169,23 +174,15 @@ def test_a_worker_dying_while_the_database_is_away_does_not_stop_the_service(tmp
     """Marking the dead worker's jobs failed needs the database: with it away, the supervisor
     stopped on the driver's error, and took gunicorn and nginx with it."""
     with fresh_postgres_database("binbot_supervised") as database:
-        name = database.rsplit("/", 1)[1]
-        admin_dsn = os.environ["BINBOT_TEST_POSTGRES_URL"].replace("+psycopg", "")
         port = free_port()
         server = Server(tmp_path / "instance", port, DATABASE_URL=database)
         try:
             server.wait_for("waiting for retraining jobs")
             worker = next(int(line.split()[1].rsplit(":", 1)[1]) for line in server.lines
                           if "waiting for retraining jobs" in line)  # fmt: skip
-            with psycopg.connect(admin_dsn, autocommit=True) as admin:
-                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-                admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                    (name,),
-                )
+            with database_down(database):
                 os.kill(worker, signal.SIGKILL)
                 server.wait_for("retraining worker 1's job cannot be marked failed now")
-                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
             server.wait_for("starting retraining worker 1 again")
             server.wait_for_count("waiting for retraining jobs", 2)
             answer = requests.get(f"http://127.0.0.1:{port}/api/models/current", timeout=10)
@@ -276,12 +273,7 @@ def test_a_port_in_use_stops_the_start_with_one_clear_line(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = os.environ | {"BINBOT_INSTANCE_DIR": str(tmp_path / "instance")}
-        env.pop("DATABASE_URL", None)
-        result = subprocess.run(
-            [sys.executable, "-m", "binbot", "serve", "--port", str(port)],
-            capture_output=True, text=True, env=env, timeout=120,
-        )  # fmt: skip
+        result = binbot("serve", "--port", str(port), env=sqlite_instance(tmp_path))
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.strip() == (
         f"binbot: error: 127.0.0.1:{port} is in use (another BinBot, or another program): "
@@ -294,12 +286,9 @@ def test_a_port_in_use_stops_the_start_with_one_clear_line(tmp_path):
 def test_a_host_that_names_nothing_stops_the_start_with_one_clear_line(tmp_path, host):
     """`--host '*'` passed the address check (the resolver took it for loopback); gunicorn
     then retried for 5 s, failed, and the service stopped after everything was set up."""
-    env = os.environ | {"BINBOT_INSTANCE_DIR": str(tmp_path / "instance")}
-    env.pop("DATABASE_URL", None)
-    result = subprocess.run(
-        [sys.executable, "-m", "binbot", "serve", "--host", host, "--port", str(free_port())],
-        capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
+    result = binbot(
+        "serve", "--host", host, "--port", str(free_port()), env=sqlite_instance(tmp_path)
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.strip() == (
         f"binbot: error: --host {host!r} is not an address or a host name: every address is "
