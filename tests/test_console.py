@@ -141,8 +141,9 @@ def test_the_loop_from_corrections_to_a_published_model_and_back(
     admin.get_by_role("link", name="Compare with the live model").click()
     assert admin.locator("h1").inner_text() == f"small-1 vs {candidate}"
     assert admin.locator(".matrices img").count() == 2
-    for image in admin.locator(".matrices img").all():
-        assert image.evaluate("(img) => img.complete && img.naturalWidth > 0")
+    for image in admin.locator(".matrices img").all():  # loaded, not still loading, and whole
+        admin.wait_for_function("(img) => img.complete", arg=image.element_handle())
+        assert image.evaluate("(img) => img.naturalWidth > 0"), image.get_attribute("src")
     assert admin.locator(".recall-row").count() == 10
     assert re.match(r"\d+ changed", admin.locator("#changed-summary").inner_text())
     for image in admin.locator(".changed img").all():  # thumbnails from the base dataset
