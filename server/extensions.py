@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from flask import Flask
@@ -9,6 +10,7 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -39,3 +41,16 @@ def init_extensions(app: Flask) -> None:
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
+
+
+def database_error_reason(error: DBAPIError) -> str:
+    """The driver's first line for a database error ("connection refused", "no such table"),
+    for the one-line messages of the CLI, the worker and the supervisor."""
+    return str(error.orig or error).strip().splitlines()[0]
+
+
+def forget_failed_transaction() -> None:
+    """Roll the session back after a database error; with the database away, the rollback
+    may fail too, which must not end the caller's retry loop."""
+    with contextlib.suppress(DBAPIError):
+        db.session.rollback()

@@ -24,7 +24,7 @@ from binbot.errors import BinbotError
 from conversion.manifest import file_problems
 from server.config import masked_database_url
 from server.errors import ServiceError
-from server.extensions import MIGRATIONS_DIR, db
+from server.extensions import MIGRATIONS_DIR, database_error_reason, db
 from server.registry.bundles import bundle_dir, publish, published_version, register_bundle
 from server.tables import ModelVersion
 
@@ -130,7 +130,7 @@ def reaching_the_database(app: Flask) -> Iterator[None]:
     try:
         yield
     except DBAPIError as exc:
-        reason = str(exc.orig or exc).strip().splitlines()[0]
+        reason = database_error_reason(exc)
         url = masked_database_url(app.config["SQLALCHEMY_DATABASE_URI"])
         if "no such table" in reason or ("relation" in reason and "does not exist" in reason):
             reason += " (a database BinBot has not set up: run `binbot db upgrade` first)"

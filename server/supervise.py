@@ -100,6 +100,7 @@ class Supervisor:
             time.sleep(poll_s)
 
     def _crashed(self, child: Child, code: int) -> None:
+        from server.extensions import database_error_reason
         from server.jobs.queue import worker_crashed
         from server.jobs.worker import worker_name
 
@@ -110,8 +111,8 @@ class Supervisor:
         except DBAPIError as exc:
             # The database away too: the service must not stop for it. The job's heartbeat
             # stops, so the next worker to wait for jobs marks it failed (reap_dead).
-            first = str(exc.orig or exc).strip().splitlines()[0]
-            self.log(f"{child.name}'s job cannot be marked failed now ({first}); a worker will")
+            reason = database_error_reason(exc)
+            self.log(f"{child.name}'s job cannot be marked failed now ({reason}); a worker will")
             jobs = []
         if time.monotonic() - child.started >= STABLE_AFTER_S:
             child.pause = FIRST_PAUSE_S

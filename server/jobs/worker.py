@@ -8,7 +8,6 @@ What the job says goes two ways: lines for people (the job's log) and events as 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
@@ -23,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from binbot.errors import BinbotError, TrainingCancelled
 from server.errors import ServiceError
-from server.extensions import db
+from server.extensions import database_error_reason, forget_failed_transaction
 from server.jobs.queue import (
     cancel_requested,
     claim_next,
@@ -63,9 +62,8 @@ class JobReporter:
         try:
             write(*args, **kwargs)
         except DBAPIError as exc:
-            with contextlib.suppress(DBAPIError):
-                db.session.rollback()
-            reason = str(exc.orig or exc).strip().splitlines()[0]
+            forget_failed_transaction()
+            reason = database_error_reason(exc)
             self.echo(f"[job {self.job_id}] not stored in the job's record ({reason})")
 
     def _stop_if_cancelled(self) -> None:
@@ -83,8 +81,7 @@ def _beat_until(stop: threading.Event, cancelled: threading.Event, app: Flask, j
             except DBAPIError:
                 # A database blip ended this thread for good, so a job that carried on was
                 # later taken for dead; the next beat tries again.
-                with contextlib.suppress(DBAPIError):
-                    db.session.rollback()
+                forget_failed_transaction()
 
 
 def run_job(app: Flask, job_id: int, settings: dict, log: Log) -> None:
@@ -130,7 +127,7 @@ class Outage:
     def began(self, error: DBAPIError) -> float:
         """Seconds to wait before trying again."""
         if not self.wait:
-            reason = str(error.orig or error).strip().splitlines()[0]
+            reason = database_error_reason(error)
             self.log(f"the database cannot be reached ({reason}); trying again")
         self.wait = min(max(self.wait * 2, 1.0), 60.0)
         return self.wait
@@ -158,8 +155,7 @@ def run_worker(
             except DBAPIError as exc:
                 if once:
                     raise
-                with contextlib.suppress(DBAPIError):
-                    db.session.rollback()
+                forget_failed_transaction()
                 time.sleep(outage.began(exc))
                 continue
             outage.ended()
