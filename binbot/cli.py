@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from binbot.errors import BinbotError
+from binbot.files import is_disk_full
 
 EXIT_USER_ERROR = 2
 
@@ -83,6 +84,17 @@ PORT = whole_number(1, 65535)
 ROW_ID = whole_number(1, 2**63 - 1)  # what the database holds (server.untrusted.ROW_ID_MAX)
 
 
+def disk_full_message(exc: OSError) -> str:
+    """Runs, reports, bundles and extracted datasets are written beside their place and moved
+    in when whole, so a full disk leaves nothing half-written. A plain write names no file; a
+    copy names its source first and the file it could not write second."""
+    where = exc.filename2 or exc.filename
+    return (
+        f"{exc.strerror}" + (f" (writing {where})" if where else "") + ": the disk is full; "
+        "nothing half-written was kept: free some space and run it again"
+    )
+
+
 def _log(message: str) -> None:
     print(message, flush=True)
 
@@ -110,7 +122,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.skip_evaluation:
         from training.evaluate import evaluate_run
 
-        evaluate_run(result.run_dir, args.dataset, log=_log)
+        try:
+            evaluate_run(result.run_dir, args.dataset, log=_log)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            raise BinbotError(
+                f"{exc.strerror}: the disk is full; the run at {result.run_dir} was written "
+                f"whole, its evaluation was not: free some space and run `binbot evaluate "
+                f"{result.run_dir}`"
+            ) from None
     return 0
 
 
@@ -450,6 +471,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"binbot: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as exc:
+        if is_disk_full(exc):
+            print(f"binbot: error: {disk_full_message(exc)}", file=sys.stderr)
+            return EXIT_USER_ERROR
         if exc.filename is None:
             raise
         # A folder that cannot be made or written (--out under a file, a read-only disk, no

@@ -1,18 +1,29 @@
 """Write files and folders so that readers see the old version or the new one, never a half.
 
-Datasets extracted from zips, converted bundles, stored model versions and uploaded photos
-are all written this way: into a temporary name beside the target, then renamed over it
-(a rename within one file system is atomic).
+Datasets extracted from zips, training runs, evaluation reports, converted bundles, stored
+model versions and uploaded photos are all written this way: into a temporary name beside the
+target, then renamed over it (a rename within one file system is atomic). A disk that fills
+up part-way, or a stop with Ctrl-C, then leaves what was there before, not a truncated file
+that looks whole (a cut ``model.keras`` beside its ``labels.json`` reads as a run).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+# Why a write fails for want of room: the disk is full, or the user's quota is used up.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """A write that failed for want of room: for the person running it to fix, not a bug."""
+    return isinstance(error, OSError) and error.errno in DISK_FULL
 
 
 def write_new_file(path: Path, data: bytes) -> bool:
@@ -29,6 +40,23 @@ def write_new_file(path: Path, data: bytes) -> bool:
         Path(temporary).unlink(missing_ok=True)
         raise
     return True
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same suffix: writers pick the format by it) that
+    replaces ``path`` when the block succeeds; removed, and ``path`` left as it was, when the
+    block raises."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        temporary.chmod(0o644)  # mkstemp makes it private; reports and models are read by others
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -12,6 +12,8 @@ from flask import Flask, Response, jsonify, render_template, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from binbot.files import is_disk_full
+
 
 class ServiceError(Exception):
     """A request the service will not or cannot carry out, and why, in one sentence.
@@ -118,6 +120,8 @@ def too_large_message(app: Flask) -> str:
 
 
 DATABASE_RETRY_SECONDS = 30
+# When a full review queue or a full disk may have room again.
+FULL_RETRY_SECONDS = 3600
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -131,6 +135,23 @@ def register_error_handlers(app: Flask) -> None:
         fault, in the answer's usual form, instead of Flask's anonymous 500."""
         app.logger.error("a stored file is missing: %s", exc.filename)
         return error_response("a file this answer needs is missing on the server", 500)
+
+    @app.errorhandler(OSError)
+    def disk_error(exc: OSError) -> Response:
+        """A write the data disk could not take (full, over quota) is a 507 that says to come
+        back, as the upload check says when the disk is nearly full: the web app keeps the
+        correction and retries after Retry-After. Files are written beside their place and
+        moved in whole, so nothing half-written is left. Any other failure to read or write
+        is the server's fault, logged with its traceback."""
+        if is_disk_full(exc):
+            app.logger.error("the data disk is full: %s", exc)
+            return error_response(
+                "the server's disk is full; try again later",
+                507,
+                {"Retry-After": str(FULL_RETRY_SECONDS)},
+            )
+        app.logger.exception("a file could not be read or written")
+        return error_response("the server could not read or write a file it needs", 500)
 
     @app.errorhandler(OperationalError)
     def database_unavailable(exc: OperationalError) -> Response:

@@ -117,6 +117,31 @@ def starter_variant(folder: Path, version: str, edit=None) -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str):
+    """A file system of ``size`` (tmpfs) mounted at ``folder``: a disk that fills up for real.
+    Mounting needs root, as `make test`'s Chromium install does; without it the test fails
+    rather than skips, so that CI cannot pass without trying a full disk."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.fail(f"a small disk cannot be mounted here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=False)
+
+
+def fill_disk(folder: Path, leave: int) -> Path:
+    """A file that takes all of ``folder``'s disk but ``leave`` bytes."""
+    filler = folder / "filler"
+    filler.write_bytes(b"\0" * max(0, shutil.disk_usage(folder).free - leave))
+    return filler
+
+
 @pytest.fixture
 def copy_tree():
     def copy(src: Path, dst: Path) -> Path:

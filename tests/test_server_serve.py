@@ -146,10 +146,13 @@ def test_a_killed_retraining_worker_is_restarted_and_the_web_service_keeps_servi
         job = requests.post(f"{url}/api/admin/jobs", json={"settings": {"head_epochs": 100}},
                             headers=auth, timeout=10).json()["job"]  # fmt: skip
         deadline = time.monotonic() + 120
-        while (state := requests.get(f"{url}/api/admin/jobs/{job['id']}", headers=auth,
-                                     timeout=10).json()["job"])["status"] != "running":  # fmt: skip
-            assert time.monotonic() < deadline, state
+        scratch = tmp_path / "instance" / "data" / "work" / f"job-{job['id']}"
+        while not (scratch / "dataset").is_dir():  # the job is running and writing its folder
+            assert time.monotonic() < deadline, server.output
             time.sleep(0.5)
+        state = requests.get(f"{url}/api/admin/jobs/{job['id']}", headers=auth, timeout=10)
+        state = state.json()["job"]
+        assert state["status"] == "running", state
         os.kill(int(state["worker"].rsplit(":", 1)[1]), signal.SIGKILL)  # as the OOM killer would
 
         while (state := requests.get(f"{url}/api/admin/jobs/{job['id']}", headers=auth,
@@ -161,6 +164,9 @@ def test_a_killed_retraining_worker_is_restarted_and_the_web_service_keeps_servi
         assert state["error"] == "the retraining worker killed by signal SIGKILL"
         server.wait_for("starting retraining worker 1 again")
         server.wait_for_count("waiting for retraining jobs", 2)
+        # The killed job's scratch folder (its run, bundles, links) is removed by the new worker.
+        server.wait_for(f"job {job['id']}: removed the scratch folder its worker left behind")
+        assert not scratch.exists()
         assert requests.get(f"{url}/api/models/current", timeout=10).status_code == 200
         session = requests.post(f"{url}/admin/login", data={"token": token}, timeout=10,
                                 allow_redirects=False).cookies["binbot_admin"]  # fmt: skip

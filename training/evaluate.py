@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from binbot.errors import BinbotError
+from binbot.files import staged_folder
 from training.dataset import Dataset, ImageRecord
 from training.duplicates import find_duplicates, records_with_copy_in
 from training.metrics import confusion_matrix, per_class_report
@@ -113,10 +114,17 @@ def write_evaluation(
     test: Sequence[ImageRecord],
     probabilities: np.ndarray,
 ) -> None:
-    """metrics.json, the confusion matrix, the misclassified images and report.md."""
+    """metrics.json, the confusion matrix, the misclassified images and report.md: all of
+    them, replacing an earlier evaluation whole, or (a full disk) none, the earlier kept."""
+    with staged_folder(out) as staging:
+        _write_evaluation_files(staging, metrics, run, test)
+
+
+def _write_evaluation_files(
+    out: Path, metrics: dict[str, Any], run: Run, test: Sequence[ImageRecord]
+) -> None:
     from training.plots import class_caption, plot_confusion_matrix, plot_image_grid
 
-    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", metrics)
     labels = run.labels
     plot_confusion_matrix(

@@ -140,14 +140,23 @@ class FeatureStore:
             )
             self.folder = None
 
-    def _save(self, record: ImageRecord, features: np.ndarray) -> None:
+    def _save(self, record: ImageRecord, features: np.ndarray, log: Log) -> None:
+        """Keep one photo's features on disk; a disk that cannot take them (full, read-only)
+        ends the caching, not the training: the features are in memory anyway."""
         if self.folder is None:
             return
         buffer = io.BytesIO()
         np.save(buffer, features)
         path = self._path(record)
-        path.unlink(missing_ok=True)  # a shorter set of views is replaced by this longer one
-        write_new_file(path, buffer.getvalue())
+        try:
+            path.unlink(missing_ok=True)  # a shorter set of views is replaced by this longer one
+            write_new_file(path, buffer.getvalue())
+        except OSError as exc:
+            log(
+                f"  warning: not keeping features on disk from now on ({exc.strerror} in "
+                f"{self.folder}): the next run computes them again"
+            )
+            self.folder = None
 
     def features(
         self,
@@ -182,7 +191,7 @@ class FeatureStore:
                 out = out.reshape(-1, views, *out.shape[1:])
                 for features in out:
                     found[missing[done]] = features
-                    self._save(todo[done], features)
+                    self._save(todo[done], features, log)
                     done += 1
                 elapsed = time.monotonic() - started
                 if elapsed - shown >= PROGRESS_EVERY_S and done < len(todo):

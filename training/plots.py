@@ -17,6 +17,8 @@ from matplotlib import font_manager
 from matplotlib.ft2font import FT2Font
 from PIL import Image, ImageOps
 
+from binbot.files import replacing
+
 
 @cache
 def _drawable_code_points() -> frozenset[int]:
@@ -50,6 +52,15 @@ def text_caption(text: str) -> str:
     return "".join(c if _drawable_character(c) else "?" for c in text)
 
 
+def save_figure(fig: Any, path: Path, dpi: int) -> None:
+    """Write the picture whole or not at all (a full disk leaves the old one), then free it."""
+    try:
+        with replacing(path) as temporary:
+            fig.savefig(temporary, dpi=dpi)
+    finally:
+        plt.close(fig)
+
+
 def plot_training_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
     """Accuracy and loss, train vs validation, with the start of fine-tuning marked."""
     epochs = [h["epoch"] for h in history]
@@ -65,8 +76,7 @@ def plot_training_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: Path) -> None:
@@ -93,8 +103,7 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: Path)
             fontsize=9,
         )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_image_grid(
@@ -114,8 +123,7 @@ def plot_image_grid(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def plot_class_balance(counts: dict[str, dict[str, int]], path: Path) -> None:
@@ -134,5 +142,4 @@ def plot_class_balance(counts: dict[str, dict[str, int]], path: Path) -> None:
     ax.set_xticks(positions, [class_caption(c, i) for i, c in enumerate(classes)])
     plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from binbot.errors import BinbotError
+from binbot.files import replacing
 
 MODEL_FILE = "model.keras"
 CHECKPOINT_FILE = "checkpoints/best.keras"
@@ -22,8 +23,10 @@ OPENSET_FILE = "openset.json"
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    """Write ``data`` whole or not at all (a full disk leaves the file as it was)."""
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    with replacing(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
 
 
 def read_json(path: Path) -> Any:

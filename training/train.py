@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from binbot.errors import BinbotError
+from binbot.files import staged_folder
 from training.config import TrainConfig, untrainable_schedule
 from training.dataset import (
     Dataset,
@@ -87,12 +88,12 @@ def prepare_run_dir(out: Path, overwrite: bool, dataset_path: str | Path) -> Non
             f"--out {out} holds other files and is not a BinBot run: choose a new or empty "
             "folder (--overwrite replaces only a run)"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made fails now
 
 
 def is_run_folder(folder: Path) -> bool:
-    """A run's folder, also one stopped before its model was saved (its first files are
-    written before training starts)."""
+    """A run's folder, also one stopped before its model was saved (BinBot before 2026-12-06
+    wrote a run's first files into it before training started)."""
     return all((folder / name).is_file() for name in (LABELS_FILE, CONFIG_FILE, DATASET_FILE))
 
 
@@ -130,16 +131,25 @@ def train(
         f"Dataset: {len(dataset.classes)} classes, {len(train_records)} train / "
         f"{len(val_records)} val / {len(dataset.split('test'))} test images ({dataset.layout})"
     )
-    write_json(out / LABELS_FILE, dataset.classes)
-    write_json(out / DATASET_FILE, dataset_summary(dataset, train_records, val_records))
-    write_json(out / CONFIG_FILE, run_config(config))
+    # The run is written into a folder beside ``out`` that replaces it once complete: a full
+    # disk, a Ctrl-C or a cancelled job leaves ``out`` as it was (the earlier run, under
+    # --overwrite), never a cut model.keras, or new labels beside an old model.
+    with staged_folder(out) as staging:
+        write_json(staging / LABELS_FILE, dataset.classes)
+        write_json(staging / DATASET_FILE, dataset_summary(dataset, train_records, val_records))
+        write_json(staging / CONFIG_FILE, run_config(config))
 
-    started = time.monotonic()
-    history, kept = _fit_phases(
-        config, dataset, train_records, val_records, out, log, should_stop, on_event
+        started = time.monotonic()
+        history, kept = _fit_phases(
+            config, dataset, train_records, val_records, staging, log, should_stop, on_event
+        )
+        seconds = time.monotonic() - started
+        _write_history(staging, history)
+    log(
+        f"Trained in {seconds / 60:.1f} min; the model kept: val_loss {kept['val_loss']:.4f}, "
+        f"val_acc {kept['val_accuracy']:.4f}; model at {out / MODEL_FILE}"
     )
-    seconds = time.monotonic() - started
-    return _finish_run(out, history, kept, seconds, log)
+    return TrainResult(out, history, seconds, kept)
 
 
 def _read_dataset(
@@ -205,19 +215,12 @@ def _fit_phases(
     return trainer.history, trainer.kept_scores(val_probabilities)
 
 
-def _finish_run(
-    out: Path, history: list[dict[str, Any]], kept: dict[str, float], seconds: float, log: Log
-) -> TrainResult:
+def _write_history(folder: Path, history: list[dict[str, Any]]) -> None:
     """Write the history and its curves beside the trained model."""
     from training.plots import plot_training_curves
 
-    write_json(out / HISTORY_FILE, history)
-    plot_training_curves(history, out / CURVES_FILE)
-    log(
-        f"Trained in {seconds / 60:.1f} min; the model kept: val_loss {kept['val_loss']:.4f}, "
-        f"val_acc {kept['val_accuracy']:.4f}; model at {out / MODEL_FILE}"
-    )
-    return TrainResult(out, history, seconds, kept)
+    write_json(folder / HISTORY_FILE, history)
+    plot_training_curves(history, folder / CURVES_FILE)
 
 
 def dataset_summary(

@@ -25,6 +25,7 @@ from training.config import train_settings, untrainable_schedule
 from training.settings import Setting, declared, validate
 
 FINISHED = ("succeeded", "failed", "cancelled")
+RUNNING = ("running", "cancelling")  # a worker has it (and may be writing its scratch folder)
 
 
 def job_settings() -> list[Setting]:
@@ -149,9 +150,7 @@ def reap_dead(timeout_seconds: float) -> list[int]:
     """Mark running jobs whose worker stopped sending heartbeats as failed."""
     limit = utcnow() - timedelta(seconds=timeout_seconds)
     dead = db.session.scalars(
-        select(TrainingJob).where(
-            TrainingJob.status.in_(("running", "cancelling")), TrainingJob.heartbeat_at < limit
-        )
+        select(TrainingJob).where(TrainingJob.status.in_(RUNNING), TrainingJob.heartbeat_at < limit)
     ).all()
     for job in dead:
         job.status = "failed"
@@ -166,9 +165,7 @@ def reap_dead(timeout_seconds: float) -> list[int]:
 def worker_crashed(worker: str, reason: str) -> list[int]:
     """A worker process died: fail its unfinished jobs with ``reason`` and record the crash."""
     jobs = db.session.scalars(
-        select(TrainingJob).where(
-            TrainingJob.worker == worker, TrainingJob.status.in_(("running", "cancelling"))
-        )
+        select(TrainingJob).where(TrainingJob.worker == worker, TrainingJob.status.in_(RUNNING))
     ).all()
     for job in jobs:
         job.status, job.error, job.finished_at = "failed", reason, utcnow()

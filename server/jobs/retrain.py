@@ -10,8 +10,6 @@ in the job's result for the admin to judge.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -23,6 +21,7 @@ from sqlalchemy import select
 
 from binbot.errors import BinbotError
 from server.extensions import db
+from server.jobs.workspace import job_folder
 from server.public.names import name_key
 from server.registry.bundles import (
     bundle_dir,
@@ -206,8 +205,7 @@ def run_retraining(
     accepted = db.session.scalars(select(Submission).where(Submission.status == "accepted")).all()
     training_settings, conversion_settings, options = split_settings(settings)
     training_settings = starting_point(options, training_settings, report)
-    work = Path(tempfile.mkdtemp(prefix=f"binbot-job-{job_id}-"))
-    try:
+    with job_folder(job_id) as work:
         added = build_training_folder(base, accepted, work / "dataset")
         report.log(
             f"Training on the base dataset plus {sum(added.values())} accepted corrections {added}"
@@ -240,5 +238,3 @@ def run_retraining(
             "corrections_used": added,
             "train_images": len(dataset.split("train")),
         }
-    finally:
-        shutil.rmtree(work, ignore_errors=True)

@@ -21,6 +21,7 @@ from flask import Flask
 from sqlalchemy.exc import DBAPIError
 
 from binbot.errors import BinbotError, TrainingCancelled
+from binbot.files import is_disk_full
 from server.errors import ServiceError
 from server.extensions import database_error_reason, forget_failed_transaction
 from server.jobs.queue import (
@@ -31,6 +32,7 @@ from server.jobs.queue import (
     reap_dead,
     record_event,
 )
+from server.jobs.workspace import remove_abandoned_folders
 
 HEARTBEAT_SECONDS = 5.0
 Log = Callable[[str], None]
@@ -107,9 +109,13 @@ def run_job(app: Flask, job_id: int, settings: dict, log: Log) -> None:
     except KeyboardInterrupt:
         finish(job_id, error="the worker was stopped during the job")
         raise
-    except Exception as exc:  # a bug: keep the job record honest, keep the traceback
-        finish(job_id, error=f"{type(exc).__name__}: {exc}")
-        traceback.print_exc()
+    except Exception as exc:
+        if is_disk_full(exc):  # files are staged and moved in whole: none is left half-written
+            finish(job_id, error=f"the server's disk is full ({exc.strerror}): free some space")
+            log(f"[job {job_id}] failed: the disk is full ({exc})")
+        else:  # a bug: keep the job record honest, keep the traceback
+            finish(job_id, error=f"{type(exc).__name__}: {exc}")
+            traceback.print_exc()
     finally:
         stop.set()
         thread.join(timeout=HEARTBEAT_SECONDS * 2)
@@ -151,6 +157,8 @@ def run_worker(
             try:
                 for job_id in reap_dead(app.config["BINBOT_JOB_TIMEOUT"]):
                     log(f"job {job_id}: its worker stopped responding; marked failed")
+                for job_id in remove_abandoned_folders():
+                    log(f"job {job_id}: removed the scratch folder its worker left behind")
                 job = claim_next(name)
             except DBAPIError as exc:
                 if once:

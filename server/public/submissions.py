@@ -22,7 +22,13 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.datastructures import FileStorage
 
 from conversion.manifest import version_pattern
-from server.errors import BadRequest, InsufficientStorage, Unavailable, Unprocessable
+from server.errors import (
+    FULL_RETRY_SECONDS,
+    BadRequest,
+    InsufficientStorage,
+    Unavailable,
+    Unprocessable,
+)
 from server.extensions import db
 from server.limits import configured
 from server.public.names import clean_name, name_key
@@ -70,9 +76,6 @@ def check_replay(found: Submission, raw: bytes, label: str | None) -> None:
         )
 
 
-RETRY_WHEN_FULL_S = 3600
-
-
 def check_capacity() -> None:
     """Refuse new photos, for now, while review lags far behind or the disk is nearly full."""
     config = current_app.config
@@ -82,14 +85,14 @@ def check_capacity() -> None:
     if pending >= config["BINBOT_MAX_PENDING"]:
         raise Unavailable(
             f"the review queue is full ({pending} photos wait for review); try again later",
-            headers={"Retry-After": str(RETRY_WHEN_FULL_S)},
+            headers={"Retry-After": str(FULL_RETRY_SECONDS)},
         )
     folder = Path(config["BINBOT_DATA_DIR"])
     folder.mkdir(parents=True, exist_ok=True)
     if shutil.disk_usage(folder).free < config["BINBOT_MIN_FREE_BYTES"]:
         raise InsufficientStorage(
             "the server's disk is nearly full; try again later",
-            headers={"Retry-After": str(RETRY_WHEN_FULL_S)},
+            headers={"Retry-After": str(FULL_RETRY_SECONDS)},
         )
 
 

@@ -67,12 +67,12 @@ def read_metrics(version: str) -> dict[str, Any]:
 
 
 def store_report(version: str, evaluation: Path) -> None:
-    """Keep a version's evaluation report (metrics, confusion matrix, misclassified images)."""
-    target = reports_dir(version)
-    target.mkdir(parents=True, exist_ok=True)
-    for name in REPORT_FILES:
-        if (evaluation / name).is_file():
-            shutil.copyfile(evaluation / name, target / name)
+    """Keep a version's evaluation report (metrics, confusion matrix, misclassified images),
+    whole or (a full disk) not at all: a cut metrics.json broke the console's comparison."""
+    with staged_folder(reports_dir(version)) as staging:
+        for name in REPORT_FILES:
+            if (evaluation / name).is_file():
+                shutil.copyfile(evaluation / name, staging / name)
 
 
 def warm_start_dir(version: str) -> Path | None:
