@@ -5,8 +5,9 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from PIL import Image
 
-from training.plots import class_caption, plot_class_balance, plot_confusion_matrix
+from training.plots import class_caption, class_ticks, plot_class_balance, plot_confusion_matrix
 
 NAMES = ["Battery", "电池", "Télévision", "किबोर्ड"]
 
@@ -22,3 +23,22 @@ def test_names_the_font_cannot_draw_become_class_numbers(tmp_path):
     assert (tmp_path / "balance.png").stat().st_size > 0
     captions = [class_caption(name, i) for i, name in enumerate(NAMES)]
     assert captions == ["Battery", "class 2", "Télévision", "class 4"]
+
+
+def png_size(path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        return image.size
+
+
+def test_hundreds_of_classes_make_pictures_a_screen_can_show(tmp_path):
+    """300 classes drew a confusion matrix 23,000 pixels a side with 90,000 numbers, in
+    minutes; 1,000 would have exhausted the memory. Axes now name every k-th class."""
+    labels = [f"kind {i}" for i in range(1000)]
+    matrix = np.random.default_rng(0).integers(0, 5, (1000, 1000))
+    plot_confusion_matrix(matrix, labels, tmp_path / "matrix.png")
+    plot_class_balance({"train": dict.fromkeys(labels, 5)}, tmp_path / "balance.png")
+    assert max(png_size(tmp_path / "matrix.png")) <= 3200
+    assert max(png_size(tmp_path / "balance.png")) <= 3200
+    positions, captions, _ = class_ticks(labels)
+    assert len(positions) <= 60 and captions[:2] == ["kind 0", "kind 17"]
+    assert class_ticks(labels[:12])[1] == labels[:12]  # a usual dataset: every class named
