@@ -64,15 +64,28 @@ def staged_folder(target: Path, mode: int = 0o755) -> Iterator[Path]:
     """A new empty folder beside ``target`` that replaces it when the block succeeds.
 
     When the block raises, the staging folder is removed and ``target`` is left as it was.
+    The earlier ``target`` is moved aside (a rename) before the new one is renamed in, and
+    deleted only then: deleting it first left neither, had the deletion failed part-way or the
+    process been killed before the rename.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
     staging.chmod(mode)  # mkdtemp makes it private; bundles and datasets are read by others
+    retired = None
     try:
         yield staging
         if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+            retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-old-"))
+            target.rename(retired / target.name)
+        try:
+            staging.rename(target)
+        except OSError:
+            if retired is not None:
+                (retired / target.name).rename(target)  # put the earlier one back
+                retired.rmdir()
+            raise
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -142,3 +142,35 @@ def test_a_retraining_that_fills_the_disk_fails_saying_so_and_leaves_nothing(
     assert digests(live.data) == before  # no scratch folder, no half-registered model
     models = requests.get(f"{live.url}/api/admin/models", headers=auth, timeout=30).json()
     assert len(models["models"]) == 1
+
+
+def test_a_folder_that_cannot_be_moved_in_leaves_the_earlier_one(tmp_path, monkeypatch):
+    """The earlier folder is moved aside, not deleted, until the new one is in place: deleting
+    it first lost both when the new one could not be moved in."""
+    from binbot.files import staged_folder
+
+    target = tmp_path / "bundle"
+    target.mkdir()
+    (target / "manifest.json").write_text("old")
+    rename = Path.rename
+
+    def refuse_the_new_one(self, destination):
+        if (
+            Path(destination) == target
+            and self.name.startswith(".bundle-")
+            and "-old-" not in str(self)
+        ):
+            raise OSError(28, "No space left on device")
+        return rename(self, destination)
+
+    monkeypatch.setattr(Path, "rename", refuse_the_new_one)
+    with pytest.raises(OSError), staged_folder(target) as staging:
+        (staging / "manifest.json").write_text("new")
+    assert (target / "manifest.json").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+
+    monkeypatch.setattr(Path, "rename", rename)
+    with staged_folder(target) as staging:
+        (staging / "manifest.json").write_text("new")
+    assert (target / "manifest.json").read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
