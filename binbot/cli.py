@@ -157,7 +157,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             failures += 1
             continue
         ranked = "  ".join(f"{label} {p:.1%}" for label, p in result.top)
-        print(f"{result.path}: {VERDICT_WORDS[result.verdict]}: {ranked}")
+        print(f"{result.path}: {VERDICT_WORDS[result.verdict]}: {ranked}", flush=True)
     return EXIT_USER_ERROR if failures else 0
 
 

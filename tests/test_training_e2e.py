@@ -232,7 +232,7 @@ def test_labels_follow_class_folders_through_training_and_prediction(tmp_path, i
         name: pattern_jpeg(tmp_path / f"probe {name}.jpg", pattern, 1000 + i, size=(320, 200))
         for i, (name, pattern) in enumerate(patterns.items())
     }
-    results = predict_files(run, list(probes.values()))
+    results = list(predict_files(run, list(probes.values())))
     assert [r.top[0][0] for r in results] == list(probes)
     # Most of the probability on the right name, for every probe (label smoothing keeps the
     # training targets at 0.93, so confidences stay below that).

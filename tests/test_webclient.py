@@ -117,7 +117,7 @@ def test_browser_classifies_like_the_python_model(
     images.append(cut_out_copy(images[2], tmp_path / "cut-out.png"))
     images.append(rotated_copy(images[0], tmp_path / "sideways.jpg"))
     run = load_run(trained_run)
-    keras = predict_files(run, images, k=len(run.labels))
+    keras = list(predict_files(run, images, k=len(run.labels)))
 
     page = browser.new_page(viewport=PHONE)
     page.goto(server.url)

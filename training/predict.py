@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,13 +51,16 @@ def files_to_predict(paths: list[Path]) -> list[Path]:
     return out
 
 
-def predict_files(run: Run, paths: list[Path], k: int = 3) -> list[Prediction | BinbotError]:
+def predict_files(run: Run, paths: list[Path], k: int = 3) -> Iterator[Prediction | BinbotError]:
     """One Prediction per decodable file; a BinbotError in its place for a file that is not.
+    Each comes as soon as it is known, so that a folder of thousands of photos shows its
+    answers as they come rather than after minutes of silence.
 
     The verdict uses the run's open-set score (``openset.json``) when it has one, so that the
     command line says "not recognised" where the app would."""
     import tensorflow as tf
 
+    from training.forward import compiled
     from training.model import serving_model
     from training.openset import OpenSet, verdict
     from training.preprocess import load_for_model
@@ -66,22 +70,21 @@ def predict_files(run: Run, paths: list[Path], k: int = 3) -> list[Prediction | 
         scorer = OpenSet.from_json(saved) if saved else None
     except (ValueError, KeyError, TypeError) as exc:
         raise BinbotError(f"unreadable {run.path / OPENSET_FILE}: {exc!r}") from None
-    serving = serving_model(run.model)
-    results: list[Prediction | BinbotError] = []
+    model = serving_model(run.model)  # held here: the compiled call holds it only weakly
+    serving = compiled(model)
     for path in files_to_predict(paths):
         if not path.exists():
-            results.append(BinbotError(f"image not found: {path}"))
+            yield BinbotError(f"image not found: {path}")
             continue
         checked = check_image(path)  # also a named pipe or device: it says so, unread
         if isinstance(checked, str):
-            results.append(BinbotError(f"{path}: {checked}"))
+            yield BinbotError(f"{path}: {checked}")
             continue
         orientation = checked[3]
         image = load_for_model(tf.constant(str(path)), tf.constant(orientation))
-        outputs = serving(image[None], training=False)
+        outputs = serving(image[None])
         probabilities = np.asarray(outputs["probabilities"])[0]
         embedding = np.asarray(outputs["embedding"])[0]
         best = np.argsort(probabilities)[::-1][:k]
         top = [(run.labels[i], float(probabilities[i])) for i in best]
-        results.append(Prediction(path, top, verdict(scorer, embedding, probabilities)))
-    return results
+        yield Prediction(path, top, verdict(scorer, embedding, probabilities))
