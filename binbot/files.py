@@ -59,6 +59,12 @@ def replacing(path: Path) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
+def holds_working_folder(folder: Path) -> bool:
+    """``folder`` is the folder this process works in, or holds it (``--out .``, ``--out ..``):
+    replacing it whole would pull the folder from under the user's shell."""
+    return Path.cwd().is_relative_to(os.path.abspath(folder))
+
+
 @contextmanager
 def staged_folder(target: Path, mode: int = 0o755) -> Iterator[Path]:
     """A new empty folder beside ``target`` that replaces it when the block succeeds.
@@ -68,6 +74,7 @@ def staged_folder(target: Path, mode: int = 0o755) -> Iterator[Path]:
     deleted only then: deleting it first left neither, had the deletion failed part-way or the
     process been killed before the rename.
     """
+    target = Path(os.path.abspath(target))  # "runs/x/.." or "." has no name of its own
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
     staging.chmod(mode)  # mkdtemp makes it private; bundles and datasets are read by others

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from binbot.errors import BinbotError
-from binbot.files import staged_folder
+from binbot.files import holds_working_folder, staged_folder
 from conversion.config import QUANTIZATIONS
 from conversion.manifest import (
     FORMAT,
@@ -342,6 +342,11 @@ def check_bundle_target(out: Path, run_dir: Path, overwrite: bool) -> None:
         raise BinbotError(f"--out must be a folder: {out}")
     if run_dir.resolve().is_relative_to(out.resolve()):
         raise BinbotError(f"--out {out} is the run folder {run_dir} or holds it: choose another")
+    if holds_working_folder(out):
+        raise BinbotError(
+            f"--out {out} is the folder you are in, or holds it: a bundle replaces its folder "
+            "whole; name a folder in it instead (e.g. --out bundle)"
+        )
     if not out.exists() or not any(out.iterdir()):
         return
     if not overwrite:

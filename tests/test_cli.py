@@ -111,6 +111,20 @@ def test_runs_and_reports_are_never_written_into_their_dataset_or_among_other_fi
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["Blue", "Red"]
 
 
+def test_the_folder_one_is_in_is_never_replaced_by_a_run_or_a_bundle(tmp_path, trained_run):
+    """A run and a bundle replace their folder whole once written: `--out .` failed at the
+    end ("Device or resource busy", after the whole training) and left a stray folder."""
+    here = tmp_path / "here"
+    (here / "inner").mkdir(parents=True)
+    for folder, out in ((here, "."), (here / "inner", "..")):
+        result = binbot("train", str(trained_run / "nowhere"), "--out", out, cwd=folder)
+        assert_one_line_error(result, "is the folder you are in, or holds it")
+        result = binbot("convert", str(trained_run), "--out", out, cwd=folder)
+        assert_one_line_error(result, "is the folder you are in, or holds it")
+    assert [p.name for p in here.iterdir()] == ["inner"]
+    assert list((here / "inner").iterdir()) == []
+
+
 def test_convert_overwrites_a_bundle_and_nothing_else(tmp_path):
     """The bundle replaces its folder whole: `--out runs --overwrite` deleted every run."""
     run = tmp_path / "runs" / "first"

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from binbot.errors import BinbotError
-from binbot.files import staged_folder
+from binbot.files import holds_working_folder, staged_folder
 from training.config import TrainConfig, untrainable_schedule
 from training.dataset import (
     Dataset,
@@ -77,6 +77,11 @@ def prepare_run_dir(out: Path, overwrite: bool, dataset_path: str | Path) -> Non
     became a class of that dataset, which then failed for an empty class 'run'."""
     if out.exists() and not out.is_dir():
         raise BinbotError(f"--out must be a folder: {out}")
+    if holds_working_folder(out):
+        raise BinbotError(
+            f"--out {out} is the folder you are in, or holds it: a run replaces its folder "
+            "whole once it is written; name a folder in it instead (e.g. --out run)"
+        )
     check_outside_dataset(out, dataset_path)
     if (out / MODEL_FILE).exists():
         if not overwrite:
