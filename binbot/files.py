@@ -62,7 +62,7 @@ def replacing(path: Path) -> Iterator[Path]:
 def holds_working_folder(folder: Path) -> bool:
     """``folder`` is the folder this process works in, or holds it (``--out .``, ``--out ..``):
     replacing it whole would pull the folder from under the user's shell."""
-    return Path.cwd().is_relative_to(os.path.abspath(folder))
+    return Path.cwd().is_relative_to(os.path.realpath(folder))
 
 
 @contextmanager
@@ -74,7 +74,9 @@ def staged_folder(target: Path, mode: int = 0o755) -> Iterator[Path]:
     deleted only then: deleting it first left neither, had the deletion failed part-way or the
     process been killed before the rename.
     """
-    target = Path(os.path.abspath(target))  # "runs/x/.." or "." has no name of its own
+    # Where the folder really is: "runs/x/.." has no name of its own, and a link to a folder
+    # stays a link, to the new folder (replacing the link itself left its folder as it was).
+    target = Path(os.path.realpath(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
     staging.chmod(mode)  # mkdtemp makes it private; bundles and datasets are read by others

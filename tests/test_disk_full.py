@@ -1,4 +1,5 @@
-"""A disk that fills up part-way: one clear line or a 507, and nothing half-written kept.
+"""A disk that fills up part-way: one clear line or a 507, and nothing half-written kept;
+folders replaced whole, never lost on the way.
 
 Training, evaluation and conversion write beside their target and move the result in whole;
 a full disk used to end `binbot train` with a traceback and leave a cut model.keras beside
@@ -174,3 +175,15 @@ def test_a_folder_that_cannot_be_moved_in_leaves_the_earlier_one(tmp_path, monke
         (staging / "manifest.json").write_text("new")
     assert (target / "manifest.json").read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+
+
+def test_a_folder_reached_by_a_link_is_replaced_where_it_is(tmp_path):
+    from binbot.files import staged_folder
+
+    (tmp_path / "runs" / "2026-12-06").mkdir(parents=True)
+    (tmp_path / "latest").symlink_to(tmp_path / "runs" / "2026-12-06")
+    with staged_folder(tmp_path / "latest") as staging:
+        (staging / "model.keras").write_text("new")
+    assert (tmp_path / "latest").is_symlink()
+    assert (tmp_path / "runs" / "2026-12-06" / "model.keras").read_text() == "new"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["2026-12-06"]
