@@ -221,7 +221,7 @@ def measure_candidates(
     from conversion.export import export_saved_model
 
     log(f"Keras reference on {len(records)} test images ...")
-    reference = keras_reference(run.model, records)
+    reference = keras_reference(run.model, records, log)
     log("Exporting SavedModel (input 'image', outputs 'probabilities' and 'embedding') ...")
     export_saved_model(run.model, work / "saved_model")
     log("Converting to a TF.js graph model ...")

@@ -15,7 +15,7 @@ import math
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -120,11 +120,13 @@ class KerasReference:
     embeddings: np.ndarray
 
 
-def keras_reference(model, records: Sequence[ImageRecord]) -> KerasReference:
+def keras_reference(
+    model, records: Sequence[ImageRecord], log: Callable[[str], None] | None = None
+) -> KerasReference:
     from training.evaluate import predict_records
     from training.model import serving_model
 
-    outputs = predict_records(serving_model(model), records)
+    outputs = predict_records(serving_model(model), records, log)
     return KerasReference(list(records), outputs["probabilities"], outputs["embedding"])
 
 

@@ -53,3 +53,26 @@ def test_class_weights_only_for_imbalanced_classes(tmp_path):
     balanced = [r for r in records if r.label == 1][:4] + [r for r in records if r.label == 0]
     assert class_weights(balanced, 2) is None
     assert imbalance_ratio({"a": 10, "b": 5, "c": 0}) == 2.0
+
+
+def test_long_predictions_say_how_far_they_are():
+    """Evaluating a large test split was minutes of silence after "Evaluating on N images"."""
+    from training.callbacks import Progress
+
+    now = [0.0]
+    lines: list[str] = []
+    progress = Progress(10_000, "images", lines.append, clock=lambda: now[0])
+    for _ in range(100):  # 100 batches of 64 images, 1 s each
+        now[0] += 1.0
+        progress.advance(64)
+    assert lines == [
+        "  1280/10000 images, 2.3 min left",
+        "  2560/10000 images, 1.9 min left",
+        "  3840/10000 images, 1.6 min left",
+        "  5120/10000 images, 76 s left",
+        "  6400/10000 images, 56 s left",
+    ]
+    short: list[str] = []
+    quick = Progress(300, "images", short.append, clock=lambda: now[0])
+    quick.advance(300)
+    assert short == []  # work shorter than the interval says nothing

@@ -57,6 +57,30 @@ def duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
+class Progress:
+    """'N/M things, T left' every ``every`` seconds of long work (a large test split, for
+    example, was minutes of silence); work that ends sooner says nothing."""
+
+    def __init__(
+        self,
+        total: int,
+        what: str,
+        log: Callable[[str], None],
+        every: float = 20.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total, self.what, self.log, self.every, self.clock = total, what, log, every, clock
+        self.started, self.done, self.shown = clock(), 0, 0.0
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        elapsed = self.clock() - self.started
+        if elapsed - self.shown >= self.every and 0 < self.done < self.total:
+            self.shown = elapsed
+            left = elapsed / self.done * (self.total - self.done)
+            self.log(f"  {self.done}/{self.total} {self.what}, {duration(left)} left")
+
+
 class StopWhenAsked(keras.callbacks.Callback):
     """Aborts training within one batch once ``should_stop()`` is true (a cancelled job)."""
 

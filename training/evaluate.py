@@ -19,14 +19,17 @@ Log = Callable[[str], None]
 MISCLASSIFIED_SHOWN = 36
 
 
-def predict_records(model, records: Sequence[ImageRecord]) -> Any:
+def predict_records(model, records: Sequence[ImageRecord], log: Log | None = None) -> Any:
     """``model``'s outputs for ``records``, in order, through the training pipeline's
-    preprocessing: an array, or a dict of arrays for a model with named outputs."""
+    preprocessing: an array, or a dict of arrays for a model with named outputs. With
+    ``log``, long work says how far it is."""
+    from training.callbacks import Progress
     from training.forward import IMAGE_BATCH, compiled, concatenate, run_batches
     from training.pipeline import make_dataset
 
     images = make_dataset(records, batch_size=IMAGE_BATCH).map(lambda x, y: x)
-    return concatenate(run_batches(compiled(model), images))
+    progress = Progress(len(records), "images", log).advance if log else None
+    return concatenate(run_batches(compiled(model), images, progress))
 
 
 def evaluate_run(
@@ -42,7 +45,7 @@ def evaluate_run(
     if not test:
         raise BinbotError("the dataset has no test images")
     log(f"Evaluating on {len(test)} test images ...")
-    probabilities = predict_records(run.model, test)
+    probabilities = predict_records(run.model, test, log)
     metrics = test_metrics(dataset, run.labels, probabilities)
     out = run.path / EVALUATION_DIR
     write_evaluation(out, metrics, run, test, probabilities)

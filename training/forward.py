@@ -36,8 +36,11 @@ def compiled(model) -> Callable:
     return _COMPILED[model]
 
 
-def run_batches(call: Callable, batches: Iterable) -> list:
-    """``call`` on every batch; numpy results (dicts of them for dict outputs), in order."""
+def run_batches(
+    call: Callable, batches: Iterable, progress: Callable[[int], None] | None = None
+) -> list:
+    """``call`` on every batch; numpy results (dicts of them for dict outputs), in order.
+    ``progress`` is told each batch's size once it is done."""
     out = []
     for batch in batches:
         result = call(batch)
@@ -45,6 +48,8 @@ def run_batches(call: Callable, batches: Iterable) -> list:
             out.append({name: np.asarray(value) for name, value in result.items()})
         else:
             out.append(np.asarray(result))
+        if progress:
+            progress(len(batch))
     return out
 
 
