@@ -33,19 +33,22 @@ SCHEMA_FILE = Path(__file__).resolve().parent / "manifest.schema.json"
 
 
 @lru_cache(maxsize=1)
+def _schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=1)
 def _validator():
     from jsonschema import Draft7Validator
 
-    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
-    Draft7Validator.check_schema(schema)
-    return Draft7Validator(schema)
+    Draft7Validator.check_schema(_schema())
+    return Draft7Validator(_schema())
 
 
 @lru_cache(maxsize=1)
 def version_pattern() -> re.Pattern[str]:
     """What a version name may be (it names the bundle's folder and URLs), as the schema says."""
-    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
-    return re.compile(schema["properties"]["version"]["pattern"])
+    return re.compile(_schema()["properties"]["version"]["pattern"])
 
 
 def schema_problems(manifest: Any) -> list[str]:

@@ -72,13 +72,16 @@ class Progress:
         self.total, self.what, self.log, self.every, self.clock = total, what, log, every, clock
         self.started, self.done, self.shown = clock(), 0, 0.0
 
-    def advance(self, count: int) -> None:
+    def advance(self, count: int) -> float | None:
+        """Count ``count`` more done; the seconds left when this call said so, else None."""
         self.done += count
         elapsed = self.clock() - self.started
-        if elapsed - self.shown >= self.every and 0 < self.done < self.total:
-            self.shown = elapsed
-            left = elapsed / self.done * (self.total - self.done)
-            self.log(f"  {self.done}/{self.total} {self.what}, {duration(left)} left")
+        if elapsed - self.shown < self.every or not 0 < self.done < self.total:
+            return None
+        self.shown = elapsed
+        left = elapsed / self.done * (self.total - self.done)
+        self.log(f"  {self.done}/{self.total} {self.what}, {duration(left)} left")
+        return left
 
 
 class StopWhenAsked(keras.callbacks.Callback):

@@ -15,7 +15,6 @@ import hashlib
 import io
 import os
 import shutil
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 from binbot.errors import BinbotError
 from binbot.files import write_new_file
 from training import IMAGE_SIZE
-from training.callbacks import duration
+from training.callbacks import Progress
 from training.dataset import ImageRecord
 from training.preprocess import DECODE_VERSION
 
@@ -184,7 +183,7 @@ class FeatureStore:
                 f"({len(records) - len(missing)} cached)"
             )
             todo = [records[i] for i in missing]
-            done, started, shown = 0, time.monotonic(), 0
+            done, progress = 0, Progress(len(todo), "photos", log, every=PROGRESS_EVERY_S)
             call = compiled(bottom)
             for batch in views_dataset(todo, views, max(1, IMAGE_BATCH // views)):
                 out = np.asarray(call(batch), dtype=np.float16)
@@ -193,12 +192,8 @@ class FeatureStore:
                     found[missing[done]] = features
                     self._save(todo[done], features, log)
                     done += 1
-                elapsed = time.monotonic() - started
-                if elapsed - shown >= PROGRESS_EVERY_S and done < len(todo):
-                    shown = elapsed
-                    left = elapsed / done * (len(todo) - done)
-                    log(f"  {done}/{len(todo)} photos, {duration(left)} left")
-                    if on_event:
-                        on_event({"event": "step", "step": "computing the frozen features",
-                                  "done": done, "total": len(todo), "eta_seconds": left})  # fmt: skip
+                left = progress.advance(len(out))
+                if left is not None and on_event:
+                    on_event({"event": "step", "step": "computing the frozen features",
+                              "done": done, "total": len(todo), "eta_seconds": left})  # fmt: skip
         return np.stack(found)

@@ -151,14 +151,20 @@ def run_worker(
     name = worker_name()
     last = None
     outage = Outage(log)
+    # Folders left by killed workers: looked for as this worker starts (`binbot serve` marks a
+    # killed worker's job failed before starting the next) and after a job is reaped.
+    sweep = True
     with app.app_context():
         log(f"Worker {name} waiting for retraining jobs")
         while True:
             try:
                 for job_id in reap_dead(app.config["BINBOT_JOB_TIMEOUT"]):
                     log(f"job {job_id}: its worker stopped responding; marked failed")
-                for job_id in remove_abandoned_folders():
-                    log(f"job {job_id}: removed the scratch folder its worker left behind")
+                    sweep = True
+                if sweep:
+                    for job_id in remove_abandoned_folders():
+                        log(f"job {job_id}: removed the scratch folder its worker left behind")
+                    sweep = False
                 job = claim_next(name)
             except DBAPIError as exc:
                 if once:

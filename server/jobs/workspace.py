@@ -5,8 +5,8 @@ bundles there (tens of MB: the model, the float32 and quantized candidates). The
 it when it ends, but a worker killed outright (the OOM killer, ``kill -9``) cannot. These
 folders used to be temporary ones in /tmp, where every such job left one for good (and its
 conversion's temporary files beside it); they now live under the data folder, named by job,
-with the job's temporary files inside, and a worker removes, as it starts and between jobs,
-the folders of jobs that are no longer running.
+with the job's temporary files inside, and a worker removes, as it starts and after it marks
+a silent worker's job failed, the folders of jobs that are no longer running.
 """
 
 from __future__ import annotations
