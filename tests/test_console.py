@@ -154,6 +154,9 @@ def test_the_loop_from_corrections_to_a_published_model_and_back(
 
     # Publish: below the gate it is refused until forced with a reason.
     admin.get_by_role("link", name="Models").click()
+    # Nothing to roll back to yet: no button that can only be refused.
+    assert admin.get_by_role("button", name=re.compile("Roll back")).count() == 0
+    assert "No earlier published version" in admin.locator("#no-rollback").inner_text()
     row = admin.locator(f'tr[data-version="{candidate}"]')
     row.get_by_role("button", name=f"Publish {candidate}").click()
     if admin.locator(".flash.error").count():
@@ -180,7 +183,7 @@ def test_the_loop_from_corrections_to_a_published_model_and_back(
     # Roll back: the phone follows.
     rollback_form = {name: admin.locator(f'form:has(button:text("Roll back")) [name="{name}"]')
                      .get_attribute("value") for name in ("csrf_token", "from")}  # fmt: skip
-    admin.get_by_role("button", name="Roll back to the previous version").click()
+    admin.get_by_role("button", name="Roll back to small-1").click()  # names what comes back
     assert "small-1 is live again" in admin.get_by_role("status").first.inner_text()
     # The same form sent again (a double click) changes nothing: it was not toggled back.
     again = admin.request.post(f"{stack.web.url}admin/models/rollback", form=rollback_form)

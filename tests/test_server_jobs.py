@@ -207,6 +207,36 @@ def test_a_retraining_asked_for_twice_is_queued_once(live):
     assert len(requests.get(url, headers=auth, timeout=30).json()["jobs"]) == 2
 
 
+def test_the_console_warns_before_a_retraining_that_could_only_fail(live, small_ewaste, tmp_path):
+    """`binbot serve` run without the Makefile has no base dataset: the Training page says so
+    before an admin starts a job, and the job fails with the same words. The Models page
+    offers no rollback while there is nothing earlier to roll back to."""
+    jar, _ = console_session(live)
+
+    def warning() -> str | None:
+        page = requests.get(f"{live.url}/admin/training", cookies=jar, timeout=30).text
+        found = re.search(r'id="no-base-dataset">([^<]*)<', page)
+        return found.group(1) if found else None
+
+    live.app.config["BINBOT_BASE_DATASET"] = None
+    assert "BINBOT_BASE_DATASET is not set" in warning()
+    auth = admin(live)
+    job = requests.post(f"{live.url}/api/admin/jobs", json={}, headers=auth, timeout=30).json()
+    assert run_worker(live.app, once=True, log=lambda _: None) == job["job"]["id"]
+    failed = requests.get(f"{live.url}/api/admin/jobs/{job['job']['id']}", headers=auth,
+                          timeout=30).json()["job"]  # fmt: skip
+    assert failed["status"] == "failed" and "BINBOT_BASE_DATASET is not set" in failed["error"]
+
+    live.app.config["BINBOT_BASE_DATASET"] = str(tmp_path / "moved.zip")
+    assert "moved.zip (BINBOT_BASE_DATASET) is not there" in warning()
+    live.app.config["BINBOT_BASE_DATASET"] = str(small_ewaste)
+    assert warning() is None
+
+    models = requests.get(f"{live.url}/admin/models", cookies=jar, timeout=30).text
+    assert "No earlier published version to roll back to" in models
+    assert "Roll back" not in models and "Compare</button>" not in models
+
+
 @pytest.mark.slow
 def test_accepted_corrections_are_retrained_into_a_publishable_candidate(
     live, small_ewaste, ewaste_zip, imagenet_weights

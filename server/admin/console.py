@@ -47,6 +47,7 @@ from server.admin.tokens import checked_token
 from server.admin.versions import compare as compare_versions
 from server.admin.versions import version_rows
 from server.errors import ServiceError
+from server.jobs.base_dataset import base_dataset_problem
 from server.jobs.queue import (
     cancel,
     enqueue,
@@ -64,6 +65,7 @@ from server.registry.bundles import (
     published_version,
     report_file,
     rollback,
+    rollback_target,
 )
 from server.registry.dataset_images import base_test_image
 from server.registry.kinds import (
@@ -210,6 +212,7 @@ def training():
         int_type=int,
         bool_type=bool,
         accepted=counts_by_label("accepted"),
+        base_problem=base_dataset_problem(),
         request_key=secrets.token_urlsafe(16),
     )
 
@@ -362,6 +365,7 @@ def models():
         "console/models.html",
         versions=version_rows(),
         live=published_version(),
+        rollback_to=rollback_target(),
         history=publish_history(newest_first=True),
     )
 

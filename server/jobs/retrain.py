@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from binbot.errors import BinbotError
 from server.extensions import db
+from server.jobs.base_dataset import base_dataset_problem
 from server.jobs.workspace import job_folder
 from server.public.names import name_key
 from server.registry.bundles import (
@@ -198,10 +199,9 @@ def run_retraining(
     from training.evaluate import evaluate_run
     from training.train import TrainConfig, train
 
-    base_path = current_app.config.get("BINBOT_BASE_DATASET")
-    if not base_path:
-        raise BinbotError("BINBOT_BASE_DATASET is not set: retraining needs the base dataset")
-    base = load_dataset(base_path)
+    if problem := base_dataset_problem():
+        raise BinbotError(problem)
+    base = load_dataset(current_app.config["BINBOT_BASE_DATASET"])
     accepted = db.session.scalars(select(Submission).where(Submission.status == "accepted")).all()
     training_settings, conversion_settings, options = split_settings(settings)
     training_settings = starting_point(options, training_settings, report)

@@ -215,12 +215,20 @@ def rollback(from_version: str | None = None) -> ModelVersion:
     if from_version is not None and (current is None or current.version != from_version):
         now = f"{current.version} is live" if current else "no version is live"
         raise Conflict(f"{from_version} is no longer live ({now}): nothing was rolled back")
+    target = rollback_target()
+    if target is None:
+        raise Conflict("there is no earlier published version to roll back to")
+    return publish(target, force=True, reason="rollback", action="rollback")
+
+
+def rollback_target() -> str | None:
+    """The version a rollback would publish again, so that the console can name it on the
+    button (an admin should know what a click brings back); None when there is none."""
+    current = published_version()
     stack = live_stack()
     while current and stack and stack[-1] == current.version:
         stack.pop()
-    if not stack:
-        raise Conflict("there is no earlier published version to roll back to")
-    return publish(stack[-1], force=True, reason="rollback", action="rollback")
+    return stack[-1] if stack else None
 
 
 def publish_history(newest_first: bool = False) -> list[PublishEvent]:
