@@ -236,6 +236,10 @@ def test_corrections_made_offline_arrive_exactly_once(browser, server, small_ewa
     correct(page, photos[0], "Keyboard")  # a Battery photo, corrected to something else
     correct(page, photos[10], None)  # confirmed as the model said
     confirmed_label = page.locator("#result").get_attribute("data-top")
+    expect(page.locator("#feedback-message")).to_have_text(
+        f'Thank you! "{confirmed_label}" is saved on this phone and will be sent as soon as '
+        "BinBot can be reached."
+    )
     assert waiting(page) == 2
     assert "2 corrections waiting" in page.locator("#queue-status").inner_text()
     screenshot(page, "phone-corrections-waiting")
@@ -256,13 +260,18 @@ def test_corrections_made_offline_arrive_exactly_once(browser, server, small_ewa
     server.start()
     context.set_offline(False)
     page.wait_for_function("document.getElementById('queue-status').dataset.waiting === '0'")
+
+    # Online, the thank-you says it went (it used to say "will be sent when you are online").
+    correct(page, photos[25], "Mouse")
+    expect(page.locator("#feedback-message")).to_have_text('Thank you! "Mouse" was sent to BinBot.')
+    assert waiting(page) == 0
     context.close()
 
     rows = stored_submissions(server)
-    assert [r["label"] for r in rows] == ["Keyboard", confirmed_label, "PCB"]
+    assert [r["label"] for r in rows] == ["Keyboard", confirmed_label, "PCB", "Mouse"]
     assert rows[0]["predicted_label"] and rows[0]["model_version"] == STARTER_VERSION
     assert 0 <= rows[0]["confidence"] <= 1
-    assert len({r["sha256"] for r in rows}) == 3
+    assert len({r["sha256"] for r in rows}) == 4
 
 
 def test_a_cut_out_photo_is_kept_on_white_as_the_app_saw_it(browser, server, small_ewaste,

@@ -199,15 +199,23 @@ async function saveCorrection(label, proposedName = null) {
   ui.elements.sendButton.disabled = true;
   try {
     const photo = await state.classifier.downscale(blob, UPLOAD_MAX_SIDE);
-    await enqueue({ photo, label, proposedName, predictedLabel: best.label, confidence: best.probability,
-      modelVersion: result.version });
+    const item = await enqueue({ photo, label, proposedName, predictedLabel: best.label,
+      confidence: best.probability, modelVersion: result.version });
     await refreshQueue(); // the count and the thank-you appear together
+    const name = `"${label ?? proposedName}"`;
     if (state.last === saving) { // still the photo on screen
-      ui.feedbackDone(`Thank you! "${label ?? proposedName}" is saved and will be sent when you are online.`);
+      ui.feedbackDone(`Thank you! ${name} is saved on this phone.`);
       if (label && label !== best.label) ui.showGuidanceFor(state.entry.labels, label);
     }
     requestBackgroundSync();
-    sendQueue();
+    await sendQueue().catch(() => {}); // it is saved either way; the queue line tells the rest
+    // Say what became of it: sent, or kept for later (offline, or the server asked to wait).
+    // A refusal is shown, with the server's reason, in the list of corrections.
+    const kept = (await listCorrections()).find((i) => i.id === item.id);
+    if (state.last === saving && kept?.status !== 'rejected') {
+      ui.feedbackDone(kept ? `Thank you! ${name} is saved on this phone and will be sent as soon as BinBot can be reached.`
+        : `Thank you! ${name} was sent to BinBot.`);
+    }
   } catch (error) {
     ui.setStatus(`Could not save the correction: ${error.message}`);
   } finally {
