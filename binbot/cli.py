@@ -14,33 +14,9 @@ from pathlib import Path
 
 from binbot.errors import BinbotError
 from binbot.files import is_disk_full
+from binbot.quiet_tensorflow import import_tensorflow_quietly
 
 EXIT_USER_ERROR = 2
-
-
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up chatter hidden.
-
-    On a CPU machine TensorFlow's native libraries print CUDA-registration warnings straight
-    to file descriptor 2 while importing, before any logging setting applies; users would see
-    a screen of noise above a one-line error. Only that import is silenced: a Python
-    exception raised by it still propagates and is printed normally.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-    # Its Python-side warnings (tf.function retracing advice) are for developers, not users.
-    tensorflow.get_logger().setLevel("ERROR")
 
 
 def whole_number(low: int, high: int):
@@ -465,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "needs_tensorflow", True):
-            _import_tensorflow_quietly()
+            import_tensorflow_quietly()
         return args.handler(args)
     except BinbotError as exc:
         print(f"binbot: error: {exc}", file=sys.stderr)

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from binbot.errors import BinbotError, TrainingCancelled
 from binbot.files import is_disk_full
+from binbot.quiet_tensorflow import import_tensorflow_quietly
 from server.errors import ServiceError
 from server.extensions import database_error_reason, forget_failed_transaction
 from server.jobs.queue import (
@@ -89,6 +90,9 @@ def _beat_until(stop: threading.Event, cancelled: threading.Event, app: Flask, j
 def run_job(app: Flask, job_id: int, settings: dict, log: Log) -> None:
     from server.jobs.retrain import run_retraining
 
+    # Before the heartbeat thread starts: the quiet import silences this process's stderr
+    # for a moment, which must not swallow another thread's log line.
+    import_tensorflow_quietly()
     stop, cancelled = threading.Event(), threading.Event()
     thread = threading.Thread(
         target=_beat_until, args=(stop, cancelled, app, job_id), name=f"heartbeat-{job_id}",
