@@ -7,7 +7,13 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from training.plots import class_caption, class_ticks, plot_class_balance, plot_confusion_matrix
+from training.plots import (
+    class_caption,
+    class_ticks,
+    image_grid,
+    plot_class_balance,
+    plot_confusion_matrix,
+)
 
 NAMES = ["Battery", "电池", "Télévision", "किबोर्ड"]
 
@@ -42,3 +48,29 @@ def test_hundreds_of_classes_make_pictures_a_screen_can_show(tmp_path):
     positions, captions, _ = class_ticks(labels)
     assert len(positions) <= 60 and captions[:2] == ["kind 0", "kind 17"]
     assert class_ticks(labels[:12])[1] == labels[:12]  # a usual dataset: every class named
+
+
+def test_captions_and_the_title_never_cover_a_picture(tmp_path):
+    """The misclassified images' second row had its two-line captions drawn over the first
+    row's pictures, and a dataset's samples had their title in the middle of the first row."""
+    import matplotlib.pyplot as plt
+
+    # Square pictures, as in the e-waste dataset, then other shapes.
+    shapes = [(150, 150)] * 12 + [(160, 120), (120, 160), (300, 100), (100, 300), (640, 480)]
+    items = []
+    for i, size in enumerate(shapes):
+        path = tmp_path / f"{i}.png"
+        Image.new("RGB", size, (i * 13 % 256, 90, 160)).save(path)
+        items.append((path, f"true: Washing Machine\npred: Television {50 + i}%"))
+    for count, title in ((12, "Misclassified test images"), (17, "Samples")):
+        fig = image_grid(items[:count], columns=6, title=title)
+        renderer = fig.canvas.get_renderer()
+        fig.draw(renderer)
+        pictures = [ax for ax in fig.axes if ax.images]
+        boxes = [ax.get_window_extent(renderer) for ax in pictures]
+        texts = [fig._suptitle] + [ax.title for ax in pictures]
+        for text in texts:
+            extent = text.get_window_extent(renderer)
+            covered = [i for i, box in enumerate(boxes) if extent.overlaps(box)]
+            assert covered == [], f"{text.get_text()!r} covers pictures {covered}"
+        plt.close(fig)

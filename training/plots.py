@@ -122,8 +122,17 @@ def plot_image_grid(
     items: Sequence[tuple[Path, str]], path: Path, *, columns: int = 6, title: str = ""
 ) -> None:
     """Thumbnails (EXIF-oriented) with a caption each; an empty grid says so."""
+    save_figure(image_grid(items, columns=columns, title=title), path, dpi=90)
+
+
+def image_grid(items: Sequence[tuple[Path, str]], *, columns: int = 6, title: str = "") -> Any:
+    """The figure of ``plot_image_grid``. Constrained layout keeps each caption above its own
+    picture: tight_layout placed them before the pictures were fitted to their shapes, and a
+    second row's captions ran over the first row's pictures (the title, over a tall grid,
+    landed in the middle of the first row)."""
     rows = max(1, -(-len(items) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 2.2, rows * 2.5), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 2.2, rows * 2.6), squeeze=False,
+                             layout="constrained")  # fmt: skip
     for ax in axes.flat:
         ax.axis("off")
     for ax, (image_path, caption) in zip(axes.flat, items, strict=False):
@@ -134,8 +143,7 @@ def plot_image_grid(
         axes[0, 0].text(0.5, 0.5, "none", ha="center", va="center", fontsize=14)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=90)
+    return fig
 
 
 def plot_class_balance(counts: dict[str, dict[str, int]], path: Path) -> None:
