@@ -165,6 +165,41 @@ def test_predict_classifies_a_folder_of_photos(trained_run, small_ewaste, tmp_pa
         assert refused.returncode == 2 and "must be from 1 to 1000" in refused.stderr
 
 
+def test_predict_prints_each_answer_as_soon_as_it_is_known(trained_run, small_ewaste, tmp_path):
+    """A phone's export of hundreds of photos printed nothing until the last was done; each
+    answer now comes as it is known, also through a pipe (`binbot predict ... | tee`)."""
+    import subprocess
+    import sys
+    import time
+
+    photos = sorted((small_ewaste / "test").glob("*/*"))
+    folder = tmp_path / "export"
+    folder.mkdir()
+    # Enough work after the first answer to tell streaming from not, and less output than a
+    # pipe's buffer (8 kB), which a program that does not flush would hand over only at exit.
+    for i, photo in enumerate((photos * 2)[:40]):
+        (folder / f"{i:02d}{photo.suffix}").write_bytes(photo.read_bytes())
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as in a shell
+    process = subprocess.Popen(
+        [sys.executable, "-m", "binbot", "predict", str(trained_run), str(folder)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    arrivals = []  # when each line reached the reader
+    try:
+        for line in process.stdout:
+            arrivals.append((time.monotonic(), line))
+        assert process.wait(timeout=300) == 0, process.stderr.read()[-2000:]
+    finally:
+        process.kill()
+    lines = [line for _, line in arrivals]
+    assert len(lines) == 40 and len("".join(lines)) < 8192
+    assert lines[0].startswith(str(folder / "00")) and "%" in lines[0]
+    # 39 photos of work between the first answer and the last (about 35 ms each here); held
+    # back, all 40 lines come in one write at the end.
+    spread = arrivals[-1][0] - arrivals[0][0]
+    assert spread > 0.2, f"all answers came at once ({spread:.3f} s apart)"
+
+
 def test_predict_says_not_recognised_where_the_app_would(trained_run, small_ewaste, tmp_path):
     """The command line gives the app's verdict (the run's open-set score): a photo like the
     ones it was taught is not rejected, a grey card is "not recognised" whatever it ranks."""
