@@ -385,6 +385,8 @@ def test_a_rejected_correction_is_shown_and_not_retried(browser, tmp_path, small
         page.wait_for_function("document.getElementById('queue-status').dataset.rejected === '1'")
         assert waiting(page) == 0
         assert "request too large" in page.locator("#queue-list").inner_text()
+        expect(page.locator("#feedback-message")).to_contain_text('BinBot did not take "Mouse": ')
+        assert "request too large" in page.locator("#feedback-message").inner_text()
         screenshot(page, "phone-correction-rejected")
         page.evaluate("window.binbot.sendQueue()")
         assert page.locator("#queue-status").get_attribute("data-rejected") == "1"

@@ -209,12 +209,13 @@ async function saveCorrection(label, proposedName = null) {
     }
     requestBackgroundSync();
     await sendQueue().catch(() => {}); // it is saved either way; the queue line tells the rest
-    // Say what became of it: sent, or kept for later (offline, or the server asked to wait).
-    // A refusal is shown, with the server's reason, in the list of corrections.
+    // Say what became of it: sent, refused (the server's reason, also in the list of
+    // corrections), or kept for later (offline, or the server asked to wait).
     const kept = (await listCorrections()).find((i) => i.id === item.id);
-    if (state.last === saving && kept?.status !== 'rejected') {
-      ui.feedbackDone(kept ? `Thank you! ${name} is saved on this phone and will be sent as soon as BinBot can be reached.`
-        : `Thank you! ${name} was sent to BinBot.`);
+    if (state.last === saving) {
+      if (!kept) ui.feedbackDone(`Thank you! ${name} was sent to BinBot.`);
+      else if (kept.status === 'rejected') ui.feedbackDone(`BinBot did not take ${name}: ${kept.error}`);
+      else ui.feedbackDone(`Thank you! ${name} is saved on this phone and will be sent as soon as BinBot can be reached.`);
     }
   } catch (error) {
     ui.setStatus(`Could not save the correction: ${error.message}`);
