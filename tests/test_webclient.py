@@ -188,6 +188,12 @@ def test_app_works_offline_and_after_a_browser_restart(playwright, server, small
     assert "offline" in page.locator("#model-status").inner_text()
     choose_photo(page, photo)
     assert page.locator("#result").get_attribute("data-top") == online_verdict
+    # Asked for a new model offline, it says so in words, not the browser's "Failed to fetch".
+    page.get_by_role("button", name="Check for a new model").click()
+    expect(page.locator("#status")).to_have_text(
+        "Could not check for a new model: BinBot cannot be reached from here. "
+        f"Model {STARTER_VERSION} keeps working offline."
+    )
     screenshot(page, "phone-offline")
     context.close()  # quit the browser
 

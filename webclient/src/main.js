@@ -126,7 +126,9 @@ function checkForNewModel({ quiet = true, force = false } = {}) {
     } catch (error) {
       if (error instanceof UnusableModel) ui.setStatus(error.message);
       else if (!state.entry) ui.setStatus('BinBot needs a connection once, to download its model. Please connect and reload.');
-      else if (!quiet) ui.setStatus(`Could not check for a new model: ${error.message}`);
+      else if (!quiet && (!navigator.onLine || isNetworkFailure(error))) {
+        ui.setStatus(`Could not check for a new model: BinBot cannot be reached from here. Model ${state.entry.version} keeps working offline.`);
+      } else if (!quiet) ui.setStatus(`Could not check for a new model: ${error.message}`);
       return 'failed';
     } finally {
       state.checking = null;
@@ -137,6 +139,11 @@ function checkForNewModel({ quiet = true, force = false } = {}) {
 
 async function refreshQueue() {
   ui.showQueue(await listCorrections(), await pausedUntil(), await blockedInTheWay(), async (id) => { await dismiss(id); refreshQueue(); });
+}
+
+/** fetch's own error for no connection ("Failed to fetch", "NetworkError ...", "Load failed"). */
+function isNetworkFailure(error) {
+  return error instanceof TypeError && /fetch|network|load failed/i.test(error.message);
 }
 
 async function sendQueue() {
