@@ -280,6 +280,42 @@ def test_corrections_made_offline_arrive_exactly_once(browser, server, small_ewa
     assert len({r["sha256"] for r in rows}) == 4
 
 
+def test_a_slow_upload_does_not_hold_up_the_next_correction(browser, server, small_ewaste):
+    """On a slow network a correction's upload takes seconds; the next photo's correction
+    can be made meanwhile, and the thank-you says when the first one has gone."""
+    photos = split_photos(small_ewaste)
+    context = browser.new_context(viewport=PHONE)
+    held, released = [], []  # uploads the "network" has not delivered yet; whether it does now
+    context.route("**/api/submissions",
+                  lambda route: route.continue_() if released else held.append(route))  # fmt: skip
+    page = context.new_page()
+    page.goto(server.url)
+    wait_until_ready(page)
+    correct(page, photos[0], "Keyboard")
+    for _ in range(100):  # the upload starts once the correction is saved
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held and waiting(page) == 1, "the upload did not start"
+    expect(page.locator("#feedback-message")).to_have_text(
+        'Thank you! "Keyboard" is saved on this phone.'
+    )
+
+    choose_photo(page, photos[12])
+    if page.locator("#wrong-button").is_visible():
+        page.get_by_role("button", name="No, that's wrong").click()
+    expect(page.get_by_role("button", name="Send correction")).to_be_enabled()
+    page.get_by_label("What is it?").select_option("PCB")
+    page.get_by_role("button", name="Send correction").click()
+    expect(page.locator("#feedback-message")).to_contain_text('"PCB" is saved on this phone')
+    released.append(True)
+    for route in held:
+        route.continue_()
+    page.wait_for_function("document.getElementById('queue-status').dataset.waiting === '0'")
+    context.close()
+    assert [r["label"] for r in stored_submissions(server)] == ["Keyboard", "PCB"]
+
+
 def test_a_cut_out_photo_is_kept_on_white_as_the_app_saw_it(browser, server, small_ewaste,
                                                             tmp_path):  # fmt: skip
     """A correction of a transparent PNG reaches the server as the picture the model was shown:

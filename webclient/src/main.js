@@ -203,32 +203,37 @@ async function saveCorrection(label, proposedName = null) {
   if (!saving) return; // no verdict on screen (a newer photo is being read)
   const { blob, result } = saving;
   const [best] = result.ranked;
+  const name = `"${label ?? proposedName}"`;
+  let item;
   ui.elements.sendButton.disabled = true;
   try {
     const photo = await state.classifier.downscale(blob, UPLOAD_MAX_SIDE);
-    const item = await enqueue({ photo, label, proposedName, predictedLabel: best.label,
+    item = await enqueue({ photo, label, proposedName, predictedLabel: best.label,
       confidence: best.probability, modelVersion: result.version });
     await refreshQueue(); // the count and the thank-you appear together
-    const name = `"${label ?? proposedName}"`;
     if (state.last === saving) { // still the photo on screen
       ui.feedbackDone(`Thank you! ${name} is saved on this phone.`);
       if (label && label !== best.label) ui.showGuidanceFor(state.entry.labels, label);
     }
-    requestBackgroundSync();
-    await sendQueue().catch(() => {}); // it is saved either way; the queue line tells the rest
-    // Say what became of it: sent, refused (the server's reason, also in the list of
-    // corrections), or kept for later (offline, or the server asked to wait).
-    const kept = (await listCorrections()).find((i) => i.id === item.id);
-    if (state.last === saving) {
-      if (!kept) ui.feedbackDone(`Thank you! ${name} was sent to BinBot.`);
-      else if (kept.status === 'rejected') ui.feedbackDone(`BinBot did not take ${name}: ${kept.error}`);
-      else ui.feedbackDone(`Thank you! ${name} is saved on this phone and will be sent as soon as BinBot can be reached.`);
-    }
   } catch (error) {
     ui.setStatus(`Could not save the correction: ${error.message}`);
+    return;
   } finally {
-    ui.elements.sendButton.disabled = false;
+    ui.elements.sendButton.disabled = false; // a slow upload must not hold the next photo's
   }
+  requestBackgroundSync();
+  await sendQueue().catch(() => {}); // it is saved either way; the queue line tells the rest
+  await tellWhatBecameOf(item, name, saving);
+}
+
+/** Sent, refused (the server's reason, also in the list of corrections), or kept for later
+ * (offline, or the server asked to wait): the thank-you says which. */
+async function tellWhatBecameOf(item, name, saving) {
+  const kept = (await listCorrections()).find((i) => i.id === item.id);
+  if (state.last !== saving) return; // another photo is on screen now
+  if (!kept) ui.feedbackDone(`Thank you! ${name} was sent to BinBot.`);
+  else if (kept.status === 'rejected') ui.feedbackDone(`BinBot did not take ${name}: ${kept.error}`);
+  else ui.feedbackDone(`Thank you! ${name} is saved on this phone and will be sent as soon as BinBot can be reached.`);
 }
 
 function wireControls() {
