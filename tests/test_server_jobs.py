@@ -226,6 +226,9 @@ def test_the_console_warns_before_a_retraining_that_could_only_fail(live, small_
     failed = requests.get(f"{live.url}/api/admin/jobs/{job['job']['id']}", headers=auth,
                           timeout=30).json()["job"]  # fmt: skip
     assert failed["status"] == "failed" and "BINBOT_BASE_DATASET is not set" in failed["error"]
+    # The list of jobs says why one failed, without opening it.
+    jobs = requests.get(f"{live.url}/admin/training", cookies=jar, timeout=30).text
+    assert re.search(r'class="job-error">BINBOT_BASE_DATASET is not set', jobs)
 
     live.app.config["BINBOT_BASE_DATASET"] = str(tmp_path / "moved.zip")
     assert "moved.zip (BINBOT_BASE_DATASET) is not there" in warning()
