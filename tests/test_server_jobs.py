@@ -264,6 +264,8 @@ def test_accepted_corrections_are_retrained_into_a_publishable_candidate(
     done = requests.get(f"{live.url}/api/admin/jobs/{job['id']}", headers=auth, timeout=30)
     job = done.json()["job"]
     assert job["status"] == "succeeded", job["error"]
+    assert job["progress"] == (f"Registered the candidate {job['result']['candidate_version']}: "
+                               "compare it with the live model and publish it on the Models page")  # fmt: skip
     result = job["result"]
     assert result["corrections_used"] == {"Printer": 2}
     assert result["train_images"] == 80 + 2

@@ -226,6 +226,10 @@ def run_retraining(
         )  # fmt: skip
         row = register_bundle(work / "bundle")
         store_report(row.version, run_dir / "evaluation")
+        # The job's last line, shown as its last step: the scratch folder named by the lines
+        # before it is removed once the job ends.
+        report.log(f"Registered the candidate {row.version}: compare it with the live model "
+                   "and publish it on the Models page")  # fmt: skip
         candidate = row.manifest["metrics"]
         return {
             "candidate_version": row.version,
