@@ -29,7 +29,6 @@ from training.dataset import ImageRecord
 from training.preprocess import DECODE_VERSION
 
 Log = Callable[[str], None]
-PROGRESS_EVERY_S = 20.0
 # Share of the free memory the features may take: the rest is for TensorFlow and the model.
 MEMORY_SHARE = 0.6
 # Left free on the cache's disk: the features never fill it.
@@ -183,7 +182,7 @@ class FeatureStore:
                 f"({len(records) - len(missing)} cached)"
             )
             todo = [records[i] for i in missing]
-            done, progress = 0, Progress(len(todo), "photos", log, every=PROGRESS_EVERY_S)
+            done, progress = 0, Progress(len(todo), "photos", log)
             call = compiled(bottom)
             for batch in views_dataset(todo, views, max(1, IMAGE_BATCH // views)):
                 out = np.asarray(call(batch), dtype=np.float16)
