@@ -130,7 +130,7 @@ def test_the_loop_from_corrections_to_a_published_model_and_back(
     assert "head epoch 1/1" in admin.locator("#job-phase").inner_text()
     screenshot(admin, "console-training-running")
     admin.wait_for_function(
-        "document.getElementById('job').dataset.status === 'succeeded'", timeout=600_000
+        "document.getElementById('job')?.dataset.status === 'succeeded'", timeout=600_000
     )
     admin.wait_for_selector("#job-result:not([hidden])")
     candidate = re.search(r"Candidate (\S+):", admin.locator("#job-result").inner_text()).group(1)
@@ -201,11 +201,11 @@ def test_a_running_retraining_can_be_cancelled_from_the_console(browser, stack):
     admin.get_by_label("Head epochs").fill("50")
     admin.get_by_role("button", name="Start retraining").click()
     admin.wait_for_function(
-        "document.getElementById('job').dataset.status === 'running'", timeout=120_000
+        "document.getElementById('job')?.dataset.status === 'running'", timeout=120_000
     )
-    admin.get_by_role("button", name="Cancel this job").click()
+    admin.get_by_role("button", name="Cancel this job").click()  # a page load: no #job for a moment
     admin.wait_for_function(
-        "document.getElementById('job').dataset.status === 'cancelled'", timeout=120_000
+        "document.getElementById('job')?.dataset.status === 'cancelled'", timeout=120_000
     )
     assert "cancelled by an admin" in admin.locator("#job-error").inner_text()
 

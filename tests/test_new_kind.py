@@ -79,7 +79,7 @@ def test_people_name_a_new_kind_and_the_phone_learns_it(browser, without_mice, e
             admin.get_by_label(name).fill(value)
         admin.get_by_role("button", name="Start retraining").click()
         admin.wait_for_function(
-            "document.getElementById('job').dataset.status === 'succeeded'", timeout=600_000
+            "document.getElementById('job')?.dataset.status === 'succeeded'", timeout=600_000
         )
         candidate = re.search(r"Candidate (\S+):", admin.locator("#job-result").inner_text()).group(
             1
