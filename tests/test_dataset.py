@@ -15,7 +15,8 @@ from conftest import IPHONE_PHOTO, solid_jpeg
 from PIL import Image
 
 from binbot.errors import BinbotError
-from training.dataset import MAX_IMAGE_BYTES, load_dataset
+from training.dataset import load_dataset
+from training.dataset_zip import MAX_IMAGE_BYTES
 
 COLOURS = {"Red thing": (220, 30, 30), "Green thing": (30, 200, 40), "Blue thing": (30, 40, 220)}
 

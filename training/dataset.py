@@ -1,10 +1,8 @@
-"""Find, validate and split an image dataset given as a zip or a folder of class folders.
+"""Validate and split an image dataset given as a zip or a folder of class folders.
 
-Two layouts are understood, possibly under one wrapper folder (``modified-dataset/``):
-
-* split folders: ``train/<Class>/*``, ``val/``, ``test/`` (also named ``training/``,
-  ``valid/`` or ``validation/``, ``testing/``, as exporters such as Roboflow write them);
-* flat class folders: ``<Class>/*``, which are split here, stratified and seeded.
+The zip is extracted by training/dataset_zip.py and its class folders found by
+training/dataset_layout.py (split folders, or flat class folders that are split here,
+stratified and seeded).
 
 Every file is opened with Pillow once, so that files that do not decode are reported and
 skipped here instead of crashing the TensorFlow input pipeline later. The same pass records
@@ -19,12 +17,8 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import stat
-import struct
-import zipfile
-import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -32,37 +26,25 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from binbot.errors import BinbotError
-from binbot.files import staged_folder
 from binbot.formats import not_an_image_reason
 from binbot.names import name_key
+from training.dataset_layout import (
+    SPLITS,
+    class_folders,
+    files_in,
+    find_split_root,
+    relative,
+    split_class_dirs,
+    unwrap,
+)
+from training.dataset_zip import MAX_IMAGE_BYTES, extract_zip, skipped_members, too_large
 
-SPLITS = ("train", "val", "test")
-SPLIT_ALIASES = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "test": "test",
-    "testing": "test",
-}
 # What training/preprocess.py decodes. MPO is a JPEG with more pictures after the first (many
 # phone cameras write one): the JPEG decoder reads its first picture, as browsers show it.
 DECODABLE_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP"}
-IGNORED_NAMES = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"}
-UTF8_NAME_FLAG = 0x800  # general purpose bit 11: the name is UTF-8
-UNICODE_PATH_FIELD = 0x7075  # Info-ZIP's Unicode Path extra field
-# Bump when extraction gives other files or names for some zip (2: member names as meant,
-# see member_name): an extraction cached by an older version must not be reused.
-EXTRACTION_VERSION = 2
 EXIF_ORIENTATION_TAG = 0x0112
 # Fewer images than this in a class of the val or test split gets a warning.
 SMALL_EVALUATION_CLASS = 10
-# A file larger than this is skipped unread: a phone's 200 MP JPEG is about 30 MB, and a zip
-# member that expands past it (a zip bomb) would otherwise fill the disk and the memory.
-MAX_IMAGE_BYTES = 100 * 1024 * 1024
-# Written into an extracted zip: the members too large to extract, and why.
-SKIPPED_MEMBERS = ".skipped-members.json"
 
 
 @dataclass(frozen=True)
@@ -137,22 +119,22 @@ def load_dataset(
     source = Path(path)
     if not source.exists():
         raise BinbotError(f"dataset not found: {source}")
-    root = _extract_zip(source, cache_dir) if source.is_file() else source
+    root = extract_zip(source, cache_dir) if source.is_file() else source
     if not root.is_dir():
         raise BinbotError(f"dataset must be a zip file or a folder: {source}")
 
-    split_root = _find_split_root(root)
+    split_root = find_split_root(root)
     class_root = None
     if split_root is not None:
-        layout = f"split folders under {_rel(split_root, root) or '.'}"
-        class_dirs, not_splits = _split_class_dirs(split_root)
+        layout = f"split folders under {relative(split_root, root) or '.'}"
+        class_dirs, not_splits = split_class_dirs(split_root)
     else:
-        class_root = _unwrap(root)
+        class_root = unwrap(root)
         layout = (
-            f"flat class folders under {_rel(class_root, root) or '.'}, split here "
+            f"flat class folders under {relative(class_root, root) or '.'}, split here "
             f"(seed {seed}, val {val_fraction:.0%}, test {test_fraction:.0%})"
         )
-        class_dirs, not_splits = {None: _class_dirs(class_root)}, []
+        class_dirs, not_splits = {None: class_folders(class_root)}, []
 
     classes = sorted({name for dirs in class_dirs.values() for name in dirs})
     if not classes:
@@ -168,9 +150,9 @@ def load_dataset(
     records: list[ImageRecord] = []
     bad: list[BadFile] = []
     label_of = {name: i for i, name in enumerate(classes)}
-    not_extracted = _skipped_members(root)
+    not_extracted = skipped_members(root)
     for done, (split, name, f) in enumerate(files, 1):
-        relpath = _rel(f, root)
+        relpath = relative(f, root)
         checked = not_extracted.get(relpath) or check_image(f)
         if isinstance(checked, str):
             bad.append(BadFile(relpath, checked))
@@ -186,7 +168,7 @@ def load_dataset(
 
     dataset = Dataset(str(source), root, layout, classes, records, bad)
     dataset.warnings += [
-        f"folder '{_rel(folder, root)}' beside the split folders is not a split "
+        f"folder '{relative(folder, root)}' beside the split folders is not a split "
         f"(train, val, test): its files are not used"
         for folder in not_splits
     ]
@@ -368,7 +350,7 @@ def check_image(path: Path) -> tuple[str, int, int, int] | str:
             # Reading a named pipe waited for a writer for ever, and /dev/zero never ended.
             return "not a regular file (a named pipe, socket or device)"
         if status.st_size > MAX_IMAGE_BYTES:
-            return _too_large(status.st_size)
+            return too_large(status.st_size)
         data = path.read_bytes()
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"
@@ -391,213 +373,3 @@ def check_image(path: Path) -> tuple[str, int, int, int] | str:
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     return hashlib.sha256(data).hexdigest(), width, height, orientation
-
-
-def _extract_zip(source: Path, cache_dir: str | os.PathLike[str] | None) -> Path:
-    """Extract once into the cache, keyed by content hash; reuse on later runs."""
-    if not zipfile.is_zipfile(source):
-        raise BinbotError(f"not a zip file or a folder: {source}")
-    digest = hashlib.sha256()
-    with source.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    cache = Path(cache_dir or os.environ.get("BINBOT_CACHE_DIR") or _default_cache())
-    target = cache / "datasets" / f"{digest.hexdigest()[:16]}-{EXTRACTION_VERSION}"
-    if (target / ".complete").exists():
-        return target
-    try:
-        with staged_folder(target) as staging, zipfile.ZipFile(source) as archive:
-            for member in archive.infolist():
-                name = member_name(member)
-                if name.startswith(("/", "\\")) or ".." in Path(name).parts:
-                    raise BinbotError(f"refusing zip entry outside the dataset: {name}")
-                if member.is_dir():
-                    (staging / name).mkdir(parents=True, exist_ok=True)
-            members = [m for m in archive.infolist() if not m.is_dir()]
-            if members and all(_encrypted(m) for m in members):
-                raise BinbotError(
-                    f"{source} is password-protected, which BinBot cannot read: extract it and "
-                    "give the folder, or zip it again without a password"
-                )
-            _check_room(members, staging, source)
-            skipped = {}
-            for member in members:
-                relpath = Path(member_name(member)).as_posix()
-                reason = _extract_bounded(archive, member, staging / relpath)
-                if reason:
-                    skipped[relpath] = reason
-            (staging / SKIPPED_MEMBERS).write_text(json.dumps(skipped, indent=1))
-            (staging / ".complete").touch()
-    except zipfile.BadZipFile as exc:
-        raise BinbotError(f"corrupt zip file {source}: {exc}") from None
-    # What an older version extracted from this zip is never read again.
-    shutil.rmtree(cache / "datasets" / digest.hexdigest()[:16], ignore_errors=True)
-    return target
-
-
-def member_name(member: zipfile.ZipInfo) -> str:
-    """A zip member's name as its archiver meant it (class folders are named in any language).
-
-    Zip marks UTF-8 names with a flag; without it, ``zipfile`` reads the bytes as code page 437
-    (what DOS wrote). But Info-ZIP's ``zip`` on Linux and macOS writes UTF-8 without the flag
-    (``Kühlschrank/`` came out as ``K├╝hlschrank/``), and some Windows archivers add the UTF-8
-    name in an extra field (Info-ZIP's Unicode Path, 0x7075). So: that field when it matches
-    the name, else the bytes as UTF-8 when they are, else code page 437.
-    """
-    if member.flag_bits & UTF8_NAME_FLAG:
-        return member.filename
-    raw = member.filename.encode("cp437")  # the bytes as stored: cp437 maps all 256 of them
-    unicode_path = _unicode_path_field(member.extra, raw)
-    if unicode_path is not None:
-        return unicode_path
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return member.filename
-
-
-def _unicode_path_field(extra: bytes, raw_name: bytes) -> str | None:
-    """The UTF-8 name of an Info-ZIP Unicode Path extra field whose CRC matches the stored
-    name (a stale field, left by a tool that renamed the member, does not count)."""
-    position = 0
-    while position + 4 <= len(extra):
-        tag, size = struct.unpack_from("<HH", extra, position)
-        body = extra[position + 4 : position + 4 + size]
-        position += 4 + size
-        if tag != UNICODE_PATH_FIELD or len(body) < 5 or body[0] != 1:
-            continue
-        if struct.unpack_from("<I", body, 1)[0] != zlib.crc32(raw_name):
-            return None
-        try:
-            return body[5:].decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    return None
-
-
-def _too_large(size: int) -> str:
-    limit = MAX_IMAGE_BYTES // (1024 * 1024)
-    return f"too large ({size / (1024 * 1024):.0f} MB; the limit is {limit} MB)"
-
-
-def _check_room(members: list[zipfile.ZipInfo], folder: Path, source: Path) -> None:
-    """Refuse before writing anything when the extracted files would not fit on the disk."""
-    needed = sum(min(m.file_size, MAX_IMAGE_BYTES) for m in members)
-    free = shutil.disk_usage(folder).free
-    if needed > free:
-        raise BinbotError(
-            f"extracting {source} needs {needed / 1e9:.1f} GB and only {free / 1e9:.1f} GB "
-            f"are free in {folder.parent}: set BINBOT_CACHE_DIR to a larger disk"
-        )
-
-
-def _encrypted(member: zipfile.ZipInfo) -> bool:
-    """A member stored with a password (zip's general purpose flag, bit 0): zipfile's own
-    message for it named the whole ZipInfo object."""
-    return bool(member.flag_bits & 0x1)
-
-
-def _extract_bounded(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path) -> str:
-    """Extract one member unless it declares more than MAX_IMAGE_BYTES; '' or why it was not.
-
-    A member cannot expand past the size it declares: zipfile stops reading there and the CRC
-    check then fails. One that is too large or damaged leaves an empty placeholder, so that the
-    report still lists it, under its class, with the reason.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if member.file_size > MAX_IMAGE_BYTES:
-        path.write_bytes(b"")
-        return _too_large(member.file_size)
-    if _encrypted(member):
-        path.write_bytes(b"")
-        return "password-protected in the zip"
-    try:
-        with archive.open(member) as source, path.open("wb") as out:
-            shutil.copyfileobj(source, out, 1 << 20)
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
-        path.write_bytes(b"")
-        return f"cannot be extracted from the zip: {exc}"
-    return ""
-
-
-def _skipped_members(root: Path) -> dict[str, str]:
-    """relpath -> reason for the members an extracted zip left out (none for a folder)."""
-    record = root / SKIPPED_MEMBERS
-    return json.loads(record.read_text()) if record.is_file() else {}
-
-
-def _default_cache() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "binbot"
-
-
-def _visible_dirs(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_dir() and not p.name.startswith(".") and p.name not in IGNORED_NAMES
-    )
-
-
-def files_in(folder: Path) -> Iterable[Path]:
-    """Every visible file below a class folder (nested folders included), in stable order."""
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(
-            d for d in dirnames if not d.startswith(".") and d not in IGNORED_NAMES
-        )
-        for name in sorted(filenames):
-            if not name.startswith(".") and name not in IGNORED_NAMES:
-                yield Path(dirpath) / name
-
-
-def _find_split_root(root: Path, depth: int = 3) -> Path | None:
-    """The folder holding a train split and a val or test split (any of ``SPLIT_ALIASES``),
-    searched a few levels deep."""
-    level = [root]
-    for _ in range(depth + 1):
-        following: list[Path] = []
-        for folder in level:
-            splits = {SPLIT_ALIASES.get(d.name.lower()) for d in _visible_dirs(folder)}
-            if "train" in splits and splits & {"val", "test"}:
-                return folder
-            following.extend(_visible_dirs(folder))
-        level = following
-    return None
-
-
-def _split_class_dirs(
-    split_root: Path,
-) -> tuple[dict[str | None, dict[str, list[Path]]], list[Path]]:
-    """Class folders per split, merged where two folders name one split (``val/`` and
-    ``validation/``), and the folders that name no split (reported, not silently dropped)."""
-    out: dict[str | None, dict[str, list[Path]]] = {}
-    not_splits = []
-    for folder in _visible_dirs(split_root):
-        split = SPLIT_ALIASES.get(folder.name.lower())
-        if split is None:
-            not_splits.append(folder)
-            continue
-        for name, folders in _class_dirs(folder).items():
-            out.setdefault(split, {}).setdefault(name, []).extend(folders)
-    return out, not_splits
-
-
-def _unwrap(root: Path) -> Path:
-    """Step through wrapper folders that hold exactly one folder and no files."""
-    folder = root
-    while True:
-        dirs = _visible_dirs(folder)
-        has_files = any(
-            True for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-        )
-        if len(dirs) == 1 and not has_files:
-            folder = dirs[0]
-        else:
-            return folder
-
-
-def _class_dirs(folder: Path) -> dict[str, list[Path]]:
-    return {d.name: [d] for d in _visible_dirs(folder)}
-
-
-def _rel(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix() if path != root else ""

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from training.dataset import (
-    SPLITS,
     BadFile,
     Dataset,
     bad_file_lines,
@@ -23,6 +22,7 @@ from training.dataset import (
     load_dataset,
     progress_logger,
 )
+from training.dataset_layout import SPLITS
 from training.duplicates import (
     DEFAULT_MIN_CORRELATION,
     DEFAULT_NEAR_THRESHOLD,

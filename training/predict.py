@@ -43,7 +43,7 @@ def load_predictor(path: str | Path) -> Run:
 def files_to_predict(paths: list[Path]) -> list[Path]:
     """The paths given, with a folder replaced by the files in it (nested ones too, hidden
     ones left out, in name order), so that a folder of photos can be classified at once."""
-    from training.dataset import files_in
+    from training.dataset_layout import files_in
 
     out: list[Path] = []
     for path in paths:

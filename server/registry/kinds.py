@@ -23,7 +23,7 @@ from server.extensions import db
 from server.public.names import clean_name, name_key
 from server.registry.bundles import published_version
 from server.tables import Advice, Kind, KindDeletion, ModelVersion, Submission, utcnow
-from training.dataset import IGNORED_NAMES
+from training.dataset_layout import IGNORED_NAMES
 
 NOTE = "Rules differ by place: check your municipality's guidance."
 # What a kind says until an admin writes its own advice.
