@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -165,6 +167,74 @@ def test_rollback_steps_back_through_the_history_and_a_repeated_one_changes_noth
     assert current_version(live) == STARTER_VERSION  # not back to bad-3
     none_left = post(live, "/api/admin/models/rollback", token)
     assert none_left.status_code == 409 and current_version(live) == STARTER_VERSION
+
+
+def at_once(count: int, request) -> list[requests.Response]:
+    """``request()`` from ``count`` threads released together, as by a double click or two
+    admins at the same moment; the answers in the order sent."""
+    barrier = threading.Barrier(count)
+
+    def send_when_all_ready(i):
+        barrier.wait()
+        return request(i)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(send_when_all_ready, range(count)))
+
+
+def test_rollbacks_sent_at_the_same_moment_roll_back_once(live, token, tmp_path):
+    """Eight presses of "Roll back" on bad-3 at once: one rolls back, seven are told bad-3 is
+    no longer live. All eight used to succeed, each recording a rollback in the history."""
+    starter_accuracy = json.loads((STARTER / "manifest.json").read_text())["metrics"][
+        "test_accuracy"
+    ]
+    with live.app.app_context():
+        register_bundle(_variant(tmp_path, "good-2", starter_accuracy + 0.01))
+        register_bundle(_variant(tmp_path, "bad-3", starter_accuracy + 0.02))
+    for version in ("good-2", "bad-3"):
+        assert post(live, f"/api/admin/models/{version}/publish", token).status_code == 200
+
+    answers = at_once(
+        8, lambda _: post(live, "/api/admin/models/rollback", token, {"from": "bad-3"})
+    )
+    assert sorted(a.status_code for a in answers) == [200] + [409] * 7
+    refused = next(a for a in answers if a.status_code == 409).json()["error"]
+    assert refused == "bad-3 is no longer live (good-2 is live): nothing was rolled back"
+    assert current_version(live) == "good-2"
+    history = get(live, "/api/admin/models", token).json()["history"]
+    assert [(h["version"], h["action"]) for h in history][-2:] == [
+        ("bad-3", "publish"), ("good-2", "rollback"),
+    ]  # fmt: skip
+
+
+def test_the_quality_gate_judges_against_the_version_live_at_that_moment(live, token, tmp_path):
+    """Two admins publish at the same moment: much-better-2 and slightly-worse-2 (within the
+    margin of the starter, far below much-better-2). Whatever the order, phones never end up
+    on slightly-worse-2 after much-better-2 went live: the gate compares with what is live
+    when it decides, not with what was live when the request came in."""
+    starter_accuracy = json.loads((STARTER / "manifest.json").read_text())["metrics"][
+        "test_accuracy"
+    ]
+    with live.app.app_context():
+        register_bundle(_variant(tmp_path, "much-better-2", starter_accuracy + 0.03))
+        register_bundle(_variant(tmp_path, "slightly-worse-2", starter_accuracy - 0.005))
+
+    versions = ["much-better-2", "slightly-worse-2"] * 4
+    answers = at_once(
+        len(versions), lambda i: post(live, f"/api/admin/models/{versions[i]}/publish", token)
+    )
+    assert current_version(live) == "much-better-2"
+    history = [h["version"] for h in get(live, "/api/admin/models", token).json()["history"]]
+    first_better = history.index("much-better-2")
+    assert "slightly-worse-2" not in history[first_better:]
+    for version, answer in zip(versions, answers, strict=True):
+        if answer.status_code == 409:
+            assert (
+                version == "slightly-worse-2"
+                and "below the published much-better-2" in (answer.json()["error"])
+            )
+        else:
+            assert answer.status_code == 200
 
 
 def send(live, method, path, token, data, content_type="application/json"):

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import false, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from binbot.files import staged_folder
@@ -82,7 +84,41 @@ def warm_start_dir(version: str) -> Path | None:
 
 
 def published_version() -> ModelVersion | None:
-    return db.session.scalars(select(ModelVersion).where(ModelVersion.published)).first()
+    return db.session.scalars(
+        select(ModelVersion)
+        .where(ModelVersion.published)
+        .execution_options(populate_existing=True)  # not a row as this session read it earlier
+    ).first()
+
+
+# PostgreSQL's advisory lock key for changing the live version (any constant no other lock
+# uses: "BinB" in ASCII).
+LIVE_VERSION_LOCK = 0x42696E42
+
+
+@contextmanager
+def live_version_change() -> Iterator[ModelVersion | None]:
+    """The live version (None when there is none), read under a lock held until the
+    transaction ends: for a request that decides from what is live and then changes it.
+
+    Publish, rollback and kind deletion each decide from the live version (the quality gate,
+    the version the admin saw live, the kinds it knows). Two such requests at the same moment
+    (a double click, two admins, a replayed request) used to decide from the same live
+    version: eight rollbacks "from bad-3" sent together all succeeded and each recorded a
+    rollback, and a kind could be deleted while a model that knows it was being published.
+    Under this lock each one reads what the one before it committed. A request that fails
+    inside gives the lock back at once."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LIVE_VERSION_LOCK})
+    else:
+        # SQLite has one writer at a time: any write statement, even one that changes no row,
+        # takes the database's write lock, which other writers wait for (busy_timeout).
+        db.session.execute(update(ModelVersion).where(false()).values(published=False))
+    try:
+        yield published_version()
+    except BaseException:
+        db.session.rollback()
+        raise
 
 
 def find_version(version: str) -> ModelVersion:
@@ -174,22 +210,22 @@ def publish(
         raise Conflict(f"files of model version {version!r} are missing or damaged")
     from server.registry.kinds import deleted_kinds_in, ensure_kinds  # kinds import this module
 
-    current = published_version()
-    refusals = [
-        gate(row, current, current_app.config["BINBOT_PUBLISH_MARGIN"]),
-        deleted_kinds_in(version, row.manifest["labels"]),
-    ]
-    if any(refusals) and not force:
-        reasons = "; ".join(r for r in refusals if r)
-        raise PublishRefused(f"{reasons}; pass force with a reason to publish anyway")
-    if force and not (reason or "").strip():
-        raise BadRequest("a forced publish needs a reason")
-    ensure_kinds(row.manifest["labels"])
-    db.session.execute(update(ModelVersion).values(published=False))
-    row.published = True
-    row.published_at = utcnow()
-    db.session.add(PublishEvent(version=version, action=action, forced=force, reason=reason))
-    db.session.commit()
+    with live_version_change() as current:
+        refusals = [
+            gate(row, current, current_app.config["BINBOT_PUBLISH_MARGIN"]),
+            deleted_kinds_in(version, row.manifest["labels"]),
+        ]
+        if any(refusals) and not force:
+            reasons = "; ".join(r for r in refusals if r)
+            raise PublishRefused(f"{reasons}; pass force with a reason to publish anyway")
+        if force and not (reason or "").strip():
+            raise BadRequest("a forced publish needs a reason")
+        ensure_kinds(row.manifest["labels"])
+        db.session.execute(update(ModelVersion).values(published=False))
+        row.published = True
+        row.published_at = utcnow()
+        db.session.add(PublishEvent(version=version, action=action, forced=force, reason=reason))
+        db.session.commit()
     return row
 
 
@@ -211,14 +247,14 @@ def rollback(from_version: str | None = None) -> ModelVersion:
     version in the history" toggled back to the bad one. ``from_version``: the version the
     admin saw live; when it is no longer live (a double click, a second admin, a replay),
     nothing changes."""
-    current = published_version()
-    if from_version is not None and (current is None or current.version != from_version):
-        now = f"{current.version} is live" if current else "no version is live"
-        raise Conflict(f"{from_version} is no longer live ({now}): nothing was rolled back")
-    target = rollback_target()
-    if target is None:
-        raise Conflict("there is no earlier published version to roll back to")
-    return publish(target, force=True, reason="rollback", action="rollback")
+    with live_version_change() as current:
+        if from_version is not None and (current is None or current.version != from_version):
+            now = f"{current.version} is live" if current else "no version is live"
+            raise Conflict(f"{from_version} is no longer live ({now}): nothing was rolled back")
+        target = rollback_target()
+        if target is None:
+            raise Conflict("there is no earlier published version to roll back to")
+        return publish(target, force=True, reason="rollback", action="rollback")
 
 
 def rollback_target() -> str | None:

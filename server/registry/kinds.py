@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from server.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from server.extensions import db
 from server.public.names import clean_name, name_key
-from server.registry.bundles import published_version
+from server.registry.bundles import live_version_change, published_version
 from server.tables import Advice, Kind, KindDeletion, ModelVersion, Submission, utcnow
 from training.dataset_layout import IGNORED_NAMES
 
@@ -270,8 +270,11 @@ def learned_keys() -> set[str]:
 
 def live_keys() -> set[str]:
     """The keys of the live model's labels: the kinds it uses, however its labels spell them."""
-    current = published_version()
-    return {name_key(label) for label in current.manifest["labels"]} if current else set()
+    return _label_keys(published_version())
+
+
+def _label_keys(version: ModelVersion | None) -> set[str]:
+    return {name_key(label) for label in version.manifest["labels"]} if version else set()
 
 
 def delete_kind(name: str) -> int:
@@ -281,20 +284,20 @@ def delete_kind(name: str) -> int:
     advice): each goes back to the proposals, pending, under the name it was sent as (or the
     kind's), for an admin to map to another kind, make a kind again, or reject."""
     kind = find_kind(name)
-    if kind.key in live_keys():
-        live = published_version().version
-        raise Conflict(f"the live model {live} knows {name!r}: it cannot be deleted")
-    photos = db.session.scalars(
-        select(Submission).where(Submission.label == kind.name, Submission.status != "rejected")
-    ).all()
-    for photo in photos:
-        photo.label, photo.status = None, "pending"
-        if photo.proposed_key is None:  # a correction sent under the kind's name
-            photo.proposed_name, photo.proposed_key = kind.name, kind.key
-    _forget_deletion(kind.key)
-    db.session.add(KindDeletion(key=kind.key, name=kind.name, deleted_at=utcnow()))
-    db.session.delete(kind)
-    db.session.commit()
+    with live_version_change() as live:  # no model that knows it is published meanwhile
+        if kind.key in _label_keys(live):
+            raise Conflict(f"the live model {live.version} knows {name!r}: it cannot be deleted")
+        photos = db.session.scalars(
+            select(Submission).where(Submission.label == kind.name, Submission.status != "rejected")
+        ).all()
+        for photo in photos:
+            photo.label, photo.status = None, "pending"
+            if photo.proposed_key is None:  # a correction sent under the kind's name
+                photo.proposed_name, photo.proposed_key = kind.name, kind.key
+        _forget_deletion(kind.key)
+        db.session.add(KindDeletion(key=kind.key, name=kind.name, deleted_at=utcnow()))
+        db.session.delete(kind)
+        db.session.commit()
     return len(photos)
 
 
