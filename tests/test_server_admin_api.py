@@ -103,14 +103,26 @@ def _variant(tmp_path, version: str, accuracy: float):
     )
 
 
+def recorded_starter_accuracy() -> float:
+    return json.loads((STARTER / "manifest.json").read_text())["metrics"]["test_accuracy"]
+
+
+def publish_good_then_bad(live, token, tmp_path) -> None:
+    """good-2, then bad-3, published after the starter: bad-3 is live."""
+    starter_accuracy = recorded_starter_accuracy()
+    with live.app.app_context():
+        register_bundle(_variant(tmp_path, "good-2", starter_accuracy + 0.01))
+        register_bundle(_variant(tmp_path, "bad-3", starter_accuracy + 0.02))
+    for version in ("good-2", "bad-3"):
+        assert post(live, f"/api/admin/models/{version}/publish", token).status_code == 200
+
+
 def current_version(live) -> str:
     return requests.get(f"{live.url}/api/models/current", timeout=30).json()["version"]
 
 
 def test_publish_is_gated_and_rollback_restores_the_previous_version(live, token, tmp_path):
-    starter_accuracy = json.loads((STARTER / "manifest.json").read_text())["metrics"][
-        "test_accuracy"
-    ]
+    starter_accuracy = recorded_starter_accuracy()
     with live.app.app_context():
         register_bundle(_variant(tmp_path, "worse-1", starter_accuracy - 0.05))
         register_bundle(_variant(tmp_path, "better-1", starter_accuracy + 0.01))
@@ -147,14 +159,7 @@ def test_rollback_steps_back_through_the_history_and_a_repeated_one_changes_noth
     """Two admins (or one double click) press "Roll back" on a bad version: the second press
     must not publish the bad version again, as "the last other version in the history" did.
     Rolling back twice on purpose goes two versions back, never to one rolled back from."""
-    starter_accuracy = json.loads((STARTER / "manifest.json").read_text())["metrics"][
-        "test_accuracy"
-    ]
-    with live.app.app_context():
-        register_bundle(_variant(tmp_path, "good-2", starter_accuracy + 0.01))
-        register_bundle(_variant(tmp_path, "bad-3", starter_accuracy + 0.02))
-    for version in ("good-2", "bad-3"):
-        assert post(live, f"/api/admin/models/{version}/publish", token).status_code == 200
+    publish_good_then_bad(live, token, tmp_path)
     assert post(live, "/api/admin/models/bad-3/publish", token).status_code == 200  # twice
 
     first = post(live, "/api/admin/models/rollback", token, {"from": "bad-3"})
@@ -185,14 +190,7 @@ def at_once(count: int, request) -> list[requests.Response]:
 def test_rollbacks_sent_at_the_same_moment_roll_back_once(live, token, tmp_path):
     """Eight presses of "Roll back" on bad-3 at once: one rolls back, seven are told bad-3 is
     no longer live. All eight used to succeed, each recording a rollback in the history."""
-    starter_accuracy = json.loads((STARTER / "manifest.json").read_text())["metrics"][
-        "test_accuracy"
-    ]
-    with live.app.app_context():
-        register_bundle(_variant(tmp_path, "good-2", starter_accuracy + 0.01))
-        register_bundle(_variant(tmp_path, "bad-3", starter_accuracy + 0.02))
-    for version in ("good-2", "bad-3"):
-        assert post(live, f"/api/admin/models/{version}/publish", token).status_code == 200
+    publish_good_then_bad(live, token, tmp_path)
 
     answers = at_once(
         8, lambda _: post(live, "/api/admin/models/rollback", token, {"from": "bad-3"})
@@ -212,9 +210,7 @@ def test_the_quality_gate_judges_against_the_version_live_at_that_moment(live, t
     margin of the starter, far below much-better-2). Whatever the order, phones never end up
     on slightly-worse-2 after much-better-2 went live: the gate compares with what is live
     when it decides, not with what was live when the request came in."""
-    starter_accuracy = json.loads((STARTER / "manifest.json").read_text())["metrics"][
-        "test_accuracy"
-    ]
+    starter_accuracy = recorded_starter_accuracy()
     with live.app.app_context():
         register_bundle(_variant(tmp_path, "much-better-2", starter_accuracy + 0.03))
         register_bundle(_variant(tmp_path, "slightly-worse-2", starter_accuracy - 0.005))
