@@ -4,6 +4,7 @@ photos people name "something else", and the advice reaching phones without a ne
 from __future__ import annotations
 
 import re
+import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
@@ -392,6 +393,42 @@ def test_photos_of_a_deleted_kind_go_back_to_the_proposals(live, auth, ewaste_zi
         params={"status": "accepted", "limit": 100},
     ).json()["submissions"]
     assert {s["label"] for s in accepted} == {"Mouse"} and len(accepted) == 21
+
+
+def test_a_kind_deleted_and_mapped_to_at_the_same_moment_ends_deleted_once_with_no_photos(
+    live, auth, ewaste_zip
+):
+    """Admins map a group of proposals to "Computer mouse" while others delete that kind, all
+    at the same moment. One deletion deletes it and the others are told it is gone (all four
+    answered 200, each recording a deletion). The photos were either filed first (and the
+    deletion sends them back to the proposals) or the kind was gone first (and the mapping is
+    refused): never photos accepted under a kind that no longer exists, which retraining
+    would learn."""
+    proposals(live, ewaste_zip, "computer mouse", 0, 20)
+    url = f"{live.url}/api/admin/kinds"
+    body = {"name": "Computer mouse", "advice": ADVICE, "from_proposal": "computer mouse"}
+    assert requests.post(url, json=body, headers=auth, timeout=30).status_code == 201
+    proposals(live, ewaste_zip, "mouse gadget", 20, 12)
+    settle = {"key": "mouse gadget", "action": "map", "label": "Computer mouse"}
+
+    def press(i):
+        barrier.wait()
+        if i % 2:
+            return requests.delete(f"{url}/Computer mouse", headers=auth, timeout=30)
+        return requests.post(f"{live.url}/api/admin/proposals/settle", json=settle,
+                             headers=auth, timeout=30)  # fmt: skip
+
+    barrier = threading.Barrier(8)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(press, range(8)))
+    deletions, mappings = answers[1::2], answers[0::2]
+    assert sorted(a.status_code for a in deletions) == [200, 404, 404, 404]  # one deleted it
+    assert {a.status_code for a in mappings} <= {200, 404, 422}, [a.text for a in mappings]
+    kinds = [k["name"] for k in requests.get(url, headers=auth, timeout=30).json()["kinds"]]
+    accepted = requests.get(f"{live.url}/api/admin/submissions", headers=auth, timeout=30,
+                            params={"status": "accepted", "limit": 100}).json()["submissions"]  # fmt: skip
+    assert "Computer mouse" not in kinds
+    assert [s["label"] for s in accepted] == []
 
 
 def test_publishing_a_model_that_knows_a_deleted_kind_is_refused(live, auth, ewaste_zip,

@@ -16,6 +16,7 @@ from sqlalchemy import Select, func, select
 
 from server.errors import BadRequest, NotFound, Unprocessable
 from server.extensions import db
+from server.registry.bundles import live_version_change
 from server.tables import Submission
 from server.untrusted import is_row_id
 
@@ -101,16 +102,17 @@ def review(ids: Any, action: Any, label: Any = None) -> list[Submission]:
     if missing:
         shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
         raise NotFound(f"no submissions with ids {shown} ({len(missing)} of {len(ids)})")
-    if action == "relabel":
-        require_current_label(label)
-    elif action == "accept":
-        require_learnable(rows)
-    for row in rows:
+    with live_version_change():  # the kinds checked here stay kinds until this commits
         if action == "relabel":
-            row.label = label
-        else:
-            row.status = "accepted" if action == "accept" else "rejected"
-    db.session.commit()
+            require_current_label(label)
+        elif action == "accept":
+            require_learnable(rows)
+        for row in rows:
+            if action == "relabel":
+                row.label = label
+            else:
+                row.status = "accepted" if action == "accept" else "rejected"
+        db.session.commit()
     return list(rows)
 
 
@@ -214,12 +216,13 @@ def settle_proposal(key: str, action: str, label: str | None = None) -> int:
     ).all()
     if not rows:
         raise NotFound(f"no pending photos proposed as {key[:80]!r}")
-    if action == "map":
-        require_current_label(label)
-        for row in rows:
-            row.label, row.status = label, "accepted"
-    else:
-        for row in rows:
-            row.status = "rejected"
-    db.session.commit()
+    with live_version_change():  # the kind mapped to stays a kind until this commits
+        if action == "map":
+            require_current_label(label)
+            for row in rows:
+                row.label, row.status = label, "accepted"
+        else:
+            for row in rows:
+                row.status = "rejected"
+        db.session.commit()
     return len(rows)

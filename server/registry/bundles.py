@@ -101,13 +101,15 @@ def live_version_change() -> Iterator[ModelVersion | None]:
     """The live version (None when there is none), read under a lock held until the
     transaction ends: for a request that decides from what is live and then changes it.
 
-    Publish, rollback and kind deletion each decide from the live version (the quality gate,
-    the version the admin saw live, the kinds it knows). Two such requests at the same moment
-    (a double click, two admins, a replayed request) used to decide from the same live
-    version: eight rollbacks "from bad-3" sent together all succeeded and each recorded a
-    rollback, and a kind could be deleted while a model that knows it was being published.
-    Under this lock each one reads what the one before it committed. A request that fails
-    inside gives the lock back at once."""
+    Publish, rollback, kind deletion and filing photos under a kind each decide from the live
+    version or the kinds (the quality gate, the version the admin saw live, the kinds it
+    knows, whether a kind still exists). Two such requests at the same moment (a double click,
+    two admins, a replayed request) used to decide from the same state: eight rollbacks "from
+    bad-3" sent together all succeeded and each recorded a rollback, a kind could be deleted
+    while a model that knows it was being published, and photos filed under a kind as it was
+    being deleted would have been learned as that kind again. Under this lock each one reads
+    what the one before it committed. A request that fails inside gives the lock back at once.
+    Nothing is written before it in the same transaction, so it never waits holding a row."""
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LIVE_VERSION_LOCK})
     else:

@@ -283,8 +283,8 @@ def delete_kind(name: str) -> int:
     (retraining would learn the deleted kind, and publishing bring it back with the general
     advice): each goes back to the proposals, pending, under the name it was sent as (or the
     kind's), for an admin to map to another kind, make a kind again, or reject."""
-    kind = find_kind(name)
     with live_version_change() as live:  # no model that knows it is published meanwhile
+        kind = find_kind(name)  # here: a deletion just before this one found it too
         if kind.key in _label_keys(live):
             raise Conflict(f"the live model {live.version} knows {name!r}: it cannot be deleted")
         photos = db.session.scalars(
