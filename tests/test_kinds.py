@@ -360,6 +360,25 @@ def test_a_new_kind_takes_only_the_photos_still_waiting_under_its_name(live, aut
     assert (accepted("Mouse"), accepted("Computer mouse")) == (20, 20)
 
 
+def test_a_kind_made_again_in_other_letters_is_the_same_kind(live, auth, ewaste_zip):
+    """A second admin (or a second tab) makes the kind that was just made from "widget" again,
+    spelt "Widget" where the first wrote "WIDGET". Names are compared without case, so that
+    is the same kind, made already: the answer names it and nothing moves. It was refused as
+    "a new kind needs at least 20 photos; 0 were sent as 'widget'", which they were."""
+    url = f"{live.url}/api/admin/kinds"
+    proposals(live, ewaste_zip, "widget", 0, 20)
+    body = {"name": "WIDGET", "advice": ADVICE, "from_proposal": "widget"}
+    assert requests.post(url, json=body, headers=auth, timeout=30).status_code == 201
+    again = requests.post(url, json={**body, "name": "Widget"}, headers=auth, timeout=30)
+    assert again.status_code == 201 and again.json()["name"] == "WIDGET", again.text
+
+    kinds = [k["name"] for k in requests.get(url, headers=auth, timeout=30).json()["kinds"]]
+    assert [k for k in kinds if k.lower() == "widget"] == ["WIDGET"]
+    accepted = requests.get(f"{live.url}/api/admin/submissions", headers=auth, timeout=30,
+                            params={"status": "accepted", "limit": 100}).json()["submissions"]  # fmt: skip
+    assert [s["label"] for s in accepted] == ["WIDGET"] * 20
+
+
 def test_photos_of_a_deleted_kind_go_back_to_the_proposals(live, auth, ewaste_zip):
     """An admin makes "Computer mouse" a kind, sees it duplicates Mouse, and deletes it: its
     photos must not stay accepted under a name that no longer exists (retraining would learn
@@ -393,6 +412,32 @@ def test_photos_of_a_deleted_kind_go_back_to_the_proposals(live, auth, ewaste_zi
         params={"status": "accepted", "limit": 100},
     ).json()["submissions"]
     assert {s["label"] for s in accepted} == {"Mouse"} and len(accepted) == 21
+
+
+def test_a_proposal_group_settled_by_two_admins_at_once_is_settled_once(live, auth, ewaste_zip):
+    """Four presses of "Map to Mouse" and four of "Reject" on one group at the same moment:
+    one of them settles it and the others are told there is nothing left to settle. All
+    eight used to answer "updated: 5", each settling the same photos over the one before."""
+    proposals(live, ewaste_zip, "gizmo", 0, 5)
+    choices = [
+        {"key": "gizmo", "action": "map", "label": "Mouse"},
+        {"key": "gizmo", "action": "reject"},
+    ]
+
+    def press(i):
+        barrier.wait()
+        return requests.post(f"{live.url}/api/admin/proposals/settle", json=choices[i % 2],
+                             headers=auth, timeout=30)  # fmt: skip
+
+    barrier = threading.Barrier(8)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(press, range(8)))
+    assert sorted(a.status_code for a in answers) == [200] + [404] * 7
+    winner = choices[next(i for i, a in enumerate(answers) if a.status_code == 200) % 2]
+    rows = requests.get(f"{live.url}/api/admin/submissions", headers=auth, timeout=30,
+                        params={"limit": 100}).json()["submissions"]  # fmt: skip
+    expected = ("Mouse", "accepted") if winner["action"] == "map" else (None, "rejected")
+    assert [(r["label"], r["status"]) for r in rows] == [expected] * 5
 
 
 def test_a_kind_deleted_and_mapped_to_at_the_same_moment_ends_deleted_once_with_no_photos(

@@ -207,16 +207,19 @@ def settle_proposal(key: str, action: str, label: str | None = None) -> int:
     them; returns how many photos changed."""
     if action not in ("map", "reject"):
         raise BadRequest("action must be map or reject")  # whether or not the name has photos
-    rows = db.session.scalars(
-        select(Submission).where(
-            Submission.proposed_key == key,
-            Submission.status == "pending",
-            Submission.label.is_(None),
-        )
-    ).all()
-    if not rows:
-        raise NotFound(f"no pending photos proposed as {key[:80]!r}")
+    # The group is read under the lock: a second press of Map or Reject (or a second admin)
+    # finds it settled, instead of settling the same photos again, or filing them under
+    # another kind over the first one's choice.
     with live_version_change():  # the kind mapped to stays a kind until this commits
+        rows = db.session.scalars(
+            select(Submission).where(
+                Submission.proposed_key == key,
+                Submission.status == "pending",
+                Submission.label.is_(None),
+            )
+        ).all()
+        if not rows:
+            raise NotFound(f"no pending photos proposed as {key[:80]!r}")
         if action == "map":
             require_current_label(label)
             for row in rows:

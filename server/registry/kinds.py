@@ -215,47 +215,53 @@ def create_kind(name: str, fields: dict[str, Any], proposal_key: str) -> Kind:
     """A new kind from the photos proposed under ``proposal_key``: all or nothing."""
     name, key = clean_name(name)
     check_kind_name(name)
-    existing = db.session.scalars(select(Kind).where(Kind.key == key)).first()
-    if existing is not None and existing.key in learned_keys():
-        raise Conflict(
-            f"there is a kind {existing.name!r} already (names are compared without case)"
-        )
     advice = clean_advice(fields)
-    photos = db.session.scalars(
-        select(Submission).where(
-            Submission.proposed_key == proposal_key,
-            Submission.status != "rejected",
-            # Waiting in the group, or this kind's already (a repeated request); never those an
-            # admin filed under another kind (mapped or relabelled).
-            or_(Submission.label.is_(None), Submission.label == name),
-        )
-    ).all()
-    if len(photos) < MIN_NEW_KIND_PHOTOS:
-        raise Unprocessable(
-            f"a new kind needs at least {MIN_NEW_KIND_PHOTOS} photos to learn it from; "
-            f"{len(photos)} were sent as {proposal_key!r}"
-        )
-    kind = existing or Kind(name=name, key=key)  # a seeded kind no model knows yet is taken up
-    try:
-        db.session.add(kind)
-        db.session.flush()
-        replaced = _current(kind) if existing else None
-        db.session.add(
-            Advice(
-                kind_id=kind.id,
-                advice_json=json.dumps(advice),
-                replaces_id=replaced.id if replaced else None,
+    # Under the lock: a mapping of the same group, or a deletion, at the same moment waits.
+    with live_version_change():
+        existing = db.session.scalars(select(Kind).where(Kind.key == key)).first()
+        if existing is not None and existing.key in learned_keys():
+            raise Conflict(
+                f"there is a kind {existing.name!r} already (names are compared without case)"
             )
-        )
-        for photo in photos:
-            photo.label, photo.status = name, "accepted"
-        _forget_deletion(key)
-        db.session.commit()
-    except IntegrityError:  # the same kind, made by another request at the same moment
-        db.session.rollback()
-        raise Conflict(
-            f"{name!r} was made a kind by another request just now; nothing more was changed"
-        ) from None
+        # A kind no model has learned yet is taken up under its own name, whatever case or
+        # spacing this request spells it in: its photos must carry the name the kinds list
+        # and training use ("Widget" photos under the kind "WIDGET" were a class of their own).
+        name = existing.name if existing is not None else name
+        photos = db.session.scalars(
+            select(Submission).where(
+                Submission.proposed_key == proposal_key,
+                Submission.status != "rejected",
+                # Waiting in the group, or this kind's already (a repeated request); never those
+                # an admin filed under another kind (mapped or relabelled).
+                or_(Submission.label.is_(None), Submission.label == name),
+            )
+        ).all()
+        if len(photos) < MIN_NEW_KIND_PHOTOS:
+            raise Unprocessable(
+                f"a new kind needs at least {MIN_NEW_KIND_PHOTOS} photos to learn it from; "
+                f"{len(photos)} were sent as {proposal_key!r}"
+            )
+        kind = existing or Kind(name=name, key=key)
+        try:
+            db.session.add(kind)
+            db.session.flush()
+            replaced = _current(kind) if existing else None
+            db.session.add(
+                Advice(
+                    kind_id=kind.id,
+                    advice_json=json.dumps(advice),
+                    replaces_id=replaced.id if replaced else None,
+                )
+            )
+            for photo in photos:
+                photo.label, photo.status = name, "accepted"
+            _forget_deletion(key)
+            db.session.commit()
+        except IntegrityError:  # the same kind, made by another request at the same moment
+            db.session.rollback()
+            raise Conflict(
+                f"{name!r} was made a kind by another request just now; nothing more was changed"
+            ) from None
     return kind
 
 
