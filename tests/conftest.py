@@ -18,6 +18,7 @@ import sys
 import threading
 import uuid
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -357,3 +358,16 @@ def browser(playwright, webclient_dist):
     chromium = TestBrowser(playwright.chromium.launch(**launch_options()))
     yield chromium
     chromium.close()
+
+
+def at_once(count: int, request) -> list:
+    """``request()`` from ``count`` threads released together, as by a double click or two
+    admins at the same moment; the answers in the order sent."""
+    barrier = threading.Barrier(count)
+
+    def send_when_all_ready(i):
+        barrier.wait()
+        return request(i)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(send_when_all_ready, range(count)))

@@ -4,14 +4,13 @@ photos people name "something else", and the advice reaching phones without a ne
 from __future__ import annotations
 
 import re
-import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 from browser import PHONE, AppServer, choose_photo, wait_until_ready
-from conftest import STARTER_VERSION, console_session, starter_variant, submit
+from conftest import STARTER_VERSION, at_once, console_session, starter_variant, submit
 
 ADVICE = {
     "category": "Batteries",
@@ -424,14 +423,9 @@ def test_a_proposal_group_settled_by_two_admins_at_once_is_settled_once(live, au
         {"key": "gizmo", "action": "reject"},
     ]
 
-    def press(i):
-        barrier.wait()
-        return requests.post(f"{live.url}/api/admin/proposals/settle", json=choices[i % 2],
-                             headers=auth, timeout=30)  # fmt: skip
-
-    barrier = threading.Barrier(8)
-    with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(press, range(8)))
+    answers = at_once(8, lambda i: requests.post(
+        f"{live.url}/api/admin/proposals/settle", json=choices[i % 2], headers=auth, timeout=30
+    ))  # fmt: skip
     assert sorted(a.status_code for a in answers) == [200] + [404] * 7
     winner = choices[next(i for i, a in enumerate(answers) if a.status_code == 200) % 2]
     rows = requests.get(f"{live.url}/api/admin/submissions", headers=auth, timeout=30,
@@ -457,15 +451,12 @@ def test_a_kind_deleted_and_mapped_to_at_the_same_moment_ends_deleted_once_with_
     settle = {"key": "mouse gadget", "action": "map", "label": "Computer mouse"}
 
     def press(i):
-        barrier.wait()
         if i % 2:
             return requests.delete(f"{url}/Computer mouse", headers=auth, timeout=30)
         return requests.post(f"{live.url}/api/admin/proposals/settle", json=settle,
                              headers=auth, timeout=30)  # fmt: skip
 
-    barrier = threading.Barrier(8)
-    with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(press, range(8)))
+    answers = at_once(8, press)
     deletions, mappings = answers[1::2], answers[0::2]
     assert sorted(a.status_code for a in deletions) == [200, 404, 404, 404]  # one deleted it
     assert {a.status_code for a in mappings} <= {200, 404, 422}, [a.text for a in mappings]

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import threading
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from conftest import STARTER, STARTER_VERSION, starter_variant, submit
+from conftest import STARTER, STARTER_VERSION, at_once, starter_variant, submit
 
 from server.admin.tokens import create_admin_token
 from server.registry.bundles import register_bundle
@@ -172,19 +170,6 @@ def test_rollback_steps_back_through_the_history_and_a_repeated_one_changes_noth
     assert current_version(live) == STARTER_VERSION  # not back to bad-3
     none_left = post(live, "/api/admin/models/rollback", token)
     assert none_left.status_code == 409 and current_version(live) == STARTER_VERSION
-
-
-def at_once(count: int, request) -> list[requests.Response]:
-    """``request()`` from ``count`` threads released together, as by a double click or two
-    admins at the same moment; the answers in the order sent."""
-    barrier = threading.Barrier(count)
-
-    def send_when_all_ready(i):
-        barrier.wait()
-        return request(i)
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(send_when_all_ready, range(count)))
 
 
 def test_rollbacks_sent_at_the_same_moment_roll_back_once(live, token, tmp_path):

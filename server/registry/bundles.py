@@ -110,7 +110,7 @@ def live_version_change() -> Iterator[ModelVersion | None]:
     being deleted would have been learned as that kind again. Under this lock each one reads
     what the one before it committed. A request that fails inside gives the lock back at once.
     Nothing is written before it in the same transaction, so it never waits holding a row."""
-    if db.session.get_bind().dialect.name == "postgresql":
+    if db.engine.dialect.name == "postgresql":
         db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LIVE_VERSION_LOCK})
     else:
         # SQLite has one writer at a time: any write statement, even one that changes no row,

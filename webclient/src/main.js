@@ -126,9 +126,12 @@ function checkForNewModel({ quiet = true, force = false } = {}) {
     } catch (error) {
       if (error instanceof UnusableModel) ui.setStatus(error.message);
       else if (!state.entry) ui.setStatus('BinBot needs a connection once, to download its model. Please connect and reload.');
-      else if (!quiet && (!navigator.onLine || isNetworkFailure(error))) {
-        ui.setStatus(`Could not check for a new model: BinBot cannot be reached from here. Model ${state.entry.version} keeps working offline.`);
-      } else if (!quiet) ui.setStatus(`Could not check for a new model: ${error.message}`);
+      else if (!quiet) {
+        const why = !navigator.onLine || isNetworkFailure(error)
+          ? `BinBot cannot be reached from here. Model ${state.entry.version} keeps working offline.`
+          : error.message;
+        ui.setStatus(`Could not check for a new model: ${why}`);
+      }
       return 'failed';
     } finally {
       state.checking = null;
