@@ -264,6 +264,13 @@ def test_something_else_named_like_a_kind_is_a_correction_to_that_kind(live, pho
     assert (stored["label"], stored["proposed_name"]) == ("Washing Machine", None)
 
 
+def test_a_kind_and_a_name_of_ones_own_together_are_refused(live, photo):
+    """Which did the person mean? Storing either would silently lose the other."""
+    response = submit(live, photo, key="both", label="Battery", proposed_name="power bank")
+    assert response.status_code == 422 and "not both" in response.json()["error"]
+    assert live.submissions() == 0 and live.stored_files() == []
+
+
 @pytest.mark.parametrize(
     ("name", "why"),
     [

@@ -143,6 +143,9 @@ def check_labels(form, labels: list[str]) -> Said:
     predicted = form.get("predicted_label") or None
     if predicted is not None and name_key(predicted) not in known:
         raise Unprocessable(f"unknown predicted_label {predicted!r}")
+    if form.get("label") and form.get("proposed_name"):
+        # Keeping either would silently drop what the person said with the other.
+        raise Unprocessable("send a kind (label) or a name of your own (proposed_name), not both")
     if "proposed_name" in form and not form.get("label"):
         configured("proposals per day").hit()
         name, key = clean_name(form.get("proposed_name"))
