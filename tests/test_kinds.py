@@ -413,6 +413,43 @@ def test_photos_of_a_deleted_kind_go_back_to_the_proposals(live, auth, ewaste_zi
     assert {s["label"] for s in accepted} == {"Mouse"} and len(accepted) == 21
 
 
+def test_a_correction_queued_offline_under_a_kind_deleted_since_joins_the_proposals(
+    live, auth, ewaste_zip, tmp_path
+):
+    """A phone whose model offered "Computer mouse" queued a correction offline; meanwhile an
+    admin deleted that kind. Sent later, it was refused as an unknown label, and the person's
+    photo and answer were lost. It now joins the proposals under that name, where the deleted
+    kind's own photos went. A label that no model the photo names had is still refused."""
+    from server.registry.bundles import register_bundle
+
+    def knows_computer_mouse(manifest: dict) -> None:
+        manifest["labels"] = ["Computer mouse" if x == "Mouse" else x for x in manifest["labels"]]
+
+    proposals(live, ewaste_zip, "computer mouse", 0, 20)
+    url = f"{live.url}/api/admin/kinds"
+    body = {"name": "Computer mouse", "advice": ADVICE, "from_proposal": "computer mouse"}
+    assert requests.post(url, json=body, headers=auth, timeout=30).status_code == 201
+    with live.app.app_context():
+        register_bundle(starter_variant(tmp_path / "mice", "mice-2", knows_computer_mouse))
+    assert requests.delete(f"{url}/Computer mouse", headers=auth, timeout=30).status_code == 200
+    with zipfile.ZipFile(ewaste_zip) as archive:
+        photo = archive.read(sorted(n for n in archive.namelist() if "/test/Mouse/" in n)[0])
+
+    for version in (STARTER_VERSION, "", "mice-9"):  # models that never offered the name
+        refused = submit(live, photo, key=f"not-{version}", label="Computer mouse",
+                         model_version=version)  # fmt: skip
+        assert refused.status_code == 422 and "unknown label" in refused.json()["error"]
+    assert proposal_groups(live, auth)["computer mouse"] == 20
+
+    queued = submit(live, photo, key="queued", label="Computer mouse", model_version="mice-2")
+    assert queued.status_code == 201, queued.text
+    stored = queued.json()["submission"]
+    assert (stored["label"], stored["proposed_name"]) == (None, "Computer mouse")
+    assert proposal_groups(live, auth)["computer mouse"] == 21
+    again = submit(live, photo, key="queued", label="Computer mouse", model_version="mice-2")
+    assert again.status_code == 200 and again.json()["replayed"]
+
+
 def test_a_proposal_group_settled_by_two_admins_at_once_is_settled_once(live, auth, ewaste_zip):
     """Four presses of "Map to Mouse" and four of "Reject" on one group at the same moment:
     one of them settles it and the others are told there is nothing left to settle. All

@@ -32,6 +32,7 @@ from server.errors import (
 from server.extensions import db
 from server.limits import configured
 from server.public.names import clean_name, name_key
+from server.registry.kinds import version_label_keys
 from server.registry.photos import CleanImage, DecodeLimits, sanitize_image, store_photo
 from server.tables import OtherAnswer, Submission, utcnow
 from server.untrusted import request_key
@@ -70,9 +71,10 @@ def check_replay(found: Submission, raw: bytes, label: str | None) -> None:
     """A retry must be the same request: same photo, same label (IETF Idempotency-Key)."""
     if found.upload_sha256 and found.upload_sha256 != hashlib.sha256(raw).hexdigest():
         raise Unprocessable("this Idempotency-Key was already used with another photo")
-    if label and name_key(label) != name_key(found.label):
+    said = found.label or found.proposed_name  # a proposal, when its kind had been deleted
+    if label and name_key(label) != name_key(said):
         raise Unprocessable(
-            f"this Idempotency-Key was already used with label {found.label!r}, not {label!r}"
+            f"this Idempotency-Key was already used with label {said!r}, not {label!r}"
         )
 
 
@@ -143,23 +145,41 @@ def check_labels(form, labels: list[str]) -> Said:
     predicted = form.get("predicted_label") or None
     if predicted is not None and name_key(predicted) not in known:
         raise Unprocessable(f"unknown predicted_label {predicted!r}")
-    if form.get("label") and form.get("proposed_name"):
+    label = form.get("label") or ""
+    if label and form.get("proposed_name"):
         # Keeping either would silently drop what the person said with the other.
         raise Unprocessable("send a kind (label) or a name of your own (proposed_name), not both")
-    if "proposed_name" in form and not form.get("label"):
-        configured("proposals per day").hit()
-        name, key = clean_name(form.get("proposed_name"))
-        # "Something else: battery" names a kind the model has (the person did not find it in
-        # the picker, or queued it offline before the kind existed): it is that kind.
-        if key in known:
-            return Said(known[key], predicted=predicted)
-        return Said(None, name, key, predicted)
-    label = form.get("label", "")
+    if "proposed_name" in form and not label:
+        return proposal(form.get("proposed_name"), known, predicted)
+    if label and name_key(label) not in known and offered_by(form.get("model_version"), label):
+        # A correction that waited offline while an admin deleted its kind: the app offered the
+        # kind (its model had it), so what the person said is kept as a proposal under that
+        # name, where the deleted kind's own photos went, rather than refused and lost.
+        return proposal(label, known, predicted)
     if not label or name_key(label) not in known:
         raise Unprocessable(
             f"unknown label {label!r}; expected one of {labels}, or a proposed_name"
         )
     return Said(known[name_key(label)], predicted=predicted)
+
+
+def proposal(text: str | None, known: dict[str, str], predicted: str | None) -> Said:
+    """A name of the person's own ("Something else: ..."), counted against the proposals limit."""
+    configured("proposals per day").hit()
+    name, key = clean_name(text)
+    # "Something else: battery" names a kind the model has (the person did not find it in
+    # the picker, or queued it offline before the kind existed): it is that kind.
+    if key in known:
+        return Said(known[key], predicted=predicted)
+    return Said(None, name, key, predicted)
+
+
+def offered_by(version: str | None, label: str) -> bool:
+    """Whether the model version the photo was classified with (a registered one) had the
+    label: then the app offered it to the person."""
+    if not version or not version_pattern().fullmatch(version):
+        return False
+    return name_key(label) in version_label_keys(version)
 
 
 def clean_upload(raw: bytes) -> CleanImage:

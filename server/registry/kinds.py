@@ -279,6 +279,12 @@ def live_keys() -> set[str]:
     return _label_keys(published_version())
 
 
+def version_label_keys(version_name: str) -> set[str]:
+    """The keys of a registered model version's labels (none for a version never registered)."""
+    found = db.session.scalars(select(ModelVersion).where(ModelVersion.version == version_name))
+    return _label_keys(found.first())
+
+
 def _label_keys(version: ModelVersion | None) -> set[str]:
     return {name_key(label) for label in version.manifest["labels"]} if version else set()
 
