@@ -413,13 +413,9 @@ def test_photos_of_a_deleted_kind_go_back_to_the_proposals(live, auth, ewaste_zi
     assert {s["label"] for s in accepted} == {"Mouse"} and len(accepted) == 21
 
 
-def test_a_correction_queued_offline_under_a_kind_deleted_since_joins_the_proposals(
-    live, auth, ewaste_zip, tmp_path
-):
-    """A phone whose model offered "Computer mouse" queued a correction offline; meanwhile an
-    admin deleted that kind. Sent later, it was refused as an unknown label, and the person's
-    photo and answer were lost. It now joins the proposals under that name, where the deleted
-    kind's own photos went. A label that no model the photo names had is still refused."""
+def deleted_kind_known_by_a_model(live, auth, ewaste_zip, tmp_path) -> tuple[str, dict]:
+    """ "Computer mouse" made a kind from 20 proposals, learned by the registered version
+    mice-2 (not live), then deleted; returns the kinds URL and the body that makes it again."""
     from server.registry.bundles import register_bundle
 
     def knows_computer_mouse(manifest: dict) -> None:
@@ -432,6 +428,17 @@ def test_a_correction_queued_offline_under_a_kind_deleted_since_joins_the_propos
     with live.app.app_context():
         register_bundle(starter_variant(tmp_path / "mice", "mice-2", knows_computer_mouse))
     assert requests.delete(f"{url}/Computer mouse", headers=auth, timeout=30).status_code == 200
+    return url, body
+
+
+def test_a_correction_queued_offline_under_a_kind_deleted_since_joins_the_proposals(
+    live, auth, ewaste_zip, tmp_path
+):
+    """A phone whose model offered "Computer mouse" queued a correction offline; meanwhile an
+    admin deleted that kind. Sent later, it was refused as an unknown label, and the person's
+    photo and answer were lost. It now joins the proposals under that name, where the deleted
+    kind's own photos went. A label that no model the photo names had is still refused."""
+    deleted_kind_known_by_a_model(live, auth, ewaste_zip, tmp_path)
     with zipfile.ZipFile(ewaste_zip) as archive:
         photo = archive.read(sorted(n for n in archive.namelist() if "/test/Mouse/" in n)[0])
 
@@ -510,18 +517,7 @@ def test_publishing_a_model_that_knows_a_deleted_kind_is_refused(live, auth, ewa
     deleted the kind. Publishing it brought the kind back, with the general advice, undoing the
     deletion unnoticed; now it is refused, saying why, until the kind is made again (or the
     publish is forced with a reason)."""
-    from server.registry.bundles import register_bundle
-
-    def knows_computer_mouse(manifest: dict) -> None:
-        manifest["labels"] = ["Computer mouse" if x == "Mouse" else x for x in manifest["labels"]]
-
-    proposals(live, ewaste_zip, "computer mouse", 0, 20)
-    url = f"{live.url}/api/admin/kinds"
-    body = {"name": "Computer mouse", "advice": ADVICE, "from_proposal": "computer mouse"}
-    assert requests.post(url, json=body, headers=auth, timeout=30).status_code == 201
-    with live.app.app_context():
-        register_bundle(starter_variant(tmp_path / "mice", "mice-2", knows_computer_mouse))
-    assert requests.delete(f"{url}/Computer mouse", headers=auth, timeout=30).status_code == 200
+    url, body = deleted_kind_known_by_a_model(live, auth, ewaste_zip, tmp_path)
 
     publish = f"{live.url}/api/admin/models/mice-2/publish"
     refused = requests.post(publish, headers=auth, json={}, timeout=30)
