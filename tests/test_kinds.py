@@ -414,7 +414,7 @@ def test_photos_of_a_deleted_kind_go_back_to_the_proposals(live, auth, ewaste_zi
 
 
 def deleted_kind_known_by_a_model(live, auth, ewaste_zip, tmp_path) -> tuple[str, dict]:
-    """ "Computer mouse" made a kind from 20 proposals, learned by the registered version
+    """The kind "Computer mouse", made from 20 proposals, learned by the registered version
     mice-2 (not live), then deleted; returns the kinds URL and the body that makes it again."""
     from server.registry.bundles import register_bundle
 
