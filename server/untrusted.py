@@ -79,6 +79,15 @@ def json_object(*fields: str) -> dict[str, Any]:
     return body
 
 
+def text_field(body: dict[str, Any], name: str) -> str:
+    """A field of a JSON body that must be text ('' when absent): turned into text instead, a
+    name sent as ``{"a": 1}`` became the kind "{'a': 1}"."""
+    value = body.get(name, "")
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} must be text")
+    return value
+
+
 def only_fields(body: dict[str, Any], fields: Sequence[str], noun: str, owner: str) -> None:
     """A ``BadRequest`` naming the first key of ``body`` outside ``fields``: a misspelt or
     misplaced field must not be dropped silently (a request body, or an object inside one)."""

@@ -251,6 +251,9 @@ def test_a_new_kind_needs_a_fresh_name_advice_and_enough_photos(live, auth, ewas
     assert "Computer mouse" not in [k["name"] for k in kinds]  # nothing half-made
 
     proposals(live, ewaste_zip, "Computer  Mouse", 12, 20)  # the same name, spelled otherwise
+    for not_text in ({"name": {"a": 1}}, {"name": ["Computer mouse"]}, {"from_proposal": 5}):
+        wrong = requests.post(url, json={**body, **not_text}, headers=auth, timeout=30)
+        assert wrong.status_code == 400 and "must be text" in wrong.json()["error"], not_text
     made = requests.post(url, json=body, headers=auth, timeout=30)
     assert made.status_code == 201, made.text
     rows = requests.get(f"{live.url}/api/admin/submissions", params={"label": "Computer mouse"},

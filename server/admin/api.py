@@ -40,7 +40,14 @@ from server.registry.kinds import (
     edit_advice,
     guidance_for,
 )
-from server.untrusted import json_object, only_fields, parse_row_id, request_key, whole_number
+from server.untrusted import (
+    json_object,
+    only_fields,
+    parse_row_id,
+    request_key,
+    text_field,
+    whole_number,
+)
 
 admin_api = Blueprint("admin", __name__, url_prefix="/api/admin")
 
@@ -127,7 +134,7 @@ def new_kind():
     advice = body.get("advice") or {}
     if isinstance(advice, dict):  # anything else is refused, with its reason, by create_kind
         only_fields(advice, ADVICE_FIELDS, "advice field", "advice")
-    kind = create_kind(str(body.get("name", "")), advice, str(body.get("from_proposal", "")))
+    kind = create_kind(text_field(body, "name"), advice, text_field(body, "from_proposal"))
     return jsonify({"name": kind.name, "guidance": guidance_for(kind.name)}), 201
 
 
