@@ -75,9 +75,14 @@ def test_review_submissions_in_bulk(live, token, photos):
         len(get(live, "/api/admin/submissions", token, label="Microwave").json()["submissions"])
         == 1
     )
-    bad_label = post(live, "/api/admin/submissions/review", token,
-                     {"ids": [ids[0]], "action": "relabel", "label": "Toaster"})  # fmt: skip
-    assert bad_label.status_code == 422
+    for bad in ("Toaster", ["Microwave"], {"Microwave": 1}, 5, None):
+        bad_label = post(live, "/api/admin/submissions/review", token,
+                         {"ids": [ids[0]], "action": "relabel", "label": bad})  # fmt: skip
+        assert bad_label.status_code == 422, bad
+    # Kinds are compared by key, as a phone's corrections are; the photo gets the kind's name.
+    spelt = post(live, "/api/admin/submissions/review", token,
+                 {"ids": [ids[0]], "action": "relabel", "label": "  washing MACHINE "})  # fmt: skip
+    assert spelt.json()["submissions"][0]["label"] == "Washing Machine"
     missing = post(
         live, "/api/admin/submissions/review", token, {"ids": [ids[0], 999], "action": "accept"}
     )

@@ -16,6 +16,7 @@ from sqlalchemy import Select, func, select
 
 from server.errors import BadRequest, NotFound, Unprocessable
 from server.extensions import db
+from server.public.names import name_key
 from server.registry.bundles import live_version_change
 from server.tables import Submission
 from server.untrusted import is_row_id
@@ -104,7 +105,7 @@ def review(ids: Any, action: Any, label: Any = None) -> list[Submission]:
         raise NotFound(f"no submissions with ids {shown} ({len(missing)} of {len(ids)})")
     with live_version_change():  # the kinds checked here stay kinds until this commits
         if action == "relabel":
-            require_current_label(label)
+            label = current_label(label)
         elif action == "accept":
             require_learnable(rows)
         for row in rows:
@@ -152,11 +153,15 @@ def current_labels() -> list[str]:
     return kind_names()
 
 
-def require_current_label(label: str | None) -> None:
-    """Photos may only be filed under a kind that the live model or an accepted kind knows."""
+def current_label(label: Any) -> str:
+    """The kind ``label`` names, which the live model or an accepted kind knows: photos may
+    only be filed under such a kind. Names are compared by key, as everywhere else ("mouse"
+    is Mouse, as a phone's correction is), and the photos get the kind's own name."""
     labels = current_labels()
-    if label not in labels:
+    by_key = {name_key(known): known for known in labels}
+    if not isinstance(label, str) or name_key(label) not in by_key:
         raise Unprocessable(f"label must be one of {labels}")
+    return by_key[name_key(label)]
 
 
 def counts_by_label(status: str) -> dict[str, int]:
@@ -221,7 +226,7 @@ def settle_proposal(key: str, action: str, label: str | None = None) -> int:
         if not rows:
             raise NotFound(f"no pending photos proposed as {key[:80]!r}")
         if action == "map":
-            require_current_label(label)
+            label = current_label(label)
             for row in rows:
                 row.label, row.status = label, "accepted"
         else:
