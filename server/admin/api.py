@@ -142,8 +142,8 @@ def new_kind():
 def remove_kind(name: str):
     """Delete a kind no live model uses; its photos go back to the proposals (how many is
     ``returned_to_proposals``)."""
-    returned = delete_kind(name)
-    return jsonify({"deleted": name, "returned_to_proposals": returned})
+    deleted, returned = delete_kind(name)
+    return jsonify({"deleted": deleted, "returned_to_proposals": returned})
 
 
 @admin_api.get("/models")

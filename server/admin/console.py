@@ -347,8 +347,8 @@ def add_kind():
 def remove_kind(name: str):
     attempt(
         lambda: delete_kind(name),
-        lambda returned: (
-            f"{name} deleted; {returned} photo{'s' * (returned != 1)} went back to the names "
+        lambda done: (
+            f"{done[0]} deleted; {done[1]} photo{'s' * (done[1] != 1)} went back to the names "
             "people gave (Submissions page), to map to another kind or reject."
         ),
     )

@@ -50,9 +50,11 @@ def _current(kind: Kind) -> Advice | None:
 
 
 def find_kind(name: str) -> Kind:
-    kind = db.session.scalars(select(Kind).where(Kind.name == name)).first()
+    """The kind ``name`` names, compared by key as everywhere ("battery" is Battery)."""
+    kind = db.session.scalars(select(Kind).where(Kind.key == name_key(name))).first()
     if kind is None:
-        raise NotFound(f"no kind {name!r}")
+        shown = name[:60] + ("..." if len(name) > 60 else "")
+        raise NotFound(f"no kind {shown!r}")
     return kind
 
 
@@ -289,16 +291,18 @@ def _label_keys(version: ModelVersion | None) -> set[str]:
     return {name_key(label) for label in version.manifest["labels"]} if version else set()
 
 
-def delete_kind(name: str) -> int:
-    """Delete a kind the live model does not use; returns how many photos went back to the
-    proposals. Its photos are kept, but not as accepted photos of a name that no longer exists
+def delete_kind(name: str) -> tuple[str, int]:
+    """Delete a kind the live model does not use; returns its name and how many photos went
+    back to the proposals. Its photos are kept, but not as accepted photos of a name that no longer exists
     (retraining would learn the deleted kind, and publishing bring it back with the general
     advice): each goes back to the proposals, pending, under the name it was sent as (or the
     kind's), for an admin to map to another kind, make a kind again, or reject."""
     with live_version_change() as live:  # no model that knows it is published meanwhile
         kind = find_kind(name)  # here: a deletion just before this one found it too
         if kind.key in _label_keys(live):
-            raise Conflict(f"the live model {live.version} knows {name!r}: it cannot be deleted")
+            raise Conflict(
+                f"the live model {live.version} knows {kind.name!r}: it cannot be deleted"
+            )
         photos = db.session.scalars(
             select(Submission).where(Submission.label == kind.name, Submission.status != "rejected")
         ).all()
@@ -308,9 +312,10 @@ def delete_kind(name: str) -> int:
                 photo.proposed_name, photo.proposed_key = kind.name, kind.key
         _forget_deletion(kind.key)
         db.session.add(KindDeletion(key=kind.key, name=kind.name, deleted_at=utcnow()))
+        deleted = kind.name  # read before the commit expires the deleted row
         db.session.delete(kind)
         db.session.commit()
-    return len(photos)
+    return deleted, len(photos)
 
 
 def kind_names() -> list[str]:
