@@ -180,6 +180,12 @@ def test_advice_of_a_kind_named_in_any_language_is_saved_from_the_console(live):
         assert saved.headers["Location"].startswith("/admin/kinds#"), name
         advice = requests.get(f"{live.url}/api/advice", timeout=30).json()["kinds"][name]
         assert advice["bin"] == f"{name} box"
+    # An address that spells the kind otherwise saves it and points at the kind's own section.
+    form = {"csrf_token": csrf, "category": "Batteries", "bin": "Battery box", "steps": "Tape it",
+            "hazards": "", "link": ""}  # fmt: skip
+    saved = requests.post(f"{live.url}/admin/kinds/battery/advice", data=form, cookies=jar,
+                          timeout=30, allow_redirects=False)  # fmt: skip
+    assert saved.headers["Location"].endswith("#kind-Battery")
 
 
 def test_a_model_trained_on_lowercase_folders_uses_the_kinds_it_names(live, auth, photo,

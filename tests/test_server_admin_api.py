@@ -175,6 +175,8 @@ def test_rollback_steps_back_through_the_history_and_a_repeated_one_changes_noth
     assert current_version(live) == STARTER_VERSION  # not back to bad-3
     none_left = post(live, "/api/admin/models/rollback", token)
     assert none_left.status_code == 409 and current_version(live) == STARTER_VERSION
+    not_a_version = post(live, "/api/admin/models/rollback", token, {"from": "x/" * 300})
+    assert not_a_version.status_code == 400 and len(not_a_version.text) < 200
 
 
 def test_rollbacks_sent_at_the_same_moment_roll_back_once(live, token, tmp_path):

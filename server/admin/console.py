@@ -76,6 +76,7 @@ from server.registry.kinds import (
     create_kind,
     delete_kind,
     edit_advice,
+    find_kind,
     guidance_for,
     live_keys,
 )
@@ -322,6 +323,7 @@ def save_advice(name: str):
         return _kinds_page(UnsavedForm(_as_fields(form), kind=name, started_from=based_on)), (
             exc.status
         )
+    name = find_kind(name).name  # the kind's own name, however the address spells it
     flash(f"Advice for {name} saved; phones get it at their next check.", "ok")
     return redirect(url_for("console.kinds") + f"#kind-{name}")
 

@@ -21,7 +21,7 @@ from sqlalchemy import false, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from binbot.files import staged_folder
-from conversion.manifest import WARM_START_DIR, check_bundle, read_manifest
+from conversion.manifest import WARM_START_DIR, check_bundle, read_manifest, version_pattern
 from server.errors import BadRequest, Conflict, NotFound, Unprocessable
 from server.extensions import db
 from server.tables import ModelVersion, PublishEvent, utcnow
@@ -249,6 +249,8 @@ def rollback(from_version: str | None = None) -> ModelVersion:
     version in the history" toggled back to the bad one. ``from_version``: the version the
     admin saw live; when it is no longer live (a double click, a second admin, a replay),
     nothing changes."""
+    if from_version is not None and not version_pattern().fullmatch(from_version):
+        raise BadRequest(f"from must be a model version, got {from_version[:40]!r}")
     with live_version_change() as current:
         if from_version is not None and (current is None or current.version != from_version):
             now = f"{current.version} is live" if current else "no version is live"
