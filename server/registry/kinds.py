@@ -293,10 +293,10 @@ def _label_keys(version: ModelVersion | None) -> set[str]:
 
 def delete_kind(name: str) -> tuple[str, int]:
     """Delete a kind the live model does not use; returns its name and how many photos went
-    back to the proposals. Its photos are kept, but not as accepted photos of a name that no longer exists
-    (retraining would learn the deleted kind, and publishing bring it back with the general
-    advice): each goes back to the proposals, pending, under the name it was sent as (or the
-    kind's), for an admin to map to another kind, make a kind again, or reject."""
+    back to the proposals. Its photos are kept, but not as accepted photos of a name that no
+    longer exists (retraining would learn the deleted kind, and publishing bring it back with
+    the general advice): each goes back to the proposals, pending, under the name it was sent
+    as (or the kind's), for an admin to map to another kind, make a kind again, or reject."""
     with live_version_change() as live:  # no model that knows it is published meanwhile
         kind = find_kind(name)  # here: a deletion just before this one found it too
         if kind.key in _label_keys(live):
