@@ -138,9 +138,10 @@ def check_fields_once(form, files) -> None:
             raise BadRequest(f"field {name!r} sent {count} times; a submission has one")
 
 
-def check_labels(form, labels: list[str]) -> Said:
+def check_labels(form, labels: list[str], model_version: str | None = None) -> Said:
     """The kind the photo is said to be, by key: a model trained on a folder ``mouse`` says
-    ``mouse`` for the kind ``Mouse``, which is stored under the kind's own name."""
+    ``mouse`` for the kind ``Mouse``, which is stored under the kind's own name.
+    ``model_version`` (checked): the version the photo was classified with."""
     known = {name_key(label): label for label in labels}
     predicted = form.get("predicted_label") or None
     if predicted is not None and name_key(predicted) not in known:
@@ -151,7 +152,7 @@ def check_labels(form, labels: list[str]) -> Said:
         raise Unprocessable("send a kind (label) or a name of your own (proposed_name), not both")
     if "proposed_name" in form and not label:
         return proposal(form.get("proposed_name"), known, predicted)
-    if label and name_key(label) not in known and offered_by(form.get("model_version"), label):
+    if label and name_key(label) not in known and offered_by(model_version, label):
         # A correction that waited offline while an admin deleted its kind: the app offered the
         # kind (its model had it), so what the person said is kept as a proposal under that
         # name, where the deleted kind's own photos went, rather than refused and lost.
@@ -177,9 +178,7 @@ def proposal(text: str | None, known: dict[str, str], predicted: str | None) -> 
 def offered_by(version: str | None, label: str) -> bool:
     """Whether the model version the photo was classified with (a registered one) had the
     label: then the app offered it to the person."""
-    if not version or not version_pattern().fullmatch(version):
-        return False
-    return name_key(label) in version_label_keys(version)
+    return version is not None and name_key(label) in version_label_keys(version)
 
 
 def clean_upload(raw: bytes) -> CleanImage:
@@ -213,9 +212,9 @@ def store_submission(
     if key is not None and (found := find_by(Submission.idempotency_key, key)) is not None:
         check_replay(found, raw, form.get("label"))
         return Stored(found, replayed=True)
-    said = check_labels(form, labels)
-    confidence = parse_confidence(form.get("confidence"))
     model_version = check_model_version(form.get("model_version"))
+    said = check_labels(form, labels, model_version)
+    confidence = parse_confidence(form.get("confidence"))
     check_capacity()
     clean = clean_upload(raw)
     if (found := find_by(Submission.sha256, clean.sha256)) is not None:
