@@ -16,7 +16,7 @@ from sqlalchemy import Select, func, select
 
 from server.errors import BadRequest, NotFound, Unprocessable
 from server.extensions import db
-from server.public.names import name_key
+from server.public.names import by_key, name_key
 from server.registry.bundles import live_version_change
 from server.tables import Submission
 from server.untrusted import is_row_id
@@ -158,10 +158,10 @@ def current_label(label: Any) -> str:
     only be filed under such a kind. Names are compared by key, as everywhere else ("mouse"
     is Mouse, as a phone's correction is), and the photos get the kind's own name."""
     labels = current_labels()
-    by_key = {name_key(known): known for known in labels}
-    if not isinstance(label, str) or name_key(label) not in by_key:
+    known = by_key(labels)
+    if not isinstance(label, str) or name_key(label) not in known:
         raise Unprocessable(f"label must be one of {labels}")
-    return by_key[name_key(label)]
+    return known[name_key(label)]
 
 
 def counts_by_label(status: str) -> dict[str, int]:

@@ -17,9 +17,14 @@ import unicodedata
 from binbot.names import name_key, tidy
 from server.errors import Unprocessable
 
-__all__ = ["MAX_NAME", "clean_name", "name_key", "tidy"]
+__all__ = ["MAX_NAME", "by_key", "clean_name", "name_key", "tidy"]
 
 MAX_NAME = 60
+
+
+def by_key(names: list[str]) -> dict[str, str]:
+    """Each name under its key: how a name someone sent ("mouse") finds the kind (Mouse)."""
+    return {name_key(name): name for name in names}
 
 
 # Letters whose Unicode name does not start with their script's name, and letters shared by

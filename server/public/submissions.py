@@ -31,11 +31,11 @@ from server.errors import (
 )
 from server.extensions import db
 from server.limits import configured
-from server.public.names import clean_name, name_key
+from server.public.names import by_key, clean_name, name_key
 from server.registry.kinds import version_label_keys
 from server.registry.photos import CleanImage, DecodeLimits, sanitize_image, store_photo
 from server.tables import OtherAnswer, Submission, utcnow
-from server.untrusted import request_key
+from server.untrusted import request_key, shortened
 
 
 @dataclass
@@ -62,8 +62,7 @@ def check_model_version(text: str | None) -> str | None:
     if not text:
         return None
     if not version_pattern().fullmatch(text):
-        shown = text[:40] + ("..." if len(text) > 40 else "")
-        raise Unprocessable(f"model_version is not a model version: {shown!r}")
+        raise Unprocessable(f"model_version is not a model version: {shortened(text, 40)!r}")
     return text
 
 
@@ -142,7 +141,7 @@ def check_labels(form, labels: list[str], model_version: str | None = None) -> S
     """The kind the photo is said to be, by key: a model trained on a folder ``mouse`` says
     ``mouse`` for the kind ``Mouse``, which is stored under the kind's own name.
     ``model_version`` (checked): the version the photo was classified with."""
-    known = {name_key(label): label for label in labels}
+    known = by_key(labels)
     predicted = form.get("predicted_label") or None
     if predicted is not None and name_key(predicted) not in known:
         raise Unprocessable(f"unknown predicted_label {predicted!r}")

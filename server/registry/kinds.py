@@ -23,6 +23,7 @@ from server.extensions import db
 from server.public.names import clean_name, name_key
 from server.registry.bundles import live_version_change, published_version
 from server.tables import Advice, Kind, KindDeletion, ModelVersion, Submission, utcnow
+from server.untrusted import shortened
 from training.dataset_layout import IGNORED_NAMES
 
 NOTE = "Rules differ by place: check your municipality's guidance."
@@ -53,8 +54,7 @@ def find_kind(name: str) -> Kind:
     """The kind ``name`` names, compared by key as everywhere ("battery" is Battery)."""
     kind = db.session.scalars(select(Kind).where(Kind.key == name_key(name))).first()
     if kind is None:
-        shown = name[:60] + ("..." if len(name) > 60 else "")
-        raise NotFound(f"no kind {shown!r}")
+        raise NotFound(f"no kind {shortened(name, 60)!r}")
     return kind
 
 
