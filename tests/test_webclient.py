@@ -590,6 +590,26 @@ def test_layout_keyboard_and_screen_reader_basics(browser, server, small_ewaste,
     page.close()
 
 
+def test_the_preview_shows_the_square_the_model_reads(browser, server, tmp_path):
+    """A landscape photo: the model reads its centre square (the resize recipe), so the user
+    sees that square, not the strips on either side that play no part in the verdict."""
+    photo = Image.new("RGB", (400, 300), (200, 30, 30))  # red strips left and right
+    photo.paste((30, 60, 200), (50, 0, 350, 300))  # the centre square is blue
+    path = tmp_path / "landscape.jpg"
+    photo.save(path, "JPEG", quality=95)
+    page = browser.new_page(viewport=PHONE)
+    page.goto(server.url)
+    wait_until_ready(page)
+    choose_photo(page, path)
+    box = page.locator("#preview").bounding_box()
+    assert box is not None and abs(box["width"] - box["height"]) <= 1
+    shown = np.asarray(Image.open(io.BytesIO(page.locator("#preview").screenshot())).convert("RGB"))
+    inner = shown[4:-4, 4:-4].astype(int)  # inside the rounded corners
+    red = (inner[..., 0] > 120) & (inner[..., 2] < 100)
+    assert red.mean() < 0.01, f"{red.mean():.1%} of the preview shows what the model does not read"
+    page.close()
+
+
 def test_the_admin_console_opens_in_a_browser_that_has_the_app(browser, server):
     """The app's service worker controls the whole site; it must answer only the app's own
     page with the app, not the console's pages (an admin who tried the app got the app again
