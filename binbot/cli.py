@@ -89,12 +89,22 @@ def cmd_dataset_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def train_config(args: argparse.Namespace):
     from training.config import TrainConfig, train_settings
+
+    return TrainConfig(**{s.name: getattr(args, s.name) for s in train_settings()})
+
+
+def check_train(args: argparse.Namespace) -> None:
+    from training.train import check_train_request
+
+    check_train_request(args.dataset, Path(args.out), train_config(args), args.overwrite)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     from training.train import train
 
-    config = TrainConfig(**{s.name: getattr(args, s.name) for s in train_settings()})
-    result = train(args.dataset, args.out, config, overwrite=args.overwrite, log=_log)
+    result = train(args.dataset, args.out, train_config(args), overwrite=args.overwrite, log=_log)
     if not args.skip_evaluation:
         from training.evaluate import evaluate_run
 
@@ -111,6 +121,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_evaluate(args: argparse.Namespace) -> None:
+    from training.dataset import check_dataset_path
+    from training.run_dir import check_run_folder
+
+    check_run_folder(args.run_dir)
+    if args.dataset is not None:
+        check_dataset_path(args.dataset)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate_run
 
@@ -120,6 +139,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # What the web app says for each verdict, as a prefix of the ranked kinds.
 VERDICT_WORDS = {"known": "known", "unsure": "not sure", "unknown": "not recognised"}
+
+
+def check_predict(args: argparse.Namespace) -> None:
+    from training.predict import predictor_run_folder
+
+    predictor_run_folder(args.run_dir)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -135,6 +160,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         ranked = "  ".join(f"{label} {p:.1%}" for label, p in result.top)
         print(f"{result.path}: {VERDICT_WORDS[result.verdict]}: {ranked}", flush=True)
     return EXIT_USER_ERROR if failures else 0
+
+
+def check_convert(args: argparse.Namespace) -> None:
+    from conversion.convert import check_convert_request
+    from training.dataset import check_dataset_path
+
+    check_convert_request(
+        args.run_dir, Path(args.out), args.quantization, args.version, args.overwrite
+    )
+    if args.dataset is not None:
+        check_dataset_path(args.dataset)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -295,7 +331,7 @@ def add_train_command(commands) -> None:
     train.add_argument(
         "--skip-evaluation", action="store_true", help="do not evaluate on the test split"
     )
-    train.set_defaults(handler=cmd_train)
+    train.set_defaults(handler=cmd_train, check=check_train)
 
 
 def add_evaluate_command(commands) -> None:
@@ -310,7 +346,7 @@ def add_evaluate_command(commands) -> None:
         "dataset", nargs="?", default=None,
         help="dataset to evaluate on (default: the one the run used)",
     )  # fmt: skip
-    evaluate.set_defaults(handler=cmd_evaluate)
+    evaluate.set_defaults(handler=cmd_evaluate, check=check_evaluate)
 
 
 def add_convert_command(commands) -> None:
@@ -334,7 +370,7 @@ def add_convert_command(commands) -> None:
     )
     convert.add_argument("--version", default=None, help="version string for the manifest")
     convert.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
-    convert.set_defaults(handler=cmd_convert)
+    convert.set_defaults(handler=cmd_convert, check=check_convert)
 
 
 def add_serve_command(commands) -> None:
@@ -434,12 +470,16 @@ def add_predict_command(commands) -> None:
     predict.add_argument(
         "--top", type=whole_number(1, 1000), default=3, help="how many classes (%(default)s)"
     )
-    predict.set_defaults(handler=cmd_predict)
+    predict.set_defaults(handler=cmd_predict, check=check_predict)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if check := getattr(args, "check", None):
+            # What the arguments and files alone can refuse is said at once, not after
+            # TensorFlow's import (9 s on this machine on a slow day).
+            check(args)
         if getattr(args, "needs_tensorflow", True):
             import_tensorflow_quietly()
         return args.handler(args)

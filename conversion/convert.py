@@ -35,7 +35,15 @@ from conversion.manifest import (
 )
 from conversion.verify import SIGNIFICANCE, Verification, keras_reference, verify
 from training.dataset import Dataset
-from training.run_dir import CONFIG_FILE, LABELS_FILE, MODEL_FILE, Run, dataset_of_run, load_run
+from training.run_dir import (
+    CONFIG_FILE,
+    LABELS_FILE,
+    MODEL_FILE,
+    Run,
+    check_run_folder,
+    dataset_of_run,
+    load_run,
+)
 
 Log = Callable[[str], None]
 
@@ -167,15 +175,7 @@ def convert_run(
 ) -> dict[str, Any]:
     """Convert, verify, choose and write the bundle; return its manifest."""
     out = Path(out)
-    if quantization is not None and quantization not in QUANTIZATIONS:
-        raise BinbotError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}")
-    if version is not None and not version_pattern().fullmatch(version):
-        # Checked before the conversion's minutes of work, not by the manifest's schema after.
-        raise BinbotError(
-            f"--version {version[:40]!r} is not a version name: 1-100 letters, digits, '.', "
-            "'_' or '-', starting with a letter or digit"
-        )
-    check_bundle_target(out, Path(run_dir), overwrite)
+    check_convert_request(run_dir, out, quantization, version, overwrite)
     run = load_run(run_dir)
     dataset = dataset_of_run(run, dataset)
     records = reference_records(dataset, reference_images)
@@ -206,6 +206,23 @@ def convert_run(
         f"{time.monotonic() - started:.0f} s"
     )
     return manifest
+
+
+def check_convert_request(
+    run_dir: str | Path, out: Path, quantization: str | None, version: str | None, overwrite: bool
+) -> None:
+    """Everything about a conversion request that its files and settings alone can refuse:
+    checked before the conversion's minutes of work (not by the manifest's schema after), and
+    on the command line before TensorFlow's import (seconds)."""
+    if quantization is not None and quantization not in QUANTIZATIONS:
+        raise BinbotError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}")
+    if version is not None and not version_pattern().fullmatch(version):
+        raise BinbotError(
+            f"--version {version[:40]!r} is not a version name: 1-100 letters, digits, '.', "
+            "'_' or '-', starting with a letter or digit"
+        )
+    check_bundle_target(out, Path(run_dir), overwrite)
+    check_run_folder(run_dir)
 
 
 def measure_candidates(

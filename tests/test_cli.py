@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -123,6 +124,39 @@ def test_the_folder_one_is_in_is_never_replaced_by_a_run_or_a_bundle(tmp_path, t
         assert_one_line_error(result, "is the folder you are in, or holds it")
     assert [p.name for p in here.iterdir()] == ["inner"]
     assert list((here / "inner").iterdir()) == []
+
+
+def test_a_mistake_is_refused_before_tensorflow_is_loaded(tmp_path):
+    """A mistyped folder is said at once: TensorFlow's import alone takes 5-10 s here, and a
+    refused convert used to take 12 s. A `tensorflow` that cannot be imported stands in for
+    the real one: each command must refuse its arguments without reaching it."""
+    fake = tmp_path / "fake"
+    for name in ("tensorflow", "keras"):
+        (fake / name).mkdir(parents=True)
+        (fake / name / "__init__.py").write_text(f"raise ImportError('{name} was loaded')\n")
+    env = {**os.environ, "PYTHONPATH": str(fake)}
+    run = tmp_path / "runs" / "first"
+    run.mkdir(parents=True)
+    (run / "labels.json").write_text('["a", "b"]')
+    (run / "model.keras").write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip
+    (tmp_path / "photo.jpg").write_bytes(b"")
+    (tmp_path / "photos").mkdir()
+    refused = {
+        ("train", str(tmp_path / "no-dataset"), "--out", str(tmp_path / "r")): "dataset not found",
+        ("train", str(tmp_path / "photos"), "--out", str(run.parent)): "holds other files",
+        ("convert", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b")): "run folder not found",
+        ("convert", str(run), "--out", str(run.parent)): "is the run folder",
+        ("convert", str(run), "--out", str(tmp_path / "b"), "--version", "a b"): "not a version name",
+        ("convert", str(run), "--out", str(tmp_path / "b"), "--dataset", "gone"): "dataset not found",
+        ("evaluate", str(tmp_path)): "not a BinBot run folder",
+        ("evaluate", str(run), "gone"): "dataset not found",
+        ("predict", str(tmp_path / "nowhere"), str(tmp_path / "photo.jpg")): "run folder not found",
+    }  # fmt: skip
+    for args, expected in refused.items():
+        assert_one_line_error(binbot(*args, env=env), expected)
+    # The stand-in is what a request that gets past the checks meets.
+    result = binbot("evaluate", str(run), env=env)
+    assert "was loaded" in result.stderr
 
 
 def test_convert_overwrites_a_bundle_and_nothing_else(tmp_path):

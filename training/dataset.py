@@ -116,9 +116,7 @@ def load_dataset(
     progress: Callable[[int, int], None] | None = None,
 ) -> Dataset:
     """Open ``path`` (zip or folder), validate every image and return the split dataset."""
-    source = Path(path)
-    if not source.exists():
-        raise BinbotError(f"dataset not found: {source}")
+    source = check_dataset_path(path)
     root = extract_zip(source, cache_dir) if source.is_file() else source
     if not root.is_dir():
         raise BinbotError(f"dataset must be a zip file or a folder: {source}")
@@ -178,6 +176,15 @@ def load_dataset(
         _carve_missing_splits(dataset, seed, val_fraction, test_fraction)
     _check_classes(dataset)
     return dataset
+
+
+def check_dataset_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path, or a BinbotError when nothing is there (checked by the command line
+    before TensorFlow's import, and by ``load_dataset``)."""
+    source = Path(path)
+    if not source.exists():
+        raise BinbotError(f"dataset not found: {source}")
+    return source
 
 
 def check_outside_dataset(out: Path, source: str | Path) -> None:

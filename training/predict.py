@@ -10,7 +10,7 @@ import numpy as np
 
 from binbot.errors import BinbotError
 from training.dataset import check_image
-from training.run_dir import MODEL_FILE, OPENSET_FILE, Run, load_run
+from training.run_dir import MODEL_FILE, OPENSET_FILE, Run, check_run_folder, load_run
 
 
 @dataclass
@@ -21,10 +21,10 @@ class Prediction:
     verdict: str
 
 
-def load_predictor(path: str | Path) -> Run:
-    """A run folder, or a bundle written by ``binbot convert``: a bundle keeps its Keras model
-    in ``keras/`` (for warm starts) and its open-set score beside its manifest, so its verdicts
-    are the ones phones give."""
+def predictor_run_folder(path: str | Path) -> Path:
+    """The run folder that holds the Keras model of ``path`` (a run, or a bundle's
+    ``keras/``), checked from its files alone (before TensorFlow's import, on the command
+    line)."""
     from conversion.manifest import MANIFEST_FILE, WARM_START_DIR
 
     folder = Path(path)
@@ -35,9 +35,17 @@ def load_predictor(path: str | Path) -> Run:
                 f"{MODEL_FILE}; git does not carry the starter's): predict needs a run folder "
                 "or a bundle as `binbot convert` writes it"
             )
-        run = load_run(folder / WARM_START_DIR)
-        return Run(folder, run.model, run.labels)
-    return load_run(folder)
+        folder = folder / WARM_START_DIR
+    check_run_folder(folder)
+    return folder
+
+
+def load_predictor(path: str | Path) -> Run:
+    """A run folder, or a bundle written by ``binbot convert``: a bundle keeps its Keras model
+    in ``keras/`` (for warm starts) and its open-set score beside its manifest, so its verdicts
+    are the ones phones give."""
+    run = load_run(predictor_run_folder(path))
+    return Run(Path(path), run.model, run.labels)
 
 
 def files_to_predict(paths: list[Path]) -> list[Path]:

@@ -46,8 +46,10 @@ class Run:
         return read_json(file) if file.exists() else None
 
 
-def load_run(path: str | Path) -> Run:
-    """Load ``model.keras`` and ``labels.json`` from a run folder, or explain what is wrong."""
+def check_run_folder(path: str | Path) -> list[str]:
+    """The labels of the run folder ``path``, or a BinbotError saying what is wrong with it,
+    from its files alone: the command line checks this before TensorFlow's import, which takes
+    seconds, so that a mistyped folder is said at once."""
     folder = Path(path)
     if not folder.exists():
         raise BinbotError(f"run folder not found: {folder}")
@@ -65,9 +67,16 @@ def load_run(path: str | Path) -> Run:
         raise BinbotError(f"unreadable {labels_file}: {exc}") from None
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
         raise BinbotError(f"{labels_file} must be a JSON list of class names")
-
     if not zipfile.is_zipfile(model_file):
         raise BinbotError(f"{model_file} is not a Keras model file (corrupt or not a .keras zip)")
+    return labels
+
+
+def load_run(path: str | Path) -> Run:
+    """Load ``model.keras`` and ``labels.json`` from a run folder, or explain what is wrong."""
+    folder = Path(path)
+    labels = check_run_folder(folder)
+    model_file, labels_file = folder / MODEL_FILE, folder / LABELS_FILE
 
     import keras
 

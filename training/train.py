@@ -29,6 +29,7 @@ from training.dataset import (
     Dataset,
     ImageRecord,
     bad_file_lines,
+    check_dataset_path,
     check_outside_dataset,
     load_dataset,
     progress_logger,
@@ -71,10 +72,21 @@ def limit_per_class(records: list[ImageRecord], limit: int | None) -> list[Image
     return out
 
 
-def prepare_run_dir(out: Path, overwrite: bool, dataset_path: str | Path) -> None:
-    """Make the run folder, refusing one whose files are not a run's. A run written among
-    other files mixed with them (``--out ~/Documents``), and one inside a dataset folder
-    became a class of that dataset, which then failed for an empty class 'run'."""
+def check_train_request(
+    dataset_path: str | Path, out: Path, config: TrainConfig, overwrite: bool
+) -> None:
+    """Everything about a training request that its files and settings alone can refuse: the
+    command line checks it before TensorFlow's import (seconds), ``train`` again."""
+    if why := untrainable_schedule(config.head_epochs, config.fine_tune_epochs):
+        raise BinbotError(why)
+    check_run_target(out, overwrite, dataset_path)
+    check_dataset_path(dataset_path)
+
+
+def check_run_target(out: Path, overwrite: bool, dataset_path: str | Path) -> None:
+    """Refuse a run folder whose files are not a run's. A run written among other files mixed
+    with them (``--out ~/Documents``), and one inside a dataset folder became a class of that
+    dataset, which then failed for an empty class 'run'."""
     if out.exists() and not out.is_dir():
         raise BinbotError(f"--out must be a folder: {out}")
     if holds_working_folder(out):
@@ -93,7 +105,6 @@ def prepare_run_dir(out: Path, overwrite: bool, dataset_path: str | Path) -> Non
             f"--out {out} holds other files and is not a BinBot run: choose a new or empty "
             "folder (--overwrite replaces only a run)"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made fails now
 
 
 def is_run_folder(folder: Path) -> bool:
@@ -119,10 +130,11 @@ def train(
     TrainingCancelled (a retraining job an admin cancelled).
     """
     config = config or TrainConfig()
+    out = Path(out)
     if why := untrainable_schedule(config.head_epochs, config.fine_tune_epochs):
         raise BinbotError(why)
-    out = Path(out)
-    prepare_run_dir(out, overwrite, dataset.source if dataset is not None else dataset_path)
+    check_run_target(out, overwrite, dataset.source if dataset is not None else dataset_path)
+    out.parent.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made fails now
     dataset = _read_dataset(dataset, dataset_path, config, log)
 
     import keras
