@@ -145,6 +145,11 @@ def check_predict(args: argparse.Namespace) -> None:
     from training.predict import predictor_run_folder
 
     predictor_run_folder(args.run_dir)
+    # One missing photo among others is said in its place, after the model has loaded; when
+    # none is there (a mistyped name), there is nothing to load it for.
+    if not any(Path(image).exists() for image in args.images):
+        names = ", ".join(args.images[:3]) + (", ..." if len(args.images) > 3 else "")
+        raise BinbotError(f"image not found: {names}")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -151,6 +151,7 @@ def test_a_mistake_is_refused_before_tensorflow_is_loaded(tmp_path):
         ("evaluate", str(tmp_path)): "not a BinBot run folder",
         ("evaluate", str(run), "gone"): "dataset not found",
         ("predict", str(tmp_path / "nowhere"), str(tmp_path / "photo.jpg")): "run folder not found",
+        ("predict", str(run), str(tmp_path / "phot.jpg")): "image not found: ",
     }  # fmt: skip
     for args, expected in refused.items():
         assert_one_line_error(binbot(*args, env=env), expected)
