@@ -131,9 +131,9 @@ def train(
     """
     config = config or TrainConfig()
     out = Path(out)
-    if why := untrainable_schedule(config.head_epochs, config.fine_tune_epochs):
-        raise BinbotError(why)
-    check_run_target(out, overwrite, dataset.source if dataset is not None else dataset_path)
+    check_train_request(
+        dataset.source if dataset is not None else dataset_path, out, config, overwrite
+    )
     out.parent.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made fails now
     dataset = _read_dataset(dataset, dataset_path, config, log)
 
