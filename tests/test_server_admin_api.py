@@ -83,6 +83,15 @@ def test_review_submissions_in_bulk(live, token, photos):
     spelt = post(live, "/api/admin/submissions/review", token,
                  {"ids": [ids[0]], "action": "relabel", "label": "  washing MACHINE "})  # fmt: skip
     assert spelt.json()["submissions"][0]["label"] == "Washing Machine"
+    # Accepting "as Mouse" is not a relabel: refused, and the photos keep label and status.
+    for action in ("accept", "reject"):
+        as_mouse = post(live, "/api/admin/submissions/review", token,
+                        {"ids": [ids[2]], "action": action, "label": "Mouse"})  # fmt: skip
+        assert as_mouse.status_code == 400 and "relabel them first" in as_mouse.json()["error"]
+    unchanged = get(live, "/api/admin/submissions", token).json()["submissions"]
+    assert {(r["label"], r["status"]) for r in unchanged if r["id"] == ids[2]} == {
+        ("Printer", "rejected")
+    }
     missing = post(
         live, "/api/admin/submissions/review", token, {"ids": [ids[0], 999], "action": "accept"}
     )

@@ -72,6 +72,14 @@ def list_submissions():
 def review_submissions():
     """Bulk accept, reject or relabel: {"ids": [...], "action": "...", "label": "..."}."""
     body: dict[str, Any] = json_object("ids", "action", "label")
+    if body.get("label") is not None and body.get("action") in ("accept", "reject"):
+        # A script that sends {"action": "accept", "label": "Mouse"} means "these are mice":
+        # accepting them under the label they were sent with would teach the model the
+        # opposite, silently. (The console's form sends its relabel target only to relabel.)
+        raise BadRequest(
+            f"{body['action']} keeps each photo's own label; to file them under "
+            f"{str(body['label'])[:60]!r}, relabel them first (action relabel)"
+        )
     rows = review(body.get("ids"), body.get("action"), body.get("label"))
     return jsonify({"updated": len(rows), "submissions": [r.as_dict() for r in rows]})
 
