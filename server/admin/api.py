@@ -75,7 +75,8 @@ def review_submissions():
     if body.get("label") is not None and body.get("action") in ("accept", "reject"):
         # A script that sends {"action": "accept", "label": "Mouse"} means "these are mice":
         # accepting them under the label they were sent with would teach the model the
-        # opposite, silently. (The console's form sends its relabel target only to relabel.)
+        # opposite, silently. (The console's form, handled in console.py, sends its relabel
+        # target only when relabelling: its script disables the field for the other actions.)
         raise BadRequest(
             f"{body['action']} keeps each photo's own label; to file them under "
             f"{str(body['label'])[:60]!r}, relabel them first (action relabel)"
