@@ -45,6 +45,7 @@ from server.untrusted import (
     only_fields,
     parse_row_id,
     request_key,
+    shortened,
     text_field,
     whole_number,
 )
@@ -79,7 +80,7 @@ def review_submissions():
         # target only when relabelling: its script disables the field for the other actions.)
         raise BadRequest(
             f"{body['action']} keeps each photo's own label; to file them under "
-            f"{str(body['label'])[:60]!r}, relabel them first (action relabel)"
+            f"{shortened(str(body['label']), 60)!r}, relabel them first (action relabel)"
         )
     rows = review(body.get("ids"), body.get("action"), body.get("label"))
     return jsonify({"updated": len(rows), "submissions": [r.as_dict() for r in rows]})
