@@ -625,7 +625,7 @@ def test_the_admin_console_opens_in_a_browser_that_has_the_app(browser, server):
     page.close()
 
 
-def test_the_app_is_an_installable_pwa(server):
+def test_the_app_is_an_installable_pwa(playwright, server, tmp_path):
     import requests
 
     page_headers = requests.get(server.url, timeout=10).headers
@@ -650,6 +650,18 @@ def test_the_app_is_an_installable_pwa(server):
     )
     missing = requests.get(server.url + "no-such-file.js", timeout=10)
     assert missing.status_code == 404 and missing.json()["error"]
+
+    # Chromium's own verdict, the one behind its "Install app" prompt: manifest, icons, scope,
+    # service worker. A persistent profile, because an incognito context is never installable.
+    context = playwright.chromium.launch_persistent_context(
+        tmp_path / "chromium-profile", viewport=PHONE, **launch_options(), **CONTEXT_OPTIONS
+    )
+    page = context.new_page()
+    page.goto(server.url)
+    wait_until_ready(page)
+    verdict = context.new_cdp_session(page).send("Page.getInstallabilityErrors")
+    context.close()
+    assert verdict["installabilityErrors"] == []
 
 
 def test_without_webassembly_the_cpu_fallback_gives_the_same_answer(browser, server, small_ewaste):
