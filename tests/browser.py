@@ -107,6 +107,18 @@ class AppServer:
                 time.sleep(0.2)
         raise RuntimeError("gunicorn did not answer within 60 s")
 
+    def admin_token(self) -> str:
+        """A new admin token in this server's database, as `binbot serve` prints one."""
+        from server import create_app
+        from server.admin.tokens import create_admin_token
+        from server.extensions import db
+
+        app = create_app(self.config)
+        with app.app_context():
+            token = create_admin_token()
+            db.engine.dispose()
+        return token
+
     def stop(self) -> None:
         """Stop the server: every connection closes, as when a phone loses its network."""
         if self.process and self.process.poll() is None:
@@ -212,15 +224,7 @@ class Stack:
         self.web.stop()
 
     def admin_token(self) -> str:
-        from server import create_app
-        from server.admin.tokens import create_admin_token
-        from server.extensions import db
-
-        app = create_app(self.web.config)
-        with app.app_context():
-            token = create_admin_token()
-            db.engine.dispose()
-        return token
+        return self.web.admin_token()
 
 
 def publish_bundle(server: AppServer, bundle: Path) -> str:

@@ -1,0 +1,85 @@
+"""Every screen a person uses, audited by axe-core (WCAG 2 A and AA rules and axe's best
+practices) in Chromium: the phone app in each verdict, and the admin console's pages on a
+phone and a laptop.
+
+The hand-written checks in test_webclient.py cover what matters most to the app (names,
+focus, keyboard order, contrast); axe covers the rest of the rule book, on the console too,
+where a table too wide for a phone was a scroll region no keyboard could reach.
+"""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+import requests
+from browser import PHONE, PROJECT, AppServer, choose_photo, wait_until_ready
+from PIL import Image
+
+pytestmark = pytest.mark.slow
+LAPTOP = {"width": 1366, "height": 768}
+AXE = PROJECT / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.fixture
+def server(tmp_path, webclient_dist):
+    app_server = AppServer(tmp_path / "instance").start()
+    yield app_server
+    app_server.stop()
+
+
+def violations(page) -> list[str]:
+    """axe's findings on the page as it is now: rule, impact, and the first elements."""
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate(
+        """async () => (await axe.run(document)).violations.map((v) =>
+             `${v.id} (${v.impact}): ${v.help}: ${v.nodes.slice(0, 3).map((n) => n.target).join(', ')}`)"""
+    )
+    return found
+
+
+def test_the_app_in_every_verdict_passes_axe(browser, server, small_ewaste, tmp_path):
+    grey = tmp_path / "grey card.jpg"
+    Image.fromarray(np.full((300, 400, 3), 128, np.uint8)).save(grey)
+    page = browser.new_page(viewport=PHONE)
+    page.goto(server.url)
+    wait_until_ready(page)
+    assert violations(page) == [], "before a photo"
+
+    seen = set()
+    for photo in [*sorted((small_ewaste / "test").glob("*/*"))[:12], grey]:
+        choose_photo(page, photo)
+        verdict = page.locator("#result").get_attribute("data-verdict")
+        if verdict in seen:
+            continue
+        seen.add(verdict)
+        assert violations(page) == [], verdict
+        if verdict == "known":
+            page.get_by_role("button", name="No, that's wrong").click()
+            assert violations(page) == [], "the picker opened on a known verdict"
+    assert {"known", "unknown"} <= seen, seen
+    page.close()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, LAPTOP], ids=["phone", "laptop"])
+def test_the_console_pages_pass_axe(browser, server, ewaste_zip, viewport):
+    with zipfile.ZipFile(ewaste_zip) as archive:
+        photos = [archive.read(n) for n in sorted(archive.namelist()) if "/test/Mouse/" in n][:2]
+    for photo, form in zip(
+        photos, ({"label": "Mouse"}, {"proposed_name": "desk lamp"}), strict=True
+    ):
+        sent = requests.post(server.url + "api/submissions", data=form, timeout=30,
+                             files={"image": ("p.jpg", photo, "image/jpeg")})  # fmt: skip
+        assert sent.status_code == 201, sent.text
+
+    page = browser.new_page(viewport=viewport)
+    page.goto(server.url + "admin/login")
+    assert violations(page) == [], "login"
+    page.get_by_label("Admin token").fill(server.admin_token())
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/admin/submissions")
+    for path in ("submissions", "submissions?status=all", "kinds", "models", "training"):
+        page.goto(server.url + "admin/" + path)
+        assert violations(page) == [], path
+    page.close()
