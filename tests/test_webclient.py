@@ -9,10 +9,12 @@ Screenshots of the phone-sized screen go to artifacts/tests/.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 from browser import (
     CONTEXT_OPTIONS,
     DESKTOP,
@@ -208,6 +210,47 @@ def test_app_works_offline_and_after_a_browser_restart(playwright, server, small
     assert page.locator("#result").get_attribute("data-top") == online_verdict
     assert page.locator("#model-status").get_attribute("data-version") == STARTER_VERSION
     context.close()
+
+
+def test_a_photo_it_does_not_know_gets_no_advice_and_can_be_named(browser, server, tmp_path):
+    """A grey card is nothing BinBot knows: no kind, no advice, the general hint, and the
+    picker open at "Something else…". A name that could only be mischief (a Cyrillic "а" in
+    "Battery") is refused with the server's reason; a plain one arrives as a proposal."""
+    grey = tmp_path / "grey card.jpg"
+    Image.fromarray(np.full((300, 400, 3), 128, np.uint8)).save(grey)
+    page = browser.new_page(viewport=PHONE)
+    page.goto(server.url)
+    wait_until_ready(page)
+
+    def name_it(name: str) -> str:
+        choose_photo(page, grey)
+        result = page.locator("#result")
+        assert (result.get_attribute("data-verdict"), result.get_attribute("data-label")) == (
+            "unknown",
+            "",
+        )
+        assert page.locator("#result-heading").inner_text() == "BinBot doesn't recognise this"
+        assert page.locator("#guidance").is_hidden() and page.locator("#top-list").is_hidden()
+        assert "e-waste collection point" in page.locator("#hint").inner_text()
+        assert page.get_by_role("button", name="Yes, that's right").is_hidden()
+        assert page.get_by_label("What is it?").input_value() != ""  # "Something else…"
+        page.get_by_label("What would you call it?").fill(name)
+        page.get_by_role("button", name="Send correction").click()
+        message = page.locator("#feedback-message")  # sent, or refused: not kept for later
+        expect(message).to_have_text(re.compile("was sent|did not take"), timeout=30_000)
+        return message.inner_text()
+
+    refused = name_it("B\u0430ttery")
+    assert refused.startswith('BinBot did not take "B\u0430ttery": the name mixes alphabets'), (
+        refused
+    )
+    screenshot(page, "phone-not-recognised")
+    assert name_it("  Desk lamp ") == 'Thank you! "Desk lamp" was sent to BinBot.'
+    page.close()
+
+    auth = {"Authorization": f"Bearer {server.admin_token()}"}
+    answer = requests.get(server.url + "api/admin/proposals", headers=auth, timeout=30)
+    assert [(p["key"], p["count"]) for p in answer.json()["proposals"]] == [("desk lamp", 1)]
 
 
 def correct(page, photo: Path, label: str | None) -> None:
@@ -626,8 +669,6 @@ def test_the_admin_console_opens_in_a_browser_that_has_the_app(browser, server):
 
 
 def test_the_app_is_an_installable_pwa(playwright, server, tmp_path):
-    import requests
-
     page_headers = requests.get(server.url, timeout=10).headers
     assert page_headers["Cross-Origin-Opener-Policy"] == "same-origin"
     assert page_headers["Cross-Origin-Embedder-Policy"] == "require-corp"
