@@ -14,7 +14,8 @@ import zipfile
 import numpy as np
 import pytest
 import requests
-from browser import PHONE, PROJECT, AppServer, choose_photo, wait_until_ready
+from browser import PHONE, PROJECT, AppServer, choose_photo, publish_bundle, wait_until_ready
+from conftest import STARTER_VERSION, starter_variant
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -63,7 +64,7 @@ def test_the_app_in_every_verdict_passes_axe(browser, server, small_ewaste, tmp_
 
 
 @pytest.mark.parametrize("viewport", [PHONE, LAPTOP], ids=["phone", "laptop"])
-def test_the_console_pages_pass_axe(browser, server, ewaste_zip, viewport):
+def test_the_console_pages_pass_axe(browser, server, ewaste_zip, tmp_path, viewport):
     with zipfile.ZipFile(ewaste_zip) as archive:
         photos = [archive.read(n) for n in sorted(archive.namelist()) if "/test/Mouse/" in n][:2]
     for photo, form in zip(
@@ -73,13 +74,29 @@ def test_the_console_pages_pass_axe(browser, server, ewaste_zip, viewport):
                              files={"image": ("p.jpg", photo, "image/jpeg")})  # fmt: skip
         assert sent.status_code == 201, sent.text
 
+    token = server.admin_token()
+    auth = {"Authorization": f"Bearer {token}"}
+    job = requests.post(server.url + "api/admin/jobs", json={}, headers=auth, timeout=30)
+    assert job.status_code == 202, job.text  # queued: no worker runs in this test
+    publish_bundle(server, starter_variant(tmp_path / "bundle", "starter-variant"))
+
     page = browser.new_page(viewport=viewport)
     page.goto(server.url + "admin/login")
     assert violations(page) == [], "login"
-    page.get_by_label("Admin token").fill(server.admin_token())
+    page.get_by_label("Admin token").fill(token)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url("**/admin/submissions")
-    for path in ("submissions", "submissions?status=all", "kinds", "models", "training"):
+    for path in (
+        "submissions",
+        "submissions?status=all",
+        "kinds",
+        "models",
+        f"models/compare?a={STARTER_VERSION}&b=starter-variant",
+        "training",
+        f"training/{job.json()['job']['id']}",
+    ):
         page.goto(server.url + "admin/" + path)
         assert violations(page) == [], path
+        # Nothing wider than the screen: wide tables scroll inside their own region.
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"], path
     page.close()
