@@ -1,6 +1,6 @@
 """Every screen a person uses, audited by axe-core (WCAG 2 A and AA rules and axe's best
-practices) in Chromium: the phone app in each verdict, and the admin console's pages on a
-phone and a laptop.
+practices) in Chromium: the phone app in each verdict on the narrowest phones (320 px), and
+the admin console's pages on phones 320 and 360 px wide and on a laptop.
 
 The hand-written checks in test_webclient.py cover what matters most to the app (names,
 focus, keyboard order, contrast); axe covers the rest of the rule book, on the console too,
@@ -20,6 +20,7 @@ from PIL import Image
 
 pytestmark = pytest.mark.slow
 LAPTOP = {"width": 1366, "height": 768}
+SMALL_PHONE = {"width": 320, "height": 568}  # the narrowest phones in use
 AXE = PROJECT / "node_modules" / "axe-core" / "axe.min.js"
 
 
@@ -43,7 +44,7 @@ def violations(page) -> list[str]:
 def test_the_app_in_every_verdict_passes_axe(browser, server, small_ewaste, tmp_path):
     grey = tmp_path / "grey card.jpg"
     Image.fromarray(np.full((300, 400, 3), 128, np.uint8)).save(grey)
-    page = browser.new_page(viewport=PHONE)
+    page = browser.new_page(viewport=SMALL_PHONE)
     page.goto(server.url)
     wait_until_ready(page)
     assert violations(page) == [], "before a photo"
@@ -56,6 +57,7 @@ def test_the_app_in_every_verdict_passes_axe(browser, server, small_ewaste, tmp_
             continue
         seen.add(verdict)
         assert violations(page) == [], verdict
+        assert page.evaluate("document.documentElement.scrollWidth") <= SMALL_PHONE["width"]
         if verdict == "known":
             page.get_by_role("button", name="No, that's wrong").click()
             assert violations(page) == [], "the picker opened on a known verdict"
@@ -63,7 +65,7 @@ def test_the_app_in_every_verdict_passes_axe(browser, server, small_ewaste, tmp_
     page.close()
 
 
-@pytest.mark.parametrize("viewport", [PHONE, LAPTOP], ids=["phone", "laptop"])
+@pytest.mark.parametrize("viewport", [SMALL_PHONE, PHONE, LAPTOP], ids=["320", "360", "laptop"])
 def test_the_console_pages_pass_axe(browser, server, ewaste_zip, tmp_path, viewport):
     with zipfile.ZipFile(ewaste_zip) as archive:
         photos = [archive.read(n) for n in sorted(archive.namelist()) if "/test/Mouse/" in n][:2]
