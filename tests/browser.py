@@ -25,6 +25,7 @@ CHROMIUM_FLAGS = [
 ]  # fmt: skip
 PHONE = {"width": 360, "height": 740}
 DESKTOP = {"width": 1280, "height": 800}
+LAPTOP = {"width": 1366, "height": 768}
 ARTIFACTS = Path(os.environ.get("BINBOT_TEST_ARTIFACTS") or PROJECT / "artifacts" / "tests")
 
 

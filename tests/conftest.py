@@ -99,6 +99,13 @@ def solid_jpeg(path: Path, colour: tuple[int, int, int], size=(64, 48), noise_se
     return path
 
 
+def grey_card(folder: Path) -> Path:
+    """A plain grey 400 x 300 photo: nothing any model was taught, so "not recognised"."""
+    path = folder / "grey card.jpg"
+    Image.fromarray(np.full((300, 400, 3), 128, np.uint8)).save(path)
+    return path
+
+
 def jpeg_bytes(image: Image.Image, **kwargs) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", **kwargs)
@@ -340,6 +347,16 @@ def webclient_dist() -> Path:
     from browser import build_webclient
 
     return build_webclient()
+
+
+@pytest.fixture
+def server(tmp_path, webclient_dist):
+    """The web tier (gunicorn) on a fresh SQLite instance, the starter model published."""
+    from browser import AppServer
+
+    app_server = AppServer(tmp_path / "instance").start()
+    yield app_server
+    app_server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -11,24 +11,14 @@ from __future__ import annotations
 
 import zipfile
 
-import numpy as np
 import pytest
 import requests
-from browser import PHONE, PROJECT, AppServer, choose_photo, publish_bundle, wait_until_ready
-from conftest import STARTER_VERSION, starter_variant
-from PIL import Image
+from browser import LAPTOP, PHONE, PROJECT, choose_photo, publish_bundle, wait_until_ready
+from conftest import STARTER_VERSION, grey_card, starter_variant
 
 pytestmark = pytest.mark.slow
-LAPTOP = {"width": 1366, "height": 768}
 SMALL_PHONE = {"width": 320, "height": 568}  # the narrowest phones in use
 AXE = PROJECT / "node_modules" / "axe-core" / "axe.min.js"
-
-
-@pytest.fixture
-def server(tmp_path, webclient_dist):
-    app_server = AppServer(tmp_path / "instance").start()
-    yield app_server
-    app_server.stop()
 
 
 def violations(page) -> list[str]:
@@ -45,8 +35,7 @@ def test_the_app_passes_axe_before_a_photo_and_in_its_verdicts(
 ):
     """Known (then the picker opened by "No"), not recognised (a grey card), and not sure
     when one of the test photos gets that verdict."""
-    grey = tmp_path / "grey card.jpg"
-    Image.fromarray(np.full((300, 400, 3), 128, np.uint8)).save(grey)
+    grey = grey_card(tmp_path)
     page = browser.new_page(viewport=SMALL_PHONE)
     page.goto(server.url)
     wait_until_ready(page)

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from browser import PHONE, Stack, screenshot, wait_until_ready
+from browser import LAPTOP, PHONE, Stack, screenshot, wait_until_ready
 from conftest import binbot
 
 pytestmark = pytest.mark.slow
-LAPTOP = {"width": 1366, "height": 768}
 
 
 @pytest.fixture(scope="module")

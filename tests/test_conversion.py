@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import binbot
+from conftest import binbot, grey_card
 from PIL import Image
 
 from binbot.errors import BinbotError
@@ -59,8 +59,7 @@ def test_manifest_describes_a_loadable_bundle(bundle, trained_run):
 def test_predict_on_a_bundle_answers_like_its_run(bundle, trained_run, small_ewaste, tmp_path):
     """`binbot predict` takes what conversion wrote, with the run's verdicts (its open-set score
     travels in the bundle): a taught photo and a grey card alike."""
-    grey = tmp_path / "grey card.jpg"
-    Image.fromarray(np.full((300, 400, 3), 128, np.uint8)).save(grey)
+    grey = grey_card(tmp_path)
     photos = [str(next((small_ewaste / "train" / "Keyboard").iterdir())), str(grey)]
     from_bundle = binbot("predict", str(bundle), *photos)
     from_run = binbot("predict", str(trained_run), *photos)

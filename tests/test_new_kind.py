@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from browser import PHONE, Stack, wait_until_ready
+from browser import LAPTOP, PHONE, Stack, wait_until_ready
 from conftest import binbot
 
 pytestmark = pytest.mark.slow
-LAPTOP = {"width": 1366, "height": 768}
 NEW_STEP = "Take the batteries out of a wireless mouse first."
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import binbot
+from conftest import binbot, grey_card
 from PIL import Image
 
 from training.model import backbone_of
@@ -204,8 +204,7 @@ def test_predict_says_not_recognised_where_the_app_would(trained_run, small_ewas
     """The command line gives the app's verdict (the run's open-set score): a photo like the
     ones it was taught is not rejected, a grey card is "not recognised" whatever it ranks."""
     taught = next((small_ewaste / "train" / "Keyboard").iterdir())
-    grey = tmp_path / "grey card.jpg"
-    Image.fromarray(np.full((300, 400, 3), 128, np.uint8)).save(grey)
+    grey = grey_card(tmp_path)
     result = binbot("predict", str(trained_run), str(taught), str(grey))
     assert result.returncode == 0, result.stderr[-2000:]
     verdicts = [line.split(": ")[1] for line in result.stdout.strip().splitlines()[-2:]]

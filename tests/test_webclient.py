@@ -28,18 +28,11 @@ from browser import (
     screenshot,
     wait_until_ready,
 )
-from conftest import IPHONE_PHOTO, STARTER_VERSION, binbot
+from conftest import IPHONE_PHOTO, STARTER_VERSION, binbot, grey_card
 from PIL import Image
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def server(tmp_path, webclient_dist):
-    app_server = AppServer(tmp_path / "instance").start()
-    yield app_server
-    app_server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -216,8 +209,7 @@ def test_a_photo_it_does_not_know_gets_no_advice_and_can_be_named(browser, serve
     """A grey card is nothing BinBot knows: no kind, no advice, the general hint, and the
     picker open at "Something else…". A name that could only be mischief (a Cyrillic "а" in
     "Battery") is refused with the server's reason; a plain one arrives as a proposal."""
-    grey = tmp_path / "grey card.jpg"
-    Image.fromarray(np.full((300, 400, 3), 128, np.uint8)).save(grey)
+    grey = grey_card(tmp_path)
     page = browser.new_page(viewport=PHONE)
     page.goto(server.url)
     wait_until_ready(page)

@@ -11,7 +11,7 @@ import json
 import re
 
 import pytest
-from browser import PHONE, AppServer, classify_in_page, publish_bundle, wait_until_ready
+from browser import PHONE, classify_in_page, publish_bundle, wait_until_ready
 from conftest import STARTER, STARTER_VERSION, starter_variant
 
 from conversion.manifest import bundle_files
@@ -26,13 +26,6 @@ new MutationObserver(() => {
 }).observe(document, { subtree: true, childList: true, characterData: true });
 """
 DOWNLOADING = re.compile(r"Downloading the model: (\S+)% \((\S+) of (\S+) MB\)")
-
-
-@pytest.fixture
-def server(tmp_path, webclient_dist):
-    app_server = AppServer(tmp_path / "instance").start()
-    yield app_server
-    app_server.stop()
 
 
 def throttled_page(browser, megabits_per_second: float):
