@@ -144,7 +144,8 @@ VERDICT_WORDS = {"known": "known", "unsure": "not sure", "unknown": "not recogni
 def check_predict(args: argparse.Namespace) -> None:
     from training.predict import predictor_run_folder
 
-    predictor_run_folder(args.run_dir)
+    if predictor_run_folder(args.run_dir) is None:
+        args.needs_tensorflow = False  # a bundle without its Keras model runs in Node (TF.js)
     # One missing photo among others is said in its place, after the model has loaded; when
     # none is there (a mistyped name), there is nothing to load it for.
     if not any(Path(image).exists() for image in args.images):
@@ -467,7 +468,9 @@ def add_predict_command(commands) -> None:
         description="Print the top classes with probabilities for each image.",
     )
     predict.add_argument(
-        "run_dir", help="a folder written by `binbot train`, or a bundle by `binbot convert`"
+        "run_dir",
+        help="a folder written by `binbot train`, or a bundle by `binbot convert` (one without "
+        "its keras/ model, such as models/starter, runs in TF.js as phones run it)",
     )
     predict.add_argument(
         "images", nargs="+", metavar="IMAGE", help="image files, or folders of them"

@@ -133,7 +133,7 @@ def keras_reference(
 def node_executable() -> str:
     node = shutil.which("node")
     if node is None:
-        raise BinbotError("Node.js is needed to verify the TF.js model (install node >= 20)")
+        raise BinbotError("Node.js is needed to run a TF.js model (install node >= 20)")
     if not (PROJECT_ROOT / "node_modules" / "@tensorflow" / "tfjs-backend-wasm").exists():
         raise BinbotError("TF.js packages are missing: run `npm ci` in the project root")
     return node

@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import binbot, solid_jpeg
+from conftest import STARTER, binbot, grey_card, solid_jpeg
 
 
 @pytest.mark.parametrize(
@@ -194,14 +194,31 @@ def test_run_folder_that_is_not_a_model(tmp_path):
     assert result.stderr.count("\n") == 1, "TensorFlow start-up noise leaked: " + result.stderr
 
 
-def test_predict_on_a_bundle_without_its_keras_model_says_so(tmp_path):
-    """The starter in git is the TF.js bundle only (its keras/ folder is not committed)."""
-    starter = Path(__file__).resolve().parent.parent / "models" / "starter"
-    (tmp_path / "starter").mkdir()
-    (tmp_path / "starter" / "manifest.json").write_bytes((starter / "manifest.json").read_bytes())
+def test_predict_runs_the_starter_in_tfjs_like_the_app(ewaste_zip, tmp_path, copy_tree):
+    """The starter in git is the TF.js bundle only (its keras/ folder is not committed), so
+    predict runs it in Node as phones run it: answers in the order asked, and an unreadable
+    file said in its place."""
+    starter = copy_tree(STARTER, tmp_path / "starter")
+    with zipfile.ZipFile(ewaste_zip) as archive:
+        microwave = tmp_path / "microwave.jpg"
+        microwave.write_bytes(archive.read("modified-dataset/test/Microwave/Microwave_152.jpg"))
+    grey = grey_card(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a photo")
+    photos = [microwave, tmp_path / "notes.txt", grey]
+    result = binbot("predict", str(starter), *map(str, photos))
+    assert result.returncode == 2, result.stderr  # one file was not a photo
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith(f"{microwave}: known: Microwave ")
+    assert lines[1].startswith(f"{grey}: not recognised: ")
+    assert result.stderr.strip() == f"binbot: error: {tmp_path / 'notes.txt'}: not an image"
+
+
+def test_predict_refuses_a_damaged_bundle_in_one_line(tmp_path, copy_tree):
+    starter = copy_tree(STARTER, tmp_path / "starter")
+    (starter / "group1-shard1of1.bin").unlink()
     solid_jpeg(tmp_path / "x.jpg", (128, 128, 128))
-    result = binbot("predict", str(tmp_path / "starter"), str(tmp_path / "x.jpg"))
-    assert_one_line_error(result, "is a TF.js bundle without its Keras model")
+    result = binbot("predict", str(starter), str(tmp_path / "x.jpg"))
+    assert_one_line_error(result, "is not a usable model bundle: group1-shard1of1.bin: missing")
 
 
 def test_inspect_reports_bad_files_and_writes_report(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import sys
 from pathlib import Path
@@ -66,6 +67,37 @@ def test_predict_on_a_bundle_answers_like_its_run(bundle, trained_run, small_ewa
     assert from_bundle.returncode == 0, from_bundle.stderr[-2000:]
     assert from_bundle.stdout.strip().splitlines()[-2:] == from_run.stdout.strip().splitlines()[-2:]
     assert from_bundle.stdout.strip().splitlines()[-1].split(": ")[1] == "not recognised"
+
+
+def test_predict_on_a_bundle_without_its_keras_model_answers_in_tfjs_like_keras(
+    bundle, trained_run, small_ewaste, tmp_path, copy_tree
+):
+    """Without keras/, predict runs the bundle's graph in Node: the same kinds, in the same
+    order, and the same verdicts as the Keras model it was converted from (float32 here)."""
+    tfjs_only = copy_tree(bundle, tmp_path / "bundle")
+    shutil.rmtree(tfjs_only / "keras")
+    photos = [
+        str(p)
+        for c in ("Keyboard", "Printer", "Mouse")
+        for p in sorted((small_ewaste / "test" / c).iterdir())
+    ]
+    photos.append(str(grey_card(tmp_path)))
+    in_tfjs = binbot("predict", str(tfjs_only), *photos)
+    in_keras = binbot("predict", str(trained_run), *photos)
+    assert in_tfjs.returncode == 0, in_tfjs.stderr[-2000:]
+
+    def kinds_and_verdicts(stdout: str) -> list[list[str]]:
+        # "<path>: <verdict>: <kind> <p>%  <kind> <p>%  ..." without the percentages
+        return [
+            [
+                line.split(": ")[1],
+                *[kind.rsplit(" ", 1)[0] for kind in line.split(": ", 2)[2].split("  ")],
+            ]
+            for line in stdout.strip().splitlines()
+        ]
+
+    assert len(in_tfjs.stdout.strip().splitlines()) == len(photos)
+    assert kinds_and_verdicts(in_tfjs.stdout) == kinds_and_verdicts(in_keras.stdout)
 
 
 def test_every_manifest_file_exists_with_its_size_and_hash(bundle, tmp_path):

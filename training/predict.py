@@ -1,16 +1,28 @@
-"""Top-k predictions for image files, preprocessed exactly as in training."""
+"""Top-k predictions for image files, preprocessed exactly as in training (Keras) or as in the
+web app (a bundle without its Keras model, run in TF.js)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from binbot.errors import BinbotError
-from training.dataset import check_image
-from training.run_dir import MODEL_FILE, OPENSET_FILE, Run, check_run_folder, load_run
+from training.dataset import ImageRecord, check_image
+from training.run_dir import (
+    MODEL_FILE,
+    OPENSET_FILE,
+    Run,
+    check_run_folder,
+    load_run,
+    read_json,
+)
+
+if TYPE_CHECKING:
+    from training.openset import OpenSet
 
 
 @dataclass
@@ -21,30 +33,45 @@ class Prediction:
     verdict: str
 
 
-def predictor_run_folder(path: str | Path) -> Path:
+@dataclass
+class BundlePredictor:
+    """A converted bundle without its Keras model, such as the starter in git: its graph runs
+    in Node with the web app's own TF.js runtime and preprocessing, so its answers are the
+    ones phones give."""
+
+    path: Path
+    labels: list[str]
+    manifest: dict[str, Any]
+
+
+def predictor_run_folder(path: str | Path) -> Path | None:
     """The run folder that holds the Keras model of ``path`` (a run, or a bundle's
-    ``keras/``), checked from its files alone (before TensorFlow's import, on the command
-    line)."""
-    from conversion.manifest import MANIFEST_FILE, WARM_START_DIR
+    ``keras/``), or None for a bundle without one, which then runs in TF.js. Checked from its
+    files alone (before TensorFlow's import, on the command line)."""
+    from conversion.manifest import MANIFEST_FILE, WARM_START_DIR, check_bundle
 
     folder = Path(path)
     if (folder / MANIFEST_FILE).is_file():
         if not (folder / WARM_START_DIR / MODEL_FILE).is_file():
-            raise BinbotError(
-                f"{folder} is a TF.js bundle without its Keras model ({WARM_START_DIR}/"
-                f"{MODEL_FILE}; git does not carry the starter's): predict needs a run folder "
-                "or a bundle as `binbot convert` writes it"
-            )
+            if problems := check_bundle(folder):
+                raise BinbotError(f"{folder} is not a usable model bundle: {problems[0]}")
+            return None
         folder = folder / WARM_START_DIR
     check_run_folder(folder)
     return folder
 
 
-def load_predictor(path: str | Path) -> Run:
+def load_predictor(path: str | Path) -> Run | BundlePredictor:
     """A run folder, or a bundle written by ``binbot convert``: a bundle keeps its Keras model
     in ``keras/`` (for warm starts) and its open-set score beside its manifest, so its verdicts
-    are the ones phones give."""
-    run = load_run(predictor_run_folder(path))
+    are the ones phones give. A bundle without ``keras/`` runs in TF.js instead."""
+    from conversion.manifest import read_manifest
+
+    folder = predictor_run_folder(path)
+    if folder is None:
+        manifest = read_manifest(Path(path))
+        return BundlePredictor(Path(path), manifest["labels"], manifest)
+    run = load_run(folder)
     return Run(Path(path), run.model, run.labels)
 
 
@@ -59,27 +86,50 @@ def files_to_predict(paths: list[Path]) -> list[Path]:
     return out
 
 
-def predict_files(run: Run, paths: list[Path], k: int = 3) -> Iterator[Prediction | BinbotError]:
+def predict_files(
+    predictor: Run | BundlePredictor, paths: list[Path], k: int = 3
+) -> Iterator[Prediction | BinbotError]:
     """One Prediction per decodable file; a BinbotError in its place for a file that is not.
     Each comes as soon as it is known, so that a folder of thousands of photos shows its
     answers as they come rather than after minutes of silence.
 
-    The verdict uses the run's open-set score (``openset.json``) when it has one, so that the
-    command line says "not recognised" where the app would."""
+    The verdict uses the model's open-set score (``openset.json``) when it has one, so that
+    the command line says "not recognised" where the app would."""
+    scorer = open_set_of(predictor.path)
+    if isinstance(predictor, BundlePredictor):
+        yield from _predict_in_tfjs(predictor, scorer, paths, k)
+        return
     import tensorflow as tf
 
     from training.forward import compiled
     from training.model import serving_model
-    from training.openset import OpenSet, verdict
     from training.preprocess import load_for_model
 
-    try:
-        saved = run.read(OPENSET_FILE)
-        scorer = OpenSet.from_json(saved) if saved else None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BinbotError(f"unreadable {run.path / OPENSET_FILE}: {exc!r}") from None
-    model = serving_model(run.model)  # held here: the compiled call holds it only weakly
+    model = serving_model(predictor.model)  # held here: the compiled call holds it only weakly
     serving = compiled(model)
+    for checked in checked_files(paths):
+        if isinstance(checked, BinbotError):
+            yield checked
+            continue
+        image = load_for_model(tf.constant(str(checked.path)), tf.constant(checked.orientation))
+        outputs = serving(image[None])
+        probabilities = np.asarray(outputs["probabilities"])[0]
+        embedding = np.asarray(outputs["embedding"])[0]
+        yield prediction(checked.path, predictor.labels, scorer, probabilities, embedding, k)
+
+
+def open_set_of(folder: Path) -> OpenSet | None:
+    from training.openset import OpenSet
+
+    try:
+        saved = read_json(folder / OPENSET_FILE) if (folder / OPENSET_FILE).is_file() else None
+        return OpenSet.from_json(saved) if saved else None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BinbotError(f"unreadable {folder / OPENSET_FILE}: {exc!r}") from None
+
+
+def checked_files(paths: list[Path]) -> Iterator[ImageRecord | BinbotError]:
+    """Each file to classify as a record (its EXIF orientation read), or why it cannot be."""
     for path in files_to_predict(paths):
         if not path.exists():
             yield BinbotError(f"image not found: {path}")
@@ -88,11 +138,67 @@ def predict_files(run: Run, paths: list[Path], k: int = 3) -> Iterator[Predictio
         if isinstance(checked, str):
             yield BinbotError(f"{path}: {checked}")
             continue
-        orientation = checked[3]
-        image = load_for_model(tf.constant(str(path)), tf.constant(orientation))
-        outputs = serving(image[None])
-        probabilities = np.asarray(outputs["probabilities"])[0]
-        embedding = np.asarray(outputs["embedding"])[0]
-        best = np.argsort(probabilities)[::-1][:k]
-        top = [(run.labels[i], float(probabilities[i])) for i in best]
-        yield Prediction(path, top, verdict(scorer, embedding, probabilities))
+        sha256, width, height, orientation = checked
+        yield ImageRecord(path, path.name, "predict", -1, sha256, width, height, orientation)
+
+
+def prediction(
+    path: Path,
+    labels: list[str],
+    scorer: OpenSet | None,
+    probabilities: np.ndarray,
+    embedding: np.ndarray,
+    k: int,
+) -> Prediction:
+    from training.openset import verdict
+
+    best = np.argsort(probabilities)[::-1][:k]
+    top = [(labels[i], float(probabilities[i])) for i in best]
+    return Prediction(path, top, verdict(scorer, embedding, probabilities))
+
+
+# Photos per Node.js run: the first answers come after about a second, and a run's decoded
+# pixels stay a few hundred megabytes at most even for large photos.
+TFJS_PHOTOS_PER_RUN = 16
+TFJS_PIXELS_PER_RUN = 50_000_000
+
+
+def _predict_in_tfjs(
+    bundle: BundlePredictor, scorer: OpenSet | None, paths: list[Path], k: int
+) -> Iterator[Prediction | BinbotError]:
+    """The bundle's graph in Node (wasm), a few photos per run."""
+    from conversion.verify import run_tfjs
+
+    signature = {
+        "inputs": {"image": {"name": bundle.manifest["input"]["node"]}},
+        "outputs": {
+            name: {"name": bundle.manifest["outputs"][name]["node"]}
+            for name in ("probabilities", "embedding")
+        },
+    }
+
+    def run(batch: list[ImageRecord | BinbotError]) -> Iterator[Prediction | BinbotError]:
+        photos = [r for r in batch if isinstance(r, ImageRecord)]
+        outputs = run_tfjs(bundle.path, photos, signature, warmup=0) if photos else {}
+        answers = zip(outputs.get("probabilities", []), outputs.get("embeddings", []), strict=True)
+        for item in batch:
+            if isinstance(item, BinbotError):
+                yield item
+                continue
+            probabilities, embedding = next(answers)
+            yield prediction(
+                item.path, bundle.labels, scorer, np.asarray(probabilities),
+                np.asarray(embedding, dtype=np.float32), k,
+            )  # fmt: skip
+
+    # Files that cannot be read keep their place among the answers, as with Keras.
+    batch: list[ImageRecord | BinbotError] = []
+    for checked in checked_files(paths):
+        batch.append(checked)
+        photos = [r for r in batch if isinstance(r, ImageRecord)]
+        pixels = sum(r.width * r.height for r in photos)
+        if len(photos) == TFJS_PHOTOS_PER_RUN or pixels >= TFJS_PIXELS_PER_RUN:
+            yield from run(batch)
+            batch = []
+    if batch:
+        yield from run(batch)
