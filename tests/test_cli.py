@@ -196,8 +196,8 @@ def test_run_folder_that_is_not_a_model(tmp_path):
 
 def test_predict_runs_the_starter_in_tfjs_like_the_app(ewaste_zip, tmp_path, copy_tree):
     """The starter in git is the TF.js bundle only (its keras/ folder is not committed), so
-    predict runs it in Node as phones run it: answers in the order asked, and an unreadable
-    file said in its place."""
+    predict runs it in Node as phones run it: the photos get the app's verdicts, and a file
+    that is not a photo gets its own error line without stopping the others."""
     starter = copy_tree(STARTER, tmp_path / "starter")
     with zipfile.ZipFile(ewaste_zip) as archive:
         microwave = tmp_path / "microwave.jpg"

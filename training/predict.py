@@ -119,6 +119,7 @@ def predict_files(
 
 
 def open_set_of(folder: Path) -> OpenSet | None:
+    """The open-set score saved beside the model (a run's or a bundle's), if it has one."""
     from training.openset import OpenSet
 
     try:
