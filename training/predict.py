@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,7 +41,6 @@ class BundlePredictor:
 
     path: Path
     labels: list[str]
-    manifest: dict[str, Any]
 
 
 def predictor_run_folder(path: str | Path) -> Path | None:
@@ -69,8 +68,7 @@ def load_predictor(path: str | Path) -> Run | BundlePredictor:
 
     folder = predictor_run_folder(path)
     if folder is None:
-        manifest = read_manifest(Path(path))
-        return BundlePredictor(Path(path), manifest["labels"], manifest)
+        return BundlePredictor(Path(path), read_manifest(Path(path))["labels"])
     run = load_run(folder)
     return Run(Path(path), run.model, run.labels)
 
@@ -170,13 +168,7 @@ def _predict_in_tfjs(
     """The bundle's graph in Node (wasm), a few photos per run."""
     from conversion.verify import run_tfjs
 
-    signature = {
-        "inputs": {"image": {"name": bundle.manifest["input"]["node"]}},
-        "outputs": {
-            name: {"name": bundle.manifest["outputs"][name]["node"]}
-            for name in ("probabilities", "embedding")
-        },
-    }
+    signature = read_json(bundle.path / "model.json")["signature"]
 
     def run(batch: list[ImageRecord | BinbotError]) -> Iterator[Prediction | BinbotError]:
         photos = [r for r in batch if isinstance(r, ImageRecord)]
@@ -194,12 +186,13 @@ def _predict_in_tfjs(
 
     # Files that cannot be read keep their place among the answers, as with Keras.
     batch: list[ImageRecord | BinbotError] = []
+    photos = pixels = 0
     for checked in checked_files(paths):
         batch.append(checked)
-        photos = [r for r in batch if isinstance(r, ImageRecord)]
-        pixels = sum(r.width * r.height for r in photos)
-        if len(photos) == TFJS_PHOTOS_PER_RUN or pixels >= TFJS_PIXELS_PER_RUN:
+        if isinstance(checked, ImageRecord):
+            photos, pixels = photos + 1, pixels + checked.width * checked.height
+        if photos == TFJS_PHOTOS_PER_RUN or pixels >= TFJS_PIXELS_PER_RUN:
             yield from run(batch)
-            batch = []
+            batch, photos, pixels = [], 0, 0
     if batch:
         yield from run(batch)
