@@ -141,12 +141,17 @@ def _png(width: int, height: int) -> bytes:
         (lambda p: p, {"predicted_label": "Toaster"}, 422, "unknown predicted_label"),
         (lambda p: p, {"confidence": "1.7"}, 400, "between 0 and 1"),
         (lambda p: b"", {}, 400, "empty"),
+        # Kilobytes sent as a field are named in the error, not echoed back whole.
+        (lambda p: p, {"label": "Toaster" * 20_000}, 422, "unknown label 'ToasterToaster"),
+        (lambda p: p, {"predicted_label": "x" * 100_000}, 422, "unknown predicted_label"),
+        (lambda p: p, {"confidence": "nine" * 25_000}, 400, "confidence must be a number"),
     ],
 )
 def test_bad_uploads_are_rejected_and_nothing_is_stored(live, photo, make, form, status, message):
     response = submit(live, make(photo), key="bad", **form)
     assert response.status_code == status, response.text
     assert message in response.json()["error"]
+    assert len(response.content) < 1000
     assert live.submissions() == 0
     assert live.stored_files() == []
     # The key was not used up by the failure: a good retry with it is stored.

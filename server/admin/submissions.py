@@ -19,7 +19,7 @@ from server.extensions import db
 from server.public.names import by_key, name_key
 from server.registry.bundles import live_version_change
 from server.tables import Submission
-from server.untrusted import is_row_id
+from server.untrusted import is_row_id, shortened
 
 STATUSES = ("pending", "accepted", "rejected")
 ACTIONS = ("accept", "reject", "relabel")
@@ -84,7 +84,7 @@ def _day(text: str, at: time) -> datetime:
     try:
         day = datetime.strptime(text, "%Y-%m-%d")
     except ValueError:
-        raise BadRequest(f"dates are YYYY-MM-DD, got {text!r}") from None
+        raise BadRequest(f"dates are YYYY-MM-DD, got {shortened(text, 40)!r}") from None
     return datetime.combine(day.date(), at)
 
 
