@@ -186,7 +186,8 @@ def test_convert_overwrites_a_bundle_and_nothing_else(tmp_path):
 def test_run_folder_that_is_not_a_model(tmp_path):
     (tmp_path / "run").mkdir()
     result = binbot("predict", str(tmp_path / "run"), str(tmp_path / "x.jpg"))
-    assert_one_line_error(result, "not a BinBot run folder")
+    # predict takes a bundle too, and says so.
+    assert_one_line_error(result, "not a BinBot run folder or model bundle")
     (tmp_path / "run" / "model.keras").write_bytes(b"not a zip")
     (tmp_path / "run" / "labels.json").write_text('["a", "b"]')
     result = binbot("evaluate", str(tmp_path / "run"))

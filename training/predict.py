@@ -56,6 +56,11 @@ def predictor_run_folder(path: str | Path) -> Path | None:
                 raise BinbotError(f"{folder} is not a usable model bundle: {problems[0]}")
             return None
         folder = folder / WARM_START_DIR
+    elif folder.is_dir() and not (folder / MODEL_FILE).is_file():
+        raise BinbotError(
+            f"not a BinBot run folder or model bundle: {folder} has neither {MODEL_FILE} "
+            f"(`binbot train` writes one) nor {MANIFEST_FILE} (`binbot convert`)"
+        )
     check_run_folder(folder)
     return folder
 
