@@ -150,17 +150,18 @@ def run_tfjs(
     """Run the graph model in Node (wasm) on ``records``; outputs and timings as a dict.
 
     ``preprocess_module`` is the JavaScript that crops and resizes; by default the web
-    client's own, which is the point: it is the code phones will run.
+    client's own, which is the point: it is the code phones will run. Paths are made absolute
+    here: Node runs in the project's folder, where a path relative to the caller's is not.
     """
     with tempfile.TemporaryDirectory(prefix="binbot-verify-") as tmp:
         job = {
-            "model_dir": str(model_dir),
+            "model_dir": str(Path(model_dir).resolve()),
             "input": signature["inputs"]["image"]["name"],
             "outputs": {k: signature["outputs"][k]["name"] for k in ("probabilities", "embedding")},
             "images": [_decoded(r, Path(tmp) / f"{i}.rgb") for i, r in enumerate(records)],
             "warmup": warmup,
             "preprocess_module": str(preprocess_module.resolve()),
-            "openset": str(openset) if openset else None,
+            "openset": str(Path(openset).resolve()) if openset else None,
         }
         job_file, result_file = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job_file.write_text(json.dumps(job))

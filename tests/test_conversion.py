@@ -25,9 +25,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def bundle(trained_run, small_ewaste, tmp_path_factory) -> Path:
+    """Converted as a user types it, in a folder of their own with paths relative to it (the
+    TF.js check, which runs in the project's folder, once failed to find `run/openset.json`)."""
     out = tmp_path_factory.mktemp("bundles") / "model"
-    result = binbot("convert", str(trained_run), "--out", str(out), "--quantize", "none",
-                    "--dataset", str(small_ewaste))  # fmt: skip
+    result = binbot("convert", os.path.relpath(trained_run, out.parent), "--out", "model",
+                    "--quantize", "none", "--dataset", os.path.relpath(small_ewaste, out.parent),
+                    cwd=out.parent)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "agreement 100.00%" in result.stdout
     return out
@@ -82,7 +85,7 @@ def test_predict_on_a_bundle_without_its_keras_model_answers_in_tfjs_like_keras(
         for p in sorted((small_ewaste / "test" / c).iterdir())
     ]
     photos.append(str(grey_card(tmp_path)))
-    in_tfjs = binbot("predict", str(tfjs_only), *photos)
+    in_tfjs = binbot("predict", "bundle", *photos, cwd=tmp_path)  # a path relative to the user's
     in_keras = binbot("predict", str(trained_run), *photos)
     assert in_tfjs.returncode == 0, in_tfjs.stderr[-2000:]
 
