@@ -18,8 +18,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_config(instance_path: str) -> dict[str, Any]:
-    instance = Path(os.environ.get("BINBOT_INSTANCE_DIR") or instance_path)
-    data = Path(os.environ.get("BINBOT_DATA_DIR") or instance / "data")
+    # Folders given relative to where the server was started are made absolute: Flask-SQLAlchemy
+    # reads a relative SQLite path from the instance folder, so `BINBOT_INSTANCE_DIR=instance`
+    # looked for instance/instance/binbot.sqlite3 and the start failed.
+    instance = Path(os.environ.get("BINBOT_INSTANCE_DIR") or instance_path).absolute()
+    data = Path(os.environ.get("BINBOT_DATA_DIR") or instance / "data").absolute()
     return {
         "BINBOT_INSTANCE_DIR": str(instance),
         "SQLALCHEMY_DATABASE_URI": _database_url(

@@ -89,7 +89,7 @@ def configured_certificate() -> tuple[Path, Path] | None:
         return None
     if not (cert and key and Path(cert).is_file() and Path(key).is_file()):
         raise BinbotError("set both BINBOT_TLS_CERT and BINBOT_TLS_KEY to readable files")
-    return Path(cert), Path(key)
+    return Path(cert).absolute(), Path(key).absolute()  # nginx reads them from its own folder
 
 
 def lan_addresses() -> list[str]:

@@ -33,14 +33,14 @@ def sqlite_instance(tmp_path: Path) -> dict[str, str]:
 class Server:
     """`binbot serve` in a subprocess, its output collected line by line as it comes."""
 
-    def __init__(self, instance, port, *options: str, unset=(), **extra_env):
+    def __init__(self, instance, port, *options: str, unset=(), cwd=None, **extra_env):
         # SQLite, unless DATABASE_URL is given; ``unset``: variables the server must not have.
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", *unset)}
         env |= {"BINBOT_INSTANCE_DIR": str(instance), **extra_env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "binbot", "serve", "--port", str(port), "--workers", "2",
              *options],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
         )  # fmt: skip
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -115,6 +115,30 @@ def test_serve_publishes_starter_prints_token_once_and_stops_on_ctrl_c(tmp_path)
         requests.get(f"{url}/api/models/current", timeout=5)
     assert "Admin token (shown once" not in output
     assert "An admin token exists" in output
+
+
+def test_serve_takes_folders_relative_to_where_it_is_started(tmp_path, photo):
+    """`BINBOT_INSTANCE_DIR=instance binbot serve`, as a user types it: the database, the
+    published model and the photos people send all land in ./instance (the start used to fail
+    with 'unable to open database file')."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = Server("instance", port, cwd=tmp_path)
+    try:
+        server.wait_for("Listening at")
+        current = requests.get(f"{url}/api/models/current", timeout=10).json()
+        model = requests.get(f"{url}{current['files'][0]['url']}", timeout=10)
+        assert model.ok and model.content
+        sent = requests.post(f"{url}/api/submissions", data={"label": "Battery"}, timeout=30,
+                             files={"image": ("p.jpg", photo)})  # fmt: skip
+        assert sent.status_code == 201, sent.text
+    finally:
+        output = server.stop()
+    assert server.process.returncode == 0, output
+    instance = tmp_path / "instance"
+    assert (instance / "binbot.sqlite3").is_file()
+    assert len(list((instance / "data" / "submissions").rglob("*.jpg"))) == 1
+    assert (instance / "data" / "models" / current["version"] / "model.json").is_file()
 
 
 def test_serve_listens_on_an_ipv6_address_and_there_only(tmp_path):
