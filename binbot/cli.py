@@ -457,7 +457,9 @@ def add_token_command(commands) -> None:
     actions.add_parser("new", help="make a token (shown once)")
     actions.add_parser("list", help="every token's number and date")
     revoke = actions.add_parser("revoke", help="revoke a token by its number")
-    revoke.add_argument("id", type=ROW_ID)
+    revoke.add_argument(
+        "id", type=ROW_ID, help="the token's number, as `binbot token list` shows it"
+    )
     token.set_defaults(handler=cmd_token, needs_tensorflow=False)
 
 
