@@ -77,6 +77,18 @@ def test_unknown_paths_get_json_404(live, path):
     assert response.json()["status"] == 404
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_get_of_a_post_endpoint_is_told_the_method_not_that_it_is_missing(live, method):
+    """GET /api/submissions, typed into a browser or curl, read "no API endpoint": the web app's
+    catch-all route took it. It is a 405 that names the method the endpoint takes."""
+    for path in ("/api/submissions", "/api/admin/models/rollback"):
+        response = requests.request(method, live.url + path, timeout=30)
+        assert response.status_code == 405, (path, response.status_code)
+        assert response.headers["Allow"] == "POST"
+        if method == "GET":
+            assert response.json()["status"] == 405
+
+
 def test_labels_come_with_disposal_guidance(live):
     body = requests.get(f"{live.url}/api/labels", timeout=30).json()
     names = [label["name"] for label in body["labels"]]

@@ -11,6 +11,7 @@ import mimetypes
 from pathlib import Path
 
 from flask import Blueprint, current_app, request, send_from_directory
+from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.security import safe_join
 
 from server.errors import NotFound, Unavailable
@@ -36,6 +37,9 @@ def index():
 
 @webclient.get("/<path:name>")
 def asset(name: str):
+    if methods := other_methods(request.path):
+        # GET /api/submissions met this catch-all and read "no API endpoint": it is a POST one.
+        raise MethodNotAllowed(valid_methods=methods)
     dist = _dist()
     if name.startswith("api/"):
         raise NotFound(f"no API endpoint /{name}")
@@ -43,6 +47,13 @@ def asset(name: str):
     if name == "sw.js":
         response.headers["Service-Worker-Allowed"] = "/"
     return response
+
+
+def other_methods(path: str) -> list[str]:
+    """The methods of another route at ``path`` (a POST-only endpoint, say), which a GET or
+    HEAD for it reaches this catch-all instead of Flask's 405."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    return sorted(set(adapter.allowed_methods(path)) - {"GET", "HEAD", "OPTIONS"})
 
 
 def _static(dist: Path, name: str):
