@@ -159,6 +159,10 @@ def test_job_api_validates_queues_and_cancels(live):
     assert bad.status_code == 400
     unknown = requests.post(url, json={"settings": {"learning_rate": 1}}, headers=auth, timeout=30)
     assert unknown.status_code == 400 and "unknown settings" in unknown.json()["error"]
+    flood = {"settings": {f"{i:05d}" + "k" * 100_000: 1 for i in range(20)}}
+    refused = requests.post(url, json=flood, headers=auth, timeout=30)
+    assert refused.status_code == 400 and "and 15 more" in refused.json()["error"]
+    assert len(refused.content) < 1000  # the 2 MB of names are not echoed back
     nothing = {"settings": {"head_epochs": 0, "fine_tune_epochs": 0}}
     idle = requests.post(url, json=nothing, headers=auth, timeout=30)
     assert idle.status_code == 400 and "no epoch would run" in idle.json()["error"]

@@ -142,7 +142,10 @@ def validate(raw: Any, settings: list[Setting]) -> dict[str, Any]:
     known = {s.name: s for s in settings}
     unknown = sorted(set(raw) - set(known))
     if unknown:
-        raise ValueError(f"unknown settings {unknown}; known: {sorted(known)}")
+        # Named as sent, but a few and short: a request's body is not echoed back whole.
+        named = [name if len(name) <= 40 else name[:40] + "..." for name in unknown[:5]]
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise ValueError(f"unknown settings {named}{more}; known: {sorted(known)}")
     return {name: known[name].check(value) for name, value in raw.items()}
 
 
