@@ -144,6 +144,13 @@ def test_a_mistake_is_refused_before_tensorflow_is_loaded(tmp_path):
     refused = {
         ("train", str(tmp_path / "no-dataset"), "--out", str(tmp_path / "r")): "dataset not found",
         ("train", str(tmp_path / "photos"), "--out", str(run.parent)): "holds other files",
+        # A warm start that names no model, rather than minutes of training from ImageNet.
+        ("train", str(tmp_path / "photos"), "--out", str(tmp_path / "r"),
+         "--warm-start", str(tmp_path / "nowhere")): "--warm-start",
+        ("train", str(tmp_path / "photos"), "--out", str(tmp_path / "r"),
+         "--warm-start", str(STARTER)): "is a bundle without its Keras model",
+        ("train", str(tmp_path / "photos"), "--out", str(tmp_path / "r"),
+         "--warm-start", str(tmp_path / "photos")): "holds no model",
         ("convert", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b")): "run folder not found",
         ("convert", str(run), "--out", str(run.parent)): "is the run folder",
         ("convert", str(run), "--out", str(tmp_path / "b"), "--version", "a b"): "not a version name",

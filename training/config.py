@@ -68,7 +68,7 @@ class TrainConfig:
         "how the model tells its kinds from anything else (an open-set score)", choices=METHODS,
     )  # fmt: skip
     warm_start: str | None = setting(
-        None, "a run folder (or a bundle's keras/ folder) to start from instead of ImageNet "
+        None, "a run folder (or a bundle with its keras/ folder) to start from instead of ImageNet "
         "alone; its classes are matched by name, new ones start from scratch",
     )  # fmt: skip
     seed: int = setting(42, "random seed (splits, shuffling, augmentation)", minimum=0,

@@ -42,6 +42,7 @@ from training.run_dir import (
     LABELS_FILE,
     MODEL_FILE,
     OPENSET_FILE,
+    warm_start_folder,
     write_json,
 )
 
@@ -81,6 +82,8 @@ def check_train_request(
         raise BinbotError(why)
     check_run_target(out, overwrite, dataset_path)
     check_dataset_path(dataset_path)
+    if config.warm_start:
+        warm_start_folder(config.warm_start)
 
 
 def check_run_target(out: Path, overwrite: bool, dataset_path: str | Path) -> None:
@@ -211,7 +214,7 @@ def _fit_phases(
     if config.warm_start:
         from training.warm_start import warm_start
 
-        warm_start(model, dataset.classes, Path(config.warm_start), log)
+        warm_start(model, dataset.classes, warm_start_folder(config.warm_start), log)
     parts = split_model(model, config.fine_tune_layers)
     trainer = FeatureTrainer(model, parts, config, len(dataset.classes), weights, log, on_event)
     trainer.load_features(train_records, val_records)
