@@ -144,6 +144,8 @@ def test_a_mistake_is_refused_before_tensorflow_is_loaded(tmp_path):
     refused = {
         ("train", str(tmp_path / "no-dataset"), "--out", str(tmp_path / "r")): "dataset not found",
         ("train", str(tmp_path / "photos"), "--out", str(run.parent)): "holds other files",
+        ("train", str(tmp_path / "photos"), "--out", str(tmp_path / "r"),
+         "--weights", str(tmp_path / "nowhere.h5")): "--weights",
         # A warm start that names no model, rather than minutes of training from ImageNet.
         ("train", str(tmp_path / "photos"), "--out", str(tmp_path / "r"),
          "--warm-start", str(tmp_path / "nowhere")): "--warm-start",
@@ -188,6 +190,28 @@ def test_convert_overwrites_a_bundle_and_nothing_else(tmp_path):
     for version in ("../../evil", "v1\n"):
         result = binbot("convert", str(run), "--out", str(tmp_path / "b"), "--version", version)
         assert_one_line_error(result, f"--version {version!r} is not a version name")
+
+
+def test_backbone_weights_that_cannot_be_had_are_one_line(tmp_path, small_ewaste):
+    """Keras' traceback ended a training on a machine without the ImageNet weights cached (no
+    model hub here; a proxy that refuses stands in for that, so the test cannot hang on a
+    network), and for a --weights file that is not the backbone's."""
+    env = {
+        **os.environ,
+        "KERAS_HOME": str(tmp_path / "keras"),
+        "https_proxy": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "BINBOT_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    quick = ("--head-epochs", "1", "--fine-tune-epochs", "0", "--skip-evaluation")
+    result = binbot("train", str(small_ewaste), "--out", str(tmp_path / "a"), *quick, env=env)
+    assert_one_line_error(result, "the ImageNet weights of mobilenet_v2 are not in")
+    assert str(tmp_path / "keras" / "models") in result.stderr
+    not_weights = tmp_path / "other.h5"
+    not_weights.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))  # an HDF5 signature, nothing more
+    result = binbot("train", str(small_ewaste), "--out", str(tmp_path / "b"), *quick,
+                    "--weights", str(not_weights), env=env)  # fmt: skip
+    assert_one_line_error(result, f"--weights {not_weights} cannot be loaded into mobilenet_v2")
 
 
 def test_run_folder_that_is_not_a_model(tmp_path):

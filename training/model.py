@@ -9,10 +9,12 @@ the top of the backbone is unfrozen for fine-tuning.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import keras
 
+from binbot.errors import BinbotError
 from training import IMAGE_SIZE
 
 BACKBONES = ("mobilenet_v2", "efficientnet_v2_b0")
@@ -20,7 +22,28 @@ EMBEDDING_LAYER = "embedding"
 
 
 def build_backbone(name: str, weights: str | None) -> tuple[keras.Model, keras.layers.Layer]:
-    """The ImageNet backbone (no top) and the layer that maps raw 0..255 pixels to its range."""
+    """The ImageNet backbone (no top) and the layer that maps raw 0..255 pixels to its range.
+    Weights that cannot be had are one clear error: a machine that reaches no model hub, or a
+    file that is not this backbone's, ended the training in Keras' traceback."""
+    try:
+        return _backbone(name, weights)
+    except (ValueError, OSError) as exc:
+        if weights in (None, "imagenet"):
+            raise
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise BinbotError(f"--weights {weights} cannot be loaded into {name}: {reason}") from None
+    except Exception as exc:  # Keras' download failure is a bare Exception
+        if weights != "imagenet" or "URL fetch failure" not in str(exc):
+            raise
+        home = os.environ.get("KERAS_HOME") or "~/.keras"
+        raise BinbotError(
+            f"the ImageNet weights of {name} are not in {home}/models and cannot be downloaded "
+            "here: put the file Keras names there (`make keras-cache` links the shared one) "
+            "or pass --weights FILE"
+        ) from None
+
+
+def _backbone(name: str, weights: str | None) -> tuple[keras.Model, keras.layers.Layer]:
     shape = (IMAGE_SIZE, IMAGE_SIZE, 3)
     if name == "mobilenet_v2":
         base = keras.applications.MobileNetV2(include_top=False, weights=weights, input_shape=shape)

@@ -84,6 +84,10 @@ def check_train_request(
     check_dataset_path(dataset_path)
     if config.warm_start:
         warm_start_folder(config.warm_start)
+    if config.weights not in (None, "imagenet") and not Path(config.weights).is_file():
+        raise BinbotError(
+            f"--weights {config.weights}: no such file ('imagenet', 'none' or a weights file)"
+        )
 
 
 def check_run_target(out: Path, overwrite: bool, dataset_path: str | Path) -> None:
