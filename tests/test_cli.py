@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import STARTER, binbot, grey_card, solid_jpeg
+from conftest import STARTER, WEIGHTS_FILE, binbot, grey_card, solid_jpeg
 
 
 @pytest.mark.parametrize(
@@ -212,6 +212,14 @@ def test_backbone_weights_that_cannot_be_had_are_one_line(tmp_path, small_ewaste
     result = binbot("train", str(small_ewaste), "--out", str(tmp_path / "b"), *quick,
                     "--weights", str(not_weights), env=env)  # fmt: skip
     assert_one_line_error(result, f"--weights {not_weights} cannot be loaded into mobilenet_v2")
+    cached = tmp_path / "keras" / "models" / WEIGHTS_FILE  # a download cut short, say
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(
+        (Path(os.environ["KERAS_HOME"]) / "models" / WEIGHTS_FILE).read_bytes()[:9999]
+    )
+    result = binbot("train", str(small_ewaste), "--out", str(tmp_path / "c"), *quick, env=env)
+    assert_one_line_error(result, "the ImageNet weights of mobilenet_v2 in ")
+    assert "cannot be read" in result.stderr
 
 
 def test_run_folder_that_is_not_a_model(tmp_path):

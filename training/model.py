@@ -25,17 +25,22 @@ def build_backbone(name: str, weights: str | None) -> tuple[keras.Model, keras.l
     """The ImageNet backbone (no top) and the layer that maps raw 0..255 pixels to its range.
     Weights that cannot be had are one clear error: a machine that reaches no model hub, or a
     file that is not this backbone's, ended the training in Keras' traceback."""
+    home = os.environ.get("KERAS_HOME") or "~/.keras"
     try:
         return _backbone(name, weights)
     except (ValueError, OSError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        if weights == "imagenet" and isinstance(exc, OSError):  # a damaged cached file
+            raise BinbotError(
+                f"the ImageNet weights of {name} in {home}/models cannot be read ({reason}): "
+                "replace the file (`make keras-cache` links the shared one)"
+            ) from None
         if weights in (None, "imagenet"):
             raise
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise BinbotError(f"--weights {weights} cannot be loaded into {name}: {reason}") from None
     except Exception as exc:  # Keras' download failure is a bare Exception
         if weights != "imagenet" or "URL fetch failure" not in str(exc):
             raise
-        home = os.environ.get("KERAS_HOME") or "~/.keras"
         raise BinbotError(
             f"the ImageNet weights of {name} are not in {home}/models and cannot be downloaded "
             "here: put the file Keras names there (`make keras-cache` links the shared one) "
