@@ -7,6 +7,12 @@ with its own errors (``server.errors``), which carry an HTTP status.
 """
 
 
+def shortened(text: str, limit: int = 40) -> str:
+    """Text someone sent, cut to ``limit`` characters for an error message: a message must
+    not echo kilobytes back."""
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
 class BinbotError(Exception):
     """A problem with the user's input, explained in one line."""
 

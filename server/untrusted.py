@@ -79,12 +79,6 @@ def json_object(*fields: str) -> dict[str, Any]:
     return body
 
 
-def shortened(text: str, limit: int) -> str:
-    """Text a client sent, cut to ``limit`` characters for an error message: a message must
-    not echo kilobytes back."""
-    return text[:limit] + ("..." if len(text) > limit else "")
-
-
 def text_field(body: dict[str, Any], name: str) -> str:
     """A field of a JSON body that must be text ('' when absent): turned into text instead, a
     name sent as ``{"a": 1}`` became the kind "{'a': 1}"."""

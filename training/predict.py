@@ -17,6 +17,7 @@ from training.run_dir import (
     OPENSET_FILE,
     Run,
     check_run_folder,
+    keras_model_folder,
     load_run,
     read_json,
 )
@@ -47,22 +48,21 @@ def predictor_run_folder(path: str | Path) -> Path | None:
     """The run folder that holds the Keras model of ``path`` (a run, or a bundle's
     ``keras/``), or None for a bundle without one, which then runs in TF.js. Checked from its
     files alone (before TensorFlow's import, on the command line)."""
-    from conversion.manifest import MANIFEST_FILE, WARM_START_DIR, check_bundle
+    from conversion.manifest import MANIFEST_FILE, check_bundle
 
     folder = Path(path)
-    if (folder / MANIFEST_FILE).is_file():
-        if not (folder / WARM_START_DIR / MODEL_FILE).is_file():
-            if problems := check_bundle(folder):
-                raise BinbotError(f"{folder} is not a usable model bundle: {problems[0]}")
-            return None
-        folder = folder / WARM_START_DIR
-    elif folder.is_dir() and not (folder / MODEL_FILE).is_file():
+    model = keras_model_folder(folder)
+    if model is None:
+        if problems := check_bundle(folder):
+            raise BinbotError(f"{folder} is not a usable model bundle: {problems[0]}")
+        return None
+    if model == folder and folder.is_dir() and not (folder / MODEL_FILE).is_file():
         raise BinbotError(
             f"not a BinBot run folder or model bundle: {folder} has neither {MODEL_FILE} "
             f"(`binbot train` writes one) nor {MANIFEST_FILE} (`binbot convert`)"
         )
-    check_run_folder(folder)
-    return folder
+    check_run_folder(model)
+    return model
 
 
 def load_predictor(path: str | Path) -> Run | BundlePredictor:

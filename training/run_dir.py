@@ -22,29 +22,37 @@ EVALUATION_DIR = "evaluation"
 OPENSET_FILE = "openset.json"
 
 
+def keras_model_folder(folder: Path) -> Path | None:
+    """Where the Keras model of ``folder`` would be: the folder itself (a run), or a bundle's
+    ``keras/``; None for a bundle without one (the starter in git). From the files alone."""
+    from conversion.manifest import MANIFEST_FILE, WARM_START_DIR
+
+    if not (folder / MANIFEST_FILE).is_file():
+        return folder
+    inner = folder / WARM_START_DIR
+    return inner if (inner / MODEL_FILE).is_file() else None
+
+
 def warm_start_folder(path: str | Path) -> Path:
     """The folder of the model that ``--warm-start`` names: a run folder, or a bundle (its
     ``keras/`` folder). BinbotError when it holds none: a mistyped path trained from ImageNet
     alone for minutes, with one line in the log to say so."""
-    from conversion.manifest import MANIFEST_FILE, WARM_START_DIR
-
     folder = Path(path)
     if not folder.exists():
         raise BinbotError(f"--warm-start {folder}: no such folder")
-    if (folder / MANIFEST_FILE).is_file():
-        if not (folder / WARM_START_DIR / MODEL_FILE).is_file():
-            raise BinbotError(
-                f"--warm-start {folder} is a bundle without its Keras model (its {WARM_START_DIR}/ "
-                "folder; the starter in git has none): start from a run folder, or from a "
-                "bundle `binbot convert` wrote"
-            )
-        return folder / WARM_START_DIR
-    if not (folder / MODEL_FILE).is_file() or not (folder / LABELS_FILE).is_file():
+    model = keras_model_folder(folder)
+    if model is None:
+        raise BinbotError(
+            f"--warm-start {folder} is a bundle without its Keras model (its keras/ folder; "
+            "the starter in git has none): start from a run folder, or from a bundle "
+            "`binbot convert` wrote"
+        )
+    if not (model / MODEL_FILE).is_file() or not (model / LABELS_FILE).is_file():
         raise BinbotError(
             f"--warm-start {folder} holds no model: give a run folder ({MODEL_FILE} and "
             f"{LABELS_FILE}) or a bundle"
         )
-    return folder
+    return model
 
 
 def write_json(path: Path, data: Any) -> None:

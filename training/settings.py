@@ -16,6 +16,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from binbot.errors import shortened
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -143,7 +145,7 @@ def validate(raw: Any, settings: list[Setting]) -> dict[str, Any]:
     unknown = sorted(set(raw) - set(known))
     if unknown:
         # Named as sent, but a few and short: a request's body is not echoed back whole.
-        named = [name if len(name) <= 40 else name[:40] + "..." for name in unknown[:5]]
+        named = [shortened(name) for name in unknown[:5]]
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         raise ValueError(f"unknown settings {named}{more}; known: {sorted(known)}")
     return {name: known[name].check(value) for name, value in raw.items()}

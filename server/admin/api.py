@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request, send_file
 
+from binbot.errors import shortened
 from server.admin.submissions import (
     MAX_PAGE_SIZE,
     SubmissionFilter,
@@ -45,7 +46,6 @@ from server.untrusted import (
     only_fields,
     parse_row_id,
     request_key,
-    shortened,
     text_field,
     whole_number,
 )

@@ -14,12 +14,13 @@ from typing import Any
 
 from sqlalchemy import Select, func, select
 
+from binbot.errors import shortened
 from server.errors import BadRequest, NotFound, Unprocessable
 from server.extensions import db
 from server.public.names import by_key, name_key
 from server.registry.bundles import live_version_change
 from server.tables import Submission
-from server.untrusted import is_row_id, shortened
+from server.untrusted import is_row_id
 
 STATUSES = ("pending", "accepted", "rejected")
 ACTIONS = ("accept", "reject", "relabel")
@@ -84,7 +85,7 @@ def _day(text: str, at: time) -> datetime:
     try:
         day = datetime.strptime(text, "%Y-%m-%d")
     except ValueError:
-        raise BadRequest(f"dates are YYYY-MM-DD, got {shortened(text, 40)!r}") from None
+        raise BadRequest(f"dates are YYYY-MM-DD, got {shortened(text)!r}") from None
     return datetime.combine(day.date(), at)
 
 

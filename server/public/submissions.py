@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.datastructures import FileStorage
 
+from binbot.errors import shortened
 from conversion.manifest import version_pattern
 from server.errors import (
     FULL_RETRY_SECONDS,
@@ -35,10 +36,7 @@ from server.public.names import by_key, clean_name, name_key
 from server.registry.kinds import version_label_keys
 from server.registry.photos import CleanImage, DecodeLimits, sanitize_image, store_photo
 from server.tables import OtherAnswer, Submission, utcnow
-from server.untrusted import request_key, shortened
-
-# At most this much of a field the client sent is quoted back in an error message.
-ECHOED = 40
+from server.untrusted import request_key
 
 
 @dataclass
@@ -65,7 +63,7 @@ def check_model_version(text: str | None) -> str | None:
     if not text:
         return None
     if not version_pattern().fullmatch(text):
-        raise Unprocessable(f"model_version is not a model version: {shortened(text, ECHOED)!r}")
+        raise Unprocessable(f"model_version is not a model version: {shortened(text)!r}")
     return text
 
 
@@ -76,8 +74,7 @@ def check_replay(found: Submission, raw: bytes, label: str | None) -> None:
     said = found.label or found.proposed_name  # a proposal, when its kind had been deleted
     if label and name_key(label) != name_key(said):
         raise Unprocessable(
-            f"this Idempotency-Key was already used with label {said!r}, "
-            f"not {shortened(label, ECHOED)!r}"
+            f"this Idempotency-Key was already used with label {said!r}, not {shortened(label)!r}"
         )
 
 
@@ -111,7 +108,7 @@ def parse_confidence(text: str | None) -> float | None:
     try:
         value = float(text)
     except ValueError:
-        raise BadRequest(f"confidence must be a number, got {shortened(text, ECHOED)!r}") from None
+        raise BadRequest(f"confidence must be a number, got {shortened(text)!r}") from None
     if not math.isfinite(value) or not 0 <= value <= 1:
         raise BadRequest(f"confidence must be between 0 and 1, got {value}")
     return value
@@ -148,7 +145,7 @@ def check_labels(form, labels: list[str], model_version: str | None = None) -> S
     known = by_key(labels)
     predicted = form.get("predicted_label") or None
     if predicted is not None and name_key(predicted) not in known:
-        raise Unprocessable(f"unknown predicted_label {shortened(predicted, ECHOED)!r}")
+        raise Unprocessable(f"unknown predicted_label {shortened(predicted)!r}")
     label = form.get("label") or ""
     if label and form.get("proposed_name"):
         # Keeping either would silently drop what the person said with the other.
@@ -162,8 +159,7 @@ def check_labels(form, labels: list[str], model_version: str | None = None) -> S
         return proposal(label, known, predicted)
     if not label or name_key(label) not in known:
         raise Unprocessable(
-            f"unknown label {shortened(label, ECHOED)!r}; expected one of {labels}, "
-            "or a proposed_name"
+            f"unknown label {shortened(label)!r}; expected one of {labels}, or a proposed_name"
         )
     return Said(known[name_key(label)], predicted=predicted)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from flask import Blueprint, current_app, request, send_from_directory
 from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.exceptions import NotFound as FileNotFound
 from werkzeug.security import safe_join
 
 from server.errors import NotFound, Unavailable
@@ -37,13 +38,16 @@ def index():
 
 @webclient.get("/<path:name>")
 def asset(name: str):
-    if methods := other_methods(request.path):
-        # GET /api/submissions met this catch-all and read "no API endpoint": it is a POST one.
-        raise MethodNotAllowed(valid_methods=methods)
     dist = _dist()
-    if name.startswith("api/"):
-        raise NotFound(f"no API endpoint /{name}")
-    response = _static(dist, name)
+    try:
+        if name.startswith("api/"):
+            raise NotFound(f"no API endpoint /{name}")
+        response = _static(dist, name)
+    except (NotFound, FileNotFound):
+        # GET /api/submissions met this catch-all and read "no API endpoint": it is a POST one.
+        if methods := other_methods(request.path):
+            raise MethodNotAllowed(valid_methods=methods) from None
+        raise
     if name == "sw.js":
         response.headers["Service-Worker-Allowed"] = "/"
     return response
@@ -51,7 +55,8 @@ def asset(name: str):
 
 def other_methods(path: str) -> list[str]:
     """The methods of another route at ``path`` (a POST-only endpoint, say), which a GET or
-    HEAD for it reaches this catch-all instead of Flask's 405."""
+    HEAD for it reaches this catch-all instead of Flask's 405. Asked only once no file
+    answers, so serving the app's files does not match every route again."""
     adapter = current_app.url_map.bind_to_environ(request.environ)
     return sorted(set(adapter.allowed_methods(path)) - {"GET", "HEAD", "OPTIONS"})
 

@@ -18,12 +18,12 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from binbot.errors import shortened
 from server.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from server.extensions import db
 from server.public.names import clean_name, name_key
 from server.registry.bundles import live_version_change, published_version
 from server.tables import Advice, Kind, KindDeletion, ModelVersion, Submission, utcnow
-from server.untrusted import shortened
 from training.dataset_layout import IGNORED_NAMES
 
 NOTE = "Rules differ by place: check your municipality's guidance."
