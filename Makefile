@@ -2,6 +2,9 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
+# Test processes (pytest-xdist, whole files to each): half the suite waits on browsers, servers
+# and subprocesses, so two keep a 2-core machine busy.
+TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
 SHARED ?= $(abspath ../shared)
 
@@ -64,7 +67,7 @@ keras-cache: install
 # (when missing), starts on 127.0.0.1 and removes afterwards; web client tests in Chromium.
 test: keras-cache webclient chromium nginx lint
 	$(BIN)/ruff format --check .
-	scripts/with-postgres $(BIN)/pytest
+	scripts/with-postgres $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # ruff, and no function in product code over 80 lines (Python and JavaScript).
 lint: install

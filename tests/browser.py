@@ -6,6 +6,7 @@ Tests import these; fixtures live in the test modules that use them.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
@@ -30,12 +31,26 @@ ARTIFACTS = Path(os.environ.get("BINBOT_TEST_ARTIFACTS") or PROJECT / "artifacts
 
 
 def build_webclient() -> Path:
-    """`npm run build`, so the tests always exercise the current source."""
-    result = subprocess.run(
-        ["npm", "run", "--silent", "build"], cwd=PROJECT, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return PROJECT / "webclient" / "dist"
+    """`npm run build`, so the tests always exercise the current source: once per test run.
+
+    Under pytest-xdist every worker asks; the build empties dist/ first, so a second one would
+    pull files from under the first worker's servers. The first worker builds, under a lock,
+    and leaves the run's id beside dist/ for the others."""
+    dist = PROJECT / "webclient" / "dist"
+    this_run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    stamp = PROJECT / "webclient" / ".built-for-test-run"
+    with (PROJECT / "webclient" / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if this_run and stamp.exists() and stamp.read_text() == this_run:
+            return dist
+        stamp.unlink(missing_ok=True)
+        result = subprocess.run(
+            ["npm", "run", "--silent", "build"], cwd=PROJECT, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        if this_run:
+            stamp.write_text(this_run)
+    return dist
 
 
 def free_port() -> int:

@@ -23,21 +23,8 @@ from conversion.verify import Verification, mcnemar_p
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def bundle(trained_run, small_ewaste, tmp_path_factory) -> Path:
-    """Converted as a user types it, in a folder of their own with paths relative to it (the
-    TF.js check, which runs in the project's folder, once failed to find `run/openset.json`)."""
-    out = tmp_path_factory.mktemp("bundles") / "model"
-    result = binbot("convert", os.path.relpath(trained_run, out.parent), "--out", "model",
-                    "--quantize", "none", "--dataset", os.path.relpath(small_ewaste, out.parent),
-                    cwd=out.parent)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "agreement 100.00%" in result.stdout
-    return out
-
-
-def test_manifest_describes_a_loadable_bundle(bundle, trained_run):
-    manifest = read_manifest(bundle)
+def test_manifest_describes_a_loadable_bundle(small_bundle, trained_run):
+    manifest = read_manifest(small_bundle)
     assert schema_problems(manifest) == []  # conversion checked it too, before writing it
     assert manifest["manifest_version"] == 2
     assert manifest["input"]["resize"]["recipe"] == "center-square-box-bilinear"
@@ -60,12 +47,14 @@ def test_manifest_describes_a_loadable_bundle(bundle, trained_run):
     assert manifest["created_at"].endswith("Z") and manifest["version"]
 
 
-def test_predict_on_a_bundle_answers_like_its_run(bundle, trained_run, small_ewaste, tmp_path):
+def test_predict_on_a_bundle_answers_like_its_run(
+    small_bundle, trained_run, small_ewaste, tmp_path
+):
     """`binbot predict` takes what conversion wrote, with the run's verdicts (its open-set score
     travels in the bundle): a taught photo and a grey card alike."""
     grey = grey_card(tmp_path)
     photos = [str(next((small_ewaste / "train" / "Keyboard").iterdir())), str(grey)]
-    from_bundle = binbot("predict", str(bundle), *photos)
+    from_bundle = binbot("predict", str(small_bundle), *photos)
     from_run = binbot("predict", str(trained_run), *photos)
     assert from_bundle.returncode == 0, from_bundle.stderr[-2000:]
     assert from_bundle.stdout.strip().splitlines()[-2:] == from_run.stdout.strip().splitlines()[-2:]
@@ -73,11 +62,11 @@ def test_predict_on_a_bundle_answers_like_its_run(bundle, trained_run, small_ewa
 
 
 def test_predict_on_a_bundle_without_its_keras_model_answers_in_tfjs_like_keras(
-    bundle, trained_run, small_ewaste, tmp_path, copy_tree
+    small_bundle, trained_run, small_ewaste, tmp_path, copy_tree
 ):
     """Without keras/, predict runs the bundle's graph in Node: the same kinds, in the same
     order, and the same verdicts as the Keras model it was converted from (float32 here)."""
-    tfjs_only = copy_tree(bundle, tmp_path / "bundle")
+    tfjs_only = copy_tree(small_bundle, tmp_path / "bundle")
     shutil.rmtree(tfjs_only / "keras")
     photos = [
         str(p)
@@ -103,20 +92,23 @@ def test_predict_on_a_bundle_without_its_keras_model_answers_in_tfjs_like_keras(
     assert kinds_and_verdicts(in_tfjs.stdout) == kinds_and_verdicts(in_keras.stdout)
 
 
-def test_every_manifest_file_exists_with_its_size_and_hash(bundle, tmp_path):
-    manifest = read_manifest(bundle)
+def test_every_manifest_file_exists_with_its_size_and_hash(small_bundle, tmp_path):
+    manifest = read_manifest(small_bundle)
     names = [f["path"] for f in manifest["files"]]
     assert names[0] == "model.json" and any(n.endswith(".bin") for n in names)
-    files = sorted(p.name for p in bundle.iterdir() if p.is_file())
+    files = sorted(p.name for p in small_bundle.iterdir() if p.is_file())
     assert files == sorted([*names, "manifest.json"])
     # Beside the bundle, not in it: the Keras model to start a retraining from (never served).
-    assert sorted(p.name for p in (bundle / "keras").iterdir()) == ["labels.json", "model.keras"]
-    assert check_bundle(bundle) == []
-    assert manifest["bundle_bytes"] == sum((bundle / n).stat().st_size for n in names)
+    assert sorted(p.name for p in (small_bundle / "keras").iterdir()) == [
+        "labels.json",
+        "model.keras",
+    ]
+    assert check_bundle(small_bundle) == []
+    assert manifest["bundle_bytes"] == sum((small_bundle / n).stat().st_size for n in names)
     # A bundle damaged after the fact is caught by the same check.
     damaged = tmp_path / "damaged"
     damaged.mkdir()
-    for path in bundle.iterdir():
+    for path in small_bundle.iterdir():
         if path.is_file():
             (damaged / path.name).write_bytes(path.read_bytes())
     shard = damaged / names[1]
@@ -158,7 +150,9 @@ sys.exit(done.returncode)
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_wrong_preprocessing_in_javascript_is_caught(bundle, trained_run, small_ewaste, tmp_path):
+def test_wrong_preprocessing_in_javascript_is_caught(
+    small_bundle, trained_run, small_ewaste, tmp_path
+):
     """If the JavaScript side resized differently from training, verification must fail."""
     from conversion.verify import PREPROCESS_MODULE, keras_reference, verify
     from training.dataset import load_dataset
@@ -181,9 +175,9 @@ def test_wrong_preprocessing_in_javascript_is_caught(bundle, trained_run, small_
     run = load_run(trained_run)
     dataset = load_dataset(small_ewaste)
     reference = keras_reference(run.model, dataset.split("test"))
-    signature = json.loads((bundle / "model.json").read_text())["signature"]
-    good = verify(bundle, reference, run.labels, signature)
-    bad = verify(bundle, reference, run.labels, signature, preprocess_module=broken)
+    signature = json.loads((small_bundle / "model.json").read_text())["signature"]
+    good = verify(small_bundle, reference, run.labels, signature)
+    bad = verify(small_bundle, reference, run.labels, signature, preprocess_module=broken)
     assert good.failures() == []
     assert bad.failures(), "a BGR, off-centre input went unnoticed"
     assert bad.max_probability_difference > good.max_probability_difference
@@ -228,11 +222,11 @@ def test_default_quantization_is_the_smallest_that_loses_nothing_beyond_noise():
     assert choose([flipping, half, none]).quantization == "float16"
 
 
-def test_the_converted_graph_runs_each_convolution_as_one_fused_op(bundle):
+def test_the_converted_graph_runs_each_convolution_as_one_fused_op(small_bundle):
     """Batch norms and paddings folded before export: no depthwise convolution after a separate
     Pad or followed by a separate multiply, add and Relu6 (extra passes over the largest
     activations of a block)."""
-    graph = json.loads((bundle / "model.json").read_text())["modelTopology"]["node"]
+    graph = json.loads((small_bundle / "model.json").read_text())["modelTopology"]["node"]
     ops = [node["op"] for node in graph]
     assert "FusedDepthwiseConv2dNative" in ops
     assert "DepthwiseConv2dNative" not in ops and "Relu6" not in ops
@@ -240,7 +234,9 @@ def test_the_converted_graph_runs_each_convolution_as_one_fused_op(bundle):
     assert ops.count("Mul") <= 1  # only the input's scaling to [-1, 1] is left
 
 
-def test_a_graph_op_the_web_app_does_not_carry_fails_verification(bundle, small_ewaste, tmp_path):
+def test_a_graph_op_the_web_app_does_not_carry_fails_verification(
+    small_bundle, small_ewaste, tmp_path
+):
     """The app ships TF.js with only the kernels its models use (webclient/tfjs-lean.mjs), and
     verification runs that same runtime: a model with any other op (here a sigmoid head, which
     full TF.js runs) is refused at conversion, by name, instead of failing on a phone."""
@@ -249,17 +245,17 @@ def test_a_graph_op_the_web_app_does_not_carry_fails_verification(bundle, small_
 
     doctored = tmp_path / "model"
     doctored.mkdir()
-    for path in bundle.iterdir():
+    for path in small_bundle.iterdir():
         if path.is_file():
             (doctored / path.name).write_bytes(path.read_bytes())
-    model = json.loads((bundle / "model.json").read_text())
+    model = json.loads((small_bundle / "model.json").read_text())
     heads = [node for node in model["modelTopology"]["node"] if node["op"] == "Softmax"]
     assert len(heads) == 1
     heads[0]["op"] = "Sigmoid"
     (doctored / "model.json").write_text(json.dumps(model))
     photos = load_dataset(small_ewaste).split("test")[:2]
 
-    assert len(run_tfjs(bundle, photos, model["signature"])["probabilities"]) == 2
+    assert len(run_tfjs(small_bundle, photos, model["signature"])["probabilities"]) == 2
     with pytest.raises(BinbotError, match="Sigmoid"):
         run_tfjs(doctored, photos, model["signature"])
 
@@ -290,7 +286,9 @@ def test_a_graph_converted_before_folding_still_runs_in_the_web_apps_runtime(
     assert np.abs(np.asarray(result["probabilities"]) - reference.probabilities).max() < 1e-3
 
 
-def test_verification_reads_every_kind_of_photo_as_training_does(bundle, trained_run, tmp_path):
+def test_verification_reads_every_kind_of_photo_as_training_does(
+    small_bundle, trained_run, tmp_path
+):
     """Test photos that are not plain 8-bit RGB (a 16-bit scan, a cut-out with transparency, a
     GIF, a CMYK print file, a grey photo) reach TF.js as the same pixels Keras saw: verifying
     a model on them must not report a disagreement that comes from the reading alone."""
@@ -316,7 +314,7 @@ def test_verification_reads_every_kind_of_photo_as_training_does(bundle, trained
     assert len(photos) == 7
     run = load_run(trained_run)
     reference = keras_reference(run.model, photos)
-    signature = json.loads((bundle / "model.json").read_text())["signature"]
-    result = run_tfjs(bundle, photos, signature)
+    signature = json.loads((small_bundle / "model.json").read_text())["signature"]
+    result = run_tfjs(small_bundle, photos, signature)
     difference = np.abs(np.asarray(result["probabilities"]) - reference.probabilities).max(axis=1)
     assert difference.max() < 1e-3, dict(zip([p.relpath for p in photos], difference, strict=True))

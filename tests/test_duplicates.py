@@ -120,12 +120,15 @@ def test_duplicates_among_60000_images_fit_in_memory():
     """The whole distance matrix of 60,000 images (8 bytes a cell at its peak) needed about
     43 GB, more than the machine's 24: evaluating a model trained on such a dataset would
     have been killed for memory."""
+    # The peak of this process's own memory (VmHWM, kB): getrusage's ru_maxrss keeps the
+    # parent's peak across fork and exec, and a test worker that has trained models reads 3.8 GB.
     script = (
-        "import random, resource\n"
+        "import random, re\n"
         "from training.duplicates import near_hash_pairs\n"
         "hashes = [random.getrandbits(64) for _ in range(60000)]\n"
         "pairs = sum(1 for _ in near_hash_pairs(hashes, 10))\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+        "status = open('/proc/self/status').read()\n"
+        "print(int(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1)) // 1024)\n"
     )
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

@@ -245,6 +245,7 @@ def test_the_console_warns_before_a_retraining_that_could_only_fail(live, small_
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite: test_console
 def test_accepted_corrections_are_retrained_into_a_publishable_candidate(
     live, small_ewaste, ewaste_zip, imagenet_weights
 ):

@@ -28,28 +28,11 @@ from browser import (
     screenshot,
     wait_until_ready,
 )
-from conftest import IPHONE_PHOTO, STARTER_VERSION, binbot, grey_card
+from conftest import IPHONE_PHOTO, STARTER_VERSION, grey_card
 from PIL import Image
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def small_bundle(trained_run, ewaste_zip, tmp_path_factory) -> Path:
-    """The small test run as a float32 bundle, version small-1.
-
-    float32 because this barely trained model is full of near-ties, which uint8 flips often
-    enough to fail conversion's own 98% agreement bar (measured: 97.67% on the 300 test
-    images). The shipped uint8 starter model is what the other tests run, and
-    `make bench-browser` measures its agreement with Keras in this browser.
-    """
-    out = tmp_path_factory.mktemp("webclient-bundle") / "small-1"
-    result = binbot("convert", str(trained_run), "--out", str(out), "--quantize", "none",
-                    "--version", "small-1", "--dataset", str(ewaste_zip),
-                    "--reference-images", "50")  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
 
 
 def stored_submissions(server: AppServer) -> list[dict]:
