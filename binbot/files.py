@@ -10,12 +10,16 @@ that looks whole (a cut ``model.keras`` beside its ``labels.json`` reads as a ru
 from __future__ import annotations
 
 import errno
+import fcntl
+import glob
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from binbot.errors import BinbotError
 
 # Why a write fails for want of room: the disk is full, or the user's quota is used up.
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -66,13 +70,18 @@ def holds_working_folder(folder: Path) -> bool:
 
 
 @contextmanager
-def staged_folder(target: Path, mode: int = 0o755) -> Iterator[Path]:
+def staged_folder(target: Path, mode: int = 0o755, *, exclusive: bool = False) -> Iterator[Path]:
     """A new empty folder beside ``target`` that replaces it when the block succeeds.
 
     When the block raises, the staging folder is removed and ``target`` is left as it was.
     The earlier ``target`` is moved aside (a rename) before the new one is renamed in, and
     deleted only then: deleting it first left neither, had the deletion failed part-way or the
     process been killed before the rename.
+
+    The staging folder stays locked while it is written, so that others can tell (see
+    ``being_written``). ``exclusive``: refuse, with a BinbotError, a ``target`` that another
+    process is writing (a second `binbot train --out run` started while the first ran replaced
+    the first one's run at its end, with no --overwrite asked for).
     """
     # Where the folder really is: "runs/x/.." has no name of its own, and a link to a folder
     # stays a link, to the new folder (replacing the link itself left its folder as it was).
@@ -80,8 +89,12 @@ def staged_folder(target: Path, mode: int = 0o755) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
     staging.chmod(mode)  # mkdtemp makes it private; bundles and datasets are read by others
+    lock = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed, or when this process dies
     retired = None
     try:
+        if exclusive and being_written(target, besides=staging):
+            raise BinbotError(writing_now(target))
         yield staging
         if target.exists():
             retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-old-"))
@@ -96,5 +109,34 @@ def staged_folder(target: Path, mode: int = 0o755) -> Iterator[Path]:
         if retired is not None:
             shutil.rmtree(retired, ignore_errors=True)
     finally:
+        os.close(lock)
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def being_written(target: Path, besides: Path | None = None) -> bool:
+    """Whether another process is writing ``target`` now: a staging folder beside it (other
+    than ``besides``) that its writer holds locked. One left by a killed process is not."""
+    target = Path(os.path.realpath(target))
+    pattern = f".{glob.escape(target.name)}-*"
+    for staging in target.parent.glob(pattern) if target.parent.is_dir() else ():
+        if staging == besides or staging.name.startswith(f".{target.name}-old-"):
+            continue
+        try:
+            held = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue  # gone meanwhile, or not a folder
+        try:
+            fcntl.flock(held, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(held)
+    return False
+
+
+def writing_now(target: Path) -> str:
+    return (
+        f"{target} is being written by another binbot right now; wait for it to finish, "
+        "or choose another --out"
+    )

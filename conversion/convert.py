@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from binbot.errors import BinbotError
-from binbot.files import holds_working_folder, staged_folder
+from binbot.files import being_written, holds_working_folder, staged_folder, writing_now
 from conversion.config import QUANTIZATIONS
 from conversion.manifest import (
     FORMAT,
@@ -364,6 +364,8 @@ def check_bundle_target(out: Path, run_dir: Path, overwrite: bool) -> None:
             f"--out {out} is the folder you are in, or holds it: a bundle replaces its folder "
             "whole; name a folder in it instead (e.g. --out bundle)"
         )
+    if being_written(out):
+        raise BinbotError(writing_now(out))
     if not out.exists() or not any(out.iterdir()):
         return
     if not overwrite:
@@ -389,7 +391,7 @@ def _publish(
     """
     if out.exists() and not overwrite and any(out.iterdir()):
         raise BinbotError(f"{out} is not empty")
-    with staged_folder(out) as staging:
+    with staged_folder(out, exclusive=True) as staging:
         for entry in manifest["files"]:
             shutil.copyfile(folder / entry["path"], staging / entry["path"])
         if warm_start_from is not None:  # kept beside the bundle, never served

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -110,6 +111,35 @@ def test_runs_and_reports_are_never_written_into_their_dataset_or_among_other_fi
     result = binbot("dataset", "inspect", ".", cwd=tmp_path / "data")
     assert_one_line_error(result, "is inside the dataset folder")
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["Blue", "Red"]
+
+
+def test_a_run_being_written_is_not_replaced_by_a_second_one(tmp_path, small_ewaste, trained_run):
+    """A second `binbot train --out run`, started while the first one trained, replaced the
+    first one's run when it ended, with no --overwrite asked for. It is refused at once, as is
+    a conversion into that folder, and the first run ends whole."""
+    # A fine-tuning epoch keeps it going for some 15 s after its staging folder appears.
+    first = subprocess.Popen(
+        [sys.executable, "-m", "binbot", "train", str(small_ewaste), "--out", "run",
+         "--head-epochs", "2", "--fine-tune-epochs", "1", "--fine-tune-layers", "10"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not list(tmp_path.glob(".run-*")):  # its staging folder: the training is on
+            assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
+            time.sleep(0.1)
+        second = binbot("train", str(small_ewaste), "--out", "run", cwd=tmp_path)
+        assert_one_line_error(second, "run is being written by another binbot right now")
+        second = binbot("convert", str(trained_run), "--out", "run", cwd=tmp_path)
+        assert_one_line_error(second, "run is being written by another binbot right now")
+        output, _ = first.communicate(timeout=300)
+    finally:
+        first.kill()
+    assert first.returncode == 0, output[-2000:]
+    assert "head      epoch  2/2" in output
+    assert (tmp_path / "run" / "model.keras").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging folder left
+    assert binbot("train", str(small_ewaste), "--out", "run", cwd=tmp_path).returncode == 2
 
 
 def test_the_folder_one_is_in_is_never_replaced_by_a_run_or_a_bundle(tmp_path, trained_run):

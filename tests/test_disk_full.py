@@ -188,3 +188,17 @@ def test_a_folder_reached_by_a_link_is_replaced_where_it_is(tmp_path):
     assert (tmp_path / "latest").is_symlink()
     assert (tmp_path / "runs" / "2026-12-06" / "model.keras").read_text() == "new"
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["2026-12-06"]
+
+
+def test_a_staging_folder_left_by_a_killed_run_does_not_hold_up_the_next(tmp_path):
+    """A folder being written is told by its staging folder's lock, not by the folder alone:
+    `kill -9` leaves the staging folder, unlocked, and the next run goes ahead."""
+    from binbot.files import being_written, staged_folder
+
+    (tmp_path / ".run-x1y2z3").mkdir()  # what a training killed outright leaves
+    assert not being_written(tmp_path / "run")
+    with staged_folder(tmp_path / "run", exclusive=True) as staging:
+        assert being_written(tmp_path / "run")
+        (staging / "model.keras").write_text("new")
+    assert not being_written(tmp_path / "run")
+    assert (tmp_path / "run" / "model.keras").read_text() == "new"

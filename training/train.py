@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from binbot.errors import BinbotError
-from binbot.files import holds_working_folder, staged_folder
+from binbot.files import being_written, holds_working_folder, staged_folder, writing_now
 from training.config import TrainConfig, untrainable_schedule
 from training.dataset import (
     Dataset,
@@ -102,6 +102,8 @@ def check_run_target(out: Path, overwrite: bool, dataset_path: str | Path) -> No
             "whole once it is written; name a folder in it instead (e.g. --out run)"
         )
     check_outside_dataset(out, dataset_path)
+    if being_written(out):
+        raise BinbotError(writing_now(out))
     if (out / MODEL_FILE).exists():
         if not overwrite:
             raise BinbotError(
@@ -158,7 +160,7 @@ def train(
     # The run is written into a folder beside ``out`` that replaces it once complete: a full
     # disk, a Ctrl-C or a cancelled job leaves ``out`` as it was (the earlier run, under
     # --overwrite), never a cut model.keras, or new labels beside an old model.
-    with staged_folder(out) as staging:
+    with staged_folder(out, exclusive=True) as staging:
         write_json(staging / LABELS_FILE, dataset.classes)
         write_json(staging / DATASET_FILE, dataset_summary(dataset, train_records, val_records))
         write_json(staging / CONFIG_FILE, run_config(config))
