@@ -93,8 +93,8 @@ def staged_folder(target: Path, mode: int = 0o755, *, exclusive: bool = False) -
     fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed, or when this process dies
     retired = None
     try:
-        if exclusive and being_written(target, besides=staging):
-            raise BinbotError(writing_now(target))
+        if exclusive:
+            refuse_if_being_written(target, besides=staging)
         yield staging
         if target.exists():
             retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-old-"))
@@ -135,8 +135,10 @@ def being_written(target: Path, besides: Path | None = None) -> bool:
     return False
 
 
-def writing_now(target: Path) -> str:
-    return (
-        f"{target} is being written by another binbot right now; wait for it to finish, "
-        "or choose another --out"
-    )
+def refuse_if_being_written(target: Path, besides: Path | None = None) -> None:
+    """A BinbotError when another process is writing ``target`` (see ``being_written``)."""
+    if being_written(target, besides):
+        raise BinbotError(
+            f"{target} is being written by another binbot right now; wait for it to finish, "
+            "or choose another --out"
+        )

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from binbot.errors import BinbotError
-from binbot.files import being_written, holds_working_folder, staged_folder, writing_now
+from binbot.files import holds_working_folder, refuse_if_being_written, staged_folder
 from conversion.config import QUANTIZATIONS
 from conversion.manifest import (
     FORMAT,
@@ -364,8 +364,7 @@ def check_bundle_target(out: Path, run_dir: Path, overwrite: bool) -> None:
             f"--out {out} is the folder you are in, or holds it: a bundle replaces its folder "
             "whole; name a folder in it instead (e.g. --out bundle)"
         )
-    if being_written(out):
-        raise BinbotError(writing_now(out))
+    refuse_if_being_written(out)
     if not out.exists() or not any(out.iterdir()):
         return
     if not overwrite:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from binbot.errors import BinbotError
-from binbot.files import being_written, holds_working_folder, staged_folder, writing_now
+from binbot.files import holds_working_folder, refuse_if_being_written, staged_folder
 from training.config import TrainConfig, untrainable_schedule
 from training.dataset import (
     Dataset,
@@ -102,8 +102,7 @@ def check_run_target(out: Path, overwrite: bool, dataset_path: str | Path) -> No
             "whole once it is written; name a folder in it instead (e.g. --out run)"
         )
     check_outside_dataset(out, dataset_path)
-    if being_written(out):
-        raise BinbotError(writing_now(out))
+    refuse_if_being_written(out)
     if (out / MODEL_FILE).exists():
         if not overwrite:
             raise BinbotError(
