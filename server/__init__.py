@@ -34,11 +34,12 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from server.errors import register_error_handlers
     from server.extensions import init_extensions
     from server.public.api import api
-    from server.public.webclient import webclient
+    from server.public.webclient import AppFilePath, webclient
     from server.security import init_security
     from server.untrusted import RowIdConverter
 
     app.url_map.converters["id"] = RowIdConverter
+    app.url_map.converters["app_file"] = AppFilePath
     init_extensions(app)
     init_security(app)
     register_error_handlers(app)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from flask import Flask, Response, jsonify, render_template, request
 from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from binbot.errors import shortened
 from binbot.files import is_disk_full
 
 
@@ -89,8 +90,7 @@ CONSOLE_PREFIX = "/admin"
 
 def wants_html() -> bool:
     """A person in the admin console's pages, rather than a script or the web app."""
-    in_console = request.path == CONSOLE_PREFIX or request.path.startswith(CONSOLE_PREFIX + "/")
-    if not in_console or request.path.endswith(".json"):
+    if not is_under(request.path, CONSOLE_PREFIX) or request.path.endswith(".json"):
         return False
     return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "text/html"
 
@@ -169,6 +169,33 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(exc: HTTPException) -> Response:
         if exc.code == 413:
             return error_response(too_large_message(app), 413)
-        headers = dict(exc.get_headers()) if exc.code == 405 else {}
-        headers.pop("Content-Type", None)
-        return error_response(exc.description or exc.name, exc.code or 500, headers)
+        if isinstance(exc, MethodNotAllowed):
+            headers = dict(exc.get_headers())
+            headers.pop("Content-Type", None)
+            return error_response(not_allowed_message(exc.valid_methods or []), 405, headers)
+        if exc.code == 404:
+            return error_response(not_found_message(), 404)
+        return error_response(exc.description or exc.name, exc.code or 500)
+
+
+def not_found_message() -> str:
+    """A mistyped address (no route, or no file of the web app): which part of the service
+    it missed, and the address cut short, since it is the sender's text. Routes that find
+    nothing raise ``NotFound`` above with their own sentence."""
+    path = shortened(request.path, 80)
+    if is_under(request.path, "/api"):
+        return f"no API endpoint {path}"
+    if is_under(request.path, CONSOLE_PREFIX):
+        return f"no console page {path}"
+    return f"no page or file {path}"
+
+
+def is_under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def not_allowed_message(valid_methods: list[str]) -> str:
+    """A 405 that says what the address takes: "GET is not allowed here; this address takes
+    POST" rather than Werkzeug's sentence, which does not."""
+    takes = [method for method in valid_methods if method not in ("HEAD", "OPTIONS")]
+    return f"{request.method[:20]} is not allowed here; this address takes {' or '.join(takes)}"

@@ -77,16 +77,33 @@ def test_unknown_paths_get_json_404(live, path):
     assert response.json()["status"] == 404
 
 
-@pytest.mark.parametrize("method", ["GET", "HEAD"])
-def test_a_get_of_a_post_endpoint_is_told_the_method_not_that_it_is_missing(live, method):
-    """GET /api/submissions, typed into a browser or curl, read "no API endpoint": the web app's
-    catch-all route took it. It is a 405 that names the method the endpoint takes."""
-    for path in ("/api/submissions", "/api/admin/models/rollback"):
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "OPTIONS"])
+def test_a_post_endpoint_names_the_method_it_takes(live, method):
+    """GET /api/submissions, typed into a browser or curl, read "no API endpoint", and OPTIONS
+    or a PUT's 405 listed GET: the web app's catch-all route lent its GET to the API. The
+    endpoint says it takes POST, and nothing else but OPTIONS."""
+    for path in ("/api/submissions", "/api/admin/models/rollback", "/admin/logout"):
         response = requests.request(method, live.url + path, timeout=30)
-        assert response.status_code == 405, (path, response.status_code)
-        assert response.headers["Allow"] == "POST"
-        if method == "GET":
-            assert response.json()["status"] == 405
+        if method == "OPTIONS" and path.startswith("/api/admin/"):
+            assert response.status_code == 401, path  # the admin API says nothing unsigned
+            continue
+        assert response.status_code == (200 if method == "OPTIONS" else 405), (path, method)
+        assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}, path
+        if method in ("GET", "PUT") and path.startswith("/api/"):  # the console's is a page
+            assert response.json() == {
+                "error": f"{method} is not allowed here; this address takes POST",
+                "status": 405,
+            }
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "GET"])
+def test_a_mistyped_api_address_is_not_found_whatever_the_method(live, method):
+    """A POST to a misspelt endpoint read "method not allowed" (the catch-all took GET for it),
+    which sends a developer looking at the method instead of the address."""
+    response = requests.request(method, live.url + "/api/submission", timeout=30)
+    assert response.status_code == 404
+    assert response.json()["error"] == "no API endpoint /api/submission"
+    assert "Allow" not in response.headers
 
 
 def test_labels_come_with_disposal_guidance(live):

@@ -11,11 +11,10 @@ import mimetypes
 from pathlib import Path
 
 from flask import Blueprint, current_app, request, send_from_directory
-from werkzeug.exceptions import MethodNotAllowed
-from werkzeug.exceptions import NotFound as FileNotFound
+from werkzeug.routing import PathConverter
 from werkzeug.security import safe_join
 
-from server.errors import NotFound, Unavailable
+from server.errors import Unavailable
 
 webclient = Blueprint("webclient", __name__)
 
@@ -36,29 +35,22 @@ def index():
     return _static(_dist(), "index.html")
 
 
-@webclient.get("/<path:name>")
+class AppFilePath(PathConverter):
+    """``<app_file:name>``: any path but the API's and the console's, which their own routes
+    answer. A catch-all that matched them too lent its GET to their POST-only endpoints: GET
+    /api/submissions read "not found" instead of a 405, OPTIONS and a 405's Allow listed GET,
+    and a POST to a mistyped API address read "method not allowed" instead of "no such
+    endpoint"."""
+
+    regex = r"(?!(?:api|admin)(?:/|$))[^/].*?"
+
+
+@webclient.get("/<app_file:name>")
 def asset(name: str):
-    dist = _dist()
-    try:
-        if name.startswith("api/"):
-            raise NotFound(f"no API endpoint /{name}")
-        response = _static(dist, name)
-    except (NotFound, FileNotFound):
-        # GET /api/submissions met this catch-all and read "no API endpoint": it is a POST one.
-        if methods := other_methods(request.path):
-            raise MethodNotAllowed(valid_methods=methods) from None
-        raise
+    response = _static(_dist(), name)
     if name == "sw.js":
         response.headers["Service-Worker-Allowed"] = "/"
     return response
-
-
-def other_methods(path: str) -> list[str]:
-    """The methods of another route at ``path`` (a POST-only endpoint, say), which a GET or
-    HEAD for it reaches this catch-all instead of Flask's 405. Asked only once no file
-    answers, so serving the app's files does not match every route again."""
-    adapter = current_app.url_map.bind_to_environ(request.environ)
-    return sorted(set(adapter.allowed_methods(path)) - {"GET", "HEAD", "OPTIONS"})
 
 
 def _static(dist: Path, name: str):
