@@ -2,7 +2,8 @@
 
 Code anywhere in the server raises a ``ServiceError`` subclass with a message for people;
 ``register_error_handlers`` turns it (and Flask's own HTTP errors: 404 routes, 405, 413) into
-the answer the client can read: a JSON ``{"error", "status"}`` for API clients and the web app,
+the answer the client can read: a JSON ``{"error", "status"}`` for API clients and the web app
+(with ``"field"`` when the fault is in one field that a person can put right),
 an HTML page for someone using the admin console in a browser.
 """
 
@@ -30,10 +31,15 @@ class ServiceError(Exception):
         if status is not None:
             cls.status = status
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, headers: dict[str, str] | None = None, field: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
+        # The request field at fault, where the person who filled it in can put it right
+        # (the web app opens the name again after "the name mixes alphabets").
+        self.field = field
 
 
 class BadRequest(ServiceError, status=400):
@@ -95,12 +101,18 @@ def wants_html() -> bool:
     return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "text/html"
 
 
-def error_response(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    message: str,
+    status: int,
+    headers: dict[str, str] | None = None,
+    field: str | None = None,
+) -> Response:
     if wants_html():
         page = render_template("error.html", message=message, status=status)
         response = Response(page, status=status, mimetype="text/html")
     else:
-        response = jsonify({"error": message, "status": status})
+        body = {"error": message, "status": status} | ({"field": field} if field else {})
+        response = jsonify(body)
         response.status_code = status
     response.headers.update(headers or {})
     return response
@@ -127,7 +139,7 @@ FULL_RETRY_SECONDS = 3600
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError) -> Response:
-        return error_response(exc.message, exc.status, exc.headers)
+        return error_response(exc.message, exc.status, exc.headers, exc.field)
 
     @app.errorhandler(FileNotFoundError)
     def stored_file_missing(exc: FileNotFoundError) -> Response:

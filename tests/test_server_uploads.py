@@ -268,6 +268,7 @@ def test_a_kind_and_a_name_of_ones_own_together_are_refused(live, photo):
     """Which did the person mean? Storing either would silently lose the other."""
     response = submit(live, photo, key="both", label="Battery", proposed_name="power bank")
     assert response.status_code == 422 and "not both" in response.json()["error"]
+    assert "field" not in response.json()
     assert live.submissions() == 0 and live.stored_files() == []
 
 
@@ -284,8 +285,11 @@ def test_a_kind_and_a_name_of_ones_own_together_are_refused(live, photo):
     ],
 )
 def test_odd_proposed_names_are_refused_and_nothing_is_stored(live, photo, name, why):
+    """The refusal names the field at fault, so the app can open the name again to be put
+    right; the other refusals name none (test_a_kind_and_a_name_of_ones_own_together...)."""
     response = submit(live, photo, key="odd", label="", proposed_name=name)
     assert response.status_code == 422 and why in response.json()["error"]
+    assert response.json()["field"] == "proposed_name"
     assert live.submissions() == 0 and live.stored_files() == []
 
 

@@ -48,18 +48,23 @@ def _script(character: str) -> str | None:
     return _SCRIPT_OF_NAME.get(first, first)
 
 
-def clean_name(text: str | None) -> tuple[str, str]:
-    """(the name to show, its key for comparing); Unprocessable saying what is wrong."""
+def clean_name(text: str | None, field: str | None = None) -> tuple[str, str]:
+    """(the name to show, its key for comparing); Unprocessable saying what is wrong, naming
+    ``field`` (the request's field the name came in) for the client."""
+
+    def refused(reason: str) -> Unprocessable:
+        return Unprocessable(reason, field=field)
+
     name = tidy(text)
     if not name:
-        raise Unprocessable("say what it is: the name is empty")
+        raise refused("say what it is: the name is empty")
     if len(name) > MAX_NAME:
-        raise Unprocessable(f"the name is longer than {MAX_NAME} characters")
+        raise refused(f"the name is longer than {MAX_NAME} characters")
     if any(unicodedata.category(c).startswith("C") for c in name):
-        raise Unprocessable("the name has control or invisible characters")
+        raise refused("the name has control or invisible characters")
     scripts = {s for s in map(_script, name) if s}
     if not scripts:
-        raise Unprocessable("the name has no letters")
+        raise refused("the name has no letters")
     if len(scripts) > 1 and not any(scripts <= together for together in _WRITTEN_TOGETHER):
-        raise Unprocessable(f"the name mixes alphabets ({', '.join(sorted(scripts)).lower()})")
+        raise refused(f"the name mixes alphabets ({', '.join(sorted(scripts)).lower()})")
     return name, name_key(name)

@@ -167,7 +167,7 @@ def check_labels(form, labels: list[str], model_version: str | None = None) -> S
 def proposal(text: str | None, known: dict[str, str], predicted: str | None) -> Said:
     """A name of the person's own ("Something else: ..."), counted against the proposals limit."""
     configured("proposals per day").hit()
-    name, key = clean_name(text)
+    name, key = clean_name(text, field="proposed_name")
     # "Something else: battery" names a kind the model has (the person did not find it in
     # the picker, or queued it offline before the kind existed): it is that kind.
     if key in known:

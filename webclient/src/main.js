@@ -210,6 +210,9 @@ async function saveCorrection(label, proposedName = null) {
   let item;
   ui.elements.sendButton.disabled = true;
   try {
+    // A name the server refused for this photo, now put right: the refusal is settled.
+    if (saving.refused) await dismiss(saving.refused);
+    saving.refused = null;
     const photo = await state.classifier.downscale(blob, UPLOAD_MAX_SIDE);
     item = await enqueue({ photo, label, proposedName, predictedLabel: best.label,
       confidence: best.probability, modelVersion: result.version });
@@ -230,12 +233,16 @@ async function saveCorrection(label, proposedName = null) {
 }
 
 /** Sent, refused (the server's reason, also in the list of corrections), or kept for later
- * (offline, or the server asked to wait): the thank-you says which. */
+ * (offline, or the server asked to wait): the thank-you says which. A name refused for what
+ * it says ("the name mixes alphabets") opens again, as typed, to be put right and sent. */
 async function tellWhatBecameOf(item, name, saving) {
   const kept = (await listCorrections()).find((i) => i.id === item.id);
   if (state.last !== saving) return; // another photo is on screen now
   if (!kept) ui.feedbackDone(`Thank you! ${name} was sent to BinBot.`);
-  else if (kept.status === 'rejected') ui.feedbackDone(`BinBot did not take ${name}: ${kept.error}`);
+  else if (kept.status === 'rejected' && kept.field === 'proposed_name') {
+    saving.refused = kept.id;
+    ui.askNameAgain(kept.proposedName, `BinBot did not take ${name}: ${kept.error}. Change the name and send it again.`);
+  } else if (kept.status === 'rejected') ui.feedbackDone(`BinBot did not take ${name}: ${kept.error}`);
   else ui.feedbackDone(`Thank you! ${name} is saved on this phone and will be sent as soon as BinBot can be reached.`);
 }
 

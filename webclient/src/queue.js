@@ -107,7 +107,9 @@ async function sendOne(item, apiBase) {
     return 'later';
   }
   if (response.status >= 400 && response.status < 500 && typeof answer?.error === 'string') {
-    await put(CORRECTIONS, { ...item, status: 'rejected', error: answer.error, attempts: item.attempts + 1 });
+    // `field`: the part of the correction at fault that the person can put right (the name).
+    const field = typeof answer.field === 'string' ? answer.field : null;
+    await put(CORRECTIONS, { ...item, status: 'rejected', error: answer.error, field, attempts: item.attempts + 1 });
     return 'rejected';
   }
   return 'blocked'; // a redirect, or an answer that is not BinBot's: try again later

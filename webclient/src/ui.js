@@ -166,6 +166,17 @@ export function openLabelPicker(current) {
   elements.labelSelect.focus();
 }
 
+/** The name field again, holding the name the server refused, with its reason. */
+export function askNameAgain(name, text) {
+  elements.labelPicker.hidden = false;
+  elements.labelSelect.value = OTHER;
+  syncOtherName();
+  elements.otherNameInput.value = name;
+  elements.feedbackMessage.textContent = text;
+  elements.otherNameInput.focus();
+  elements.otherNameInput.select();
+}
+
 export function feedbackDone(text) {
   elements.labelPicker.hidden = true;
   elements.rightButton.hidden = true;
