@@ -142,6 +142,15 @@ def test_browser_classifies_like_the_python_model(
     assert page.get_by_label("What is it?").is_visible()
     assert page.locator("#guidance").is_hidden()
     screenshot(page, "phone-not-sure")
+    # Choosing BinBot's own best guess brings its advice: the person said what it is.
+    guess = page.locator("#result").get_attribute("data-top")
+    assert page.get_by_label("What is it?").input_value() == guess
+    page.get_by_role("button", name="Send correction").click()
+    expect(page.locator("#feedback-message")).to_contain_text(f'"{guess}"')
+    expect(page.locator("#guidance")).to_be_visible()
+    advice = requests.get(f"{server.url}api/labels", timeout=30).json()["labels"]
+    bin_name = next(label["guidance"]["bin"] for label in advice if label["name"] == guess)
+    assert page.locator("#guidance h3").inner_text() == f"How to dispose of it: {bin_name}"
     page.close()
 
 

@@ -219,7 +219,8 @@ async function saveCorrection(label, proposedName = null) {
     await refreshQueue(); // the count and the thank-you appear together
     if (state.last === saving) { // still the photo on screen
       ui.feedbackDone(`Thank you! ${name} is saved on this phone.`);
-      if (label && label !== best.label) ui.showGuidanceFor(state.entry.labels, label);
+      // The advice for the kind the person named: also when it was BinBot's own unsure guess.
+      if (label) ui.showGuidanceFor(state.entry.labels, label);
     }
   } catch (error) {
     ui.setStatus(`Could not save the correction: ${error.message}`);

@@ -137,9 +137,12 @@ export function hideResult() {
   elements.result.hidden = true;
 }
 
+/** The advice for the kind the person chose, in place of the general hint. */
 export function showGuidanceFor(labels, name) {
   const entry = labels.find((l) => l.name === name);
-  if (entry) renderGuidance(entry);
+  if (!entry) return;
+  renderGuidance(entry);
+  elements.hint.hidden = true;
 }
 
 /** The picker's value for "Something else…" (never a kind's name: it has a symbol no name has). */
