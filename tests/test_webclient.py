@@ -236,6 +236,16 @@ def test_a_photo_it_does_not_know_gets_no_advice_and_can_be_named(browser, serve
     expect(message).to_have_text('Thank you! "Desk lamp" was sent to BinBot.', timeout=30_000)
     # The refusal it put right leaves the list of corrections.
     expect(page.locator("#queue-status")).to_have_attribute("data-rejected", "0")
+    assert page.locator("#guidance").is_hidden()
+
+    # A kind's name typed as "Something else" is that kind (the server files it there): its
+    # advice replaces the general hint.
+    choose_photo(page, grey)
+    name_field.fill("  BATTERY ")
+    page.get_by_role("button", name="Send correction").click()
+    expect(message).to_have_text('Thank you! "BATTERY" was sent to BinBot.', timeout=30_000)
+    expect(page.locator("#guidance")).to_contain_text("Hazards")
+    assert page.locator("#hint").is_hidden()
     page.close()
 
     auth = {"Authorization": f"Bearer {server.admin_token()}"}

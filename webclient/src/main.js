@@ -219,8 +219,10 @@ async function saveCorrection(label, proposedName = null) {
     await refreshQueue(); // the count and the thank-you appear together
     if (state.last === saving) { // still the photo on screen
       ui.feedbackDone(`Thank you! ${name} is saved on this phone.`);
-      // The advice for the kind the person named: also when it was BinBot's own unsure guess.
-      if (label) ui.showGuidanceFor(state.entry.labels, label);
+      // The advice for the kind the person named: also when it was BinBot's own unsure guess,
+      // or typed as "Something else" ("battery "), which the server files under that kind.
+      const kind = label ?? state.entry.labels.find((l) => sameName(l.name, proposedName))?.name;
+      if (kind) ui.showGuidanceFor(state.entry.labels, kind);
     }
   } catch (error) {
     ui.setStatus(`Could not save the correction: ${error.message}`);
@@ -231,6 +233,13 @@ async function saveCorrection(label, proposedName = null) {
   requestBackgroundSync();
   await sendQueue().catch(() => {}); // it is saved either way; the queue line tells the rest
   await tellWhatBecameOf(item, name, saving);
+}
+
+/** Whether two names are one kind, as the server compares them (`binbot/names.py`: NFKC,
+ * spaces collapsed, case folded; lower case stands in for case folding here). */
+function sameName(a, b) {
+  const key = (name) => name.normalize('NFKC').split(/\s+/).filter(Boolean).join(' ').toLowerCase();
+  return key(a) === key(b);
 }
 
 /** Sent, refused (the server's reason, also in the list of corrections), or kept for later
