@@ -163,6 +163,9 @@ def test_the_loop_from_corrections_to_a_published_model_and_back(
     assert f"{candidate} is live" in admin.get_by_role("status").first.inner_text()
     assert admin.locator("#live").inner_text().startswith(f"Live: {candidate} since ")
     screenshot(admin, "console-models")
+    # The comparison offered is the live model against the one before, not itself.
+    assert admin.locator('select[name="a"]').input_value() == candidate
+    assert admin.locator('select[name="b"]').input_value() == "small-1"
 
     # The phone picks it up at its next check and classifies with it offline.
     check_for_model(phone, candidate)
