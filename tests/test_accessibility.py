@@ -93,4 +93,10 @@ def test_the_console_pages_pass_axe(browser, server, ewaste_zip, tmp_path, viewp
         assert violations(page) == [], path
         # Nothing wider than the screen: wide tables scroll inside their own region.
         assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"], path
+        if path == "kinds":  # every step and hazard readable, without scrolling inside a box
+            clipped = page.evaluate(
+                "[...document.querySelectorAll('textarea')]"
+                ".filter((t) => t.scrollHeight > t.clientHeight + 1).map((t) => t.name)"
+            )
+            assert clipped == [], clipped
     page.close()
