@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -206,6 +207,40 @@ def test_a_running_retraining_can_be_cancelled_from_the_console(browser, stack):
         "document.getElementById('job')?.dataset.status === 'cancelled'", timeout=120_000
     )
     assert "cancelled by an admin" in admin.locator("#job-error").inner_text()
+
+
+def test_a_choice_of_kind_is_needed_before_photos_are_filed_under_it(browser, server, ewaste_zip):
+    """The kind lists of "Map to this kind" and "Relabel as…" started on the first kind, so a
+    press without a choice filed the photos as Battery. Now nothing is sent until a kind is
+    chosen; rejecting needs no kind."""
+    with zipfile.ZipFile(ewaste_zip) as archive:
+        photos = [archive.read(n) for n in sorted(archive.namelist()) if "/test/Mouse/" in n][:3]
+    forms = ({"proposed_name": "gizmo"}, {"proposed_name": "gizmo"}, {"label": "Mouse"})
+    for photo, form in zip(photos, forms, strict=True):
+        sent = requests.post(server.url + "api/submissions", data=form, timeout=30,
+                             files={"image": ("p.jpg", photo, "image/jpeg")})  # fmt: skip
+        assert sent.status_code == 201, sent.text
+    admin = browser.new_page(viewport=LAPTOP)
+    admin.goto(server.url + "admin/login")
+    admin.get_by_label("Admin token").fill(server.admin_token())
+    admin.get_by_role("button", name="Log in").click()
+    admin.wait_for_url("**/admin/submissions")
+
+    gizmo = admin.locator('tr.proposal[data-key="gizmo"]')
+    gizmo.get_by_role("button", name="Map to this kind").click()
+    assert gizmo.get_by_label("Kind").evaluate("(select) => select.validity.valueMissing")
+    admin.get_by_label("Action").select_option("relabel")
+    admin.locator('input[name="ids"]').first.check()
+    admin.get_by_role("button", name="Apply to selected").click()
+    assert admin.get_by_label("New label").evaluate("(select) => select.validity.valueMissing")
+    admin.reload()
+    assert admin.locator(".flash").count() == 0  # neither form was sent
+    assert admin.locator('tr.proposal[data-key="gizmo"] .proposal-count').inner_text() == "2"
+
+    gizmo.get_by_label("Kind").select_option("Mouse")
+    gizmo.get_by_role("button", name="Map to this kind").click()
+    assert "map: 2 photos proposed as 'gizmo'" in admin.locator(".flash").inner_text()
+    admin.close()
 
 
 def test_console_sessions_are_protected(stack):
