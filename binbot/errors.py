@@ -13,6 +13,11 @@ def shortened(text: str, limit: int = 40) -> str:
     return text[:limit] + ("..." if len(text) > limit else "")
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and its noun for a message: "1 class", "3 classes", "1 test image"."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 class BinbotError(Exception):
     """A problem with the user's input, explained in one line."""
 

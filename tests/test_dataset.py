@@ -173,6 +173,23 @@ def test_folders_that_are_one_kind_to_the_app_are_warned_about(tmp_path):
     assert not [w for w in load_dataset(make_flat(tmp_path / "plain")).warnings if "differ" in w]
 
 
+def test_thin_evaluation_splits_are_warned_about_in_one_line_each(tmp_path):
+    """Red has 3 validation photos, Green 1 and Blue none: one line names the missing class,
+    one the thin ones with their counts (a line a class buried other warnings)."""
+    root = tmp_path / "set"
+    for c, (name, colour) in enumerate(COLOURS.items()):
+        for split, count in (("train", 4), ("val", (3, 1, 0)[c]), ("test", 10)):
+            for i in range(count):
+                solid_jpeg(root / split / name / f"{i}.jpg", colour, noise_seed=100 * c + i)
+    warnings = load_dataset(root).warnings
+    assert "no images in the val split for 1 class: 'Blue thing'" in warnings
+    assert (
+        "fewer than 10 images in the val split for 2 classes (their figures there are rough): "
+        "'Green thing' (1), 'Red thing' (3)"
+    ) in warnings
+    assert not [w for w in warnings if "test split" in w]
+
+
 def _zip_folder(folder: Path, path: Path) -> zipfile.ZipFile:
     archive = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED)
     for file in sorted(folder.rglob("*.jpg")):

@@ -90,7 +90,7 @@ def test_the_same_photo_under_two_classes_is_reported_as_a_label_conflict(ewaste
         frozenset(("Mouse/filed wrongly.jpg", "Printer/0.jpg"))
     }  # the copy within Printer is a duplicate, not a conflict
     assert report["duplicates"]["pairs"] == 2
-    assert any("1 duplicate pairs are filed under two different classes" in w for w in lines)
+    assert any("1 duplicate pair filed under two different classes" in w for w in lines)
 
 
 def test_near_hashes_are_all_found_a_block_at_a_time(monkeypatch):

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from binbot.errors import BinbotError
+from binbot.errors import BinbotError, counted
 from binbot.formats import not_an_image_reason
 from binbot.names import name_key
 from training.dataset_layout import (
@@ -301,17 +301,31 @@ def _check_classes(dataset: Dataset) -> None:
                 f"class '{name}' has no usable images in the train split"
                 + _skipped_in(dataset, name)
             )
-        for split in ("val", "test"):
-            if counts[split][name] == 0:
-                dataset.warnings.append(f"class '{name}' has no images in the {split} split")
-            elif counts[split][name] < SMALL_EVALUATION_CLASS:
-                count = counts[split][name]
-                dataset.warnings.append(
-                    f"class '{name}' has only {count} image{'s' if count > 1 else ''} in the "
-                    f"{split} split: its figures there are rough"
-                )
+    for split in ("val", "test"):
+        dataset.warnings.extend(_thin_evaluation_warnings(dataset.classes, counts[split], split))
     if len(dataset.classes) < 2:
         raise BinbotError(f"need at least 2 classes, found {len(dataset.classes)}")
+
+
+def _thin_evaluation_warnings(classes: list[str], counts: dict[str, int], split: str) -> list[str]:
+    """One line for the classes an evaluation split lacks and one for those it has too few of,
+    rather than a line a class: a dataset whose classes all have 5 validation photos said so
+    21 times, burying any other warning."""
+    missing = [name for name in classes if counts[name] == 0]
+    few = [name for name in classes if 0 < counts[name] < SMALL_EVALUATION_CLASS]
+    warnings = []
+    if missing:
+        warnings.append(
+            f"no images in the {split} split for {counted(len(missing), 'class', 'classes')}: "
+            + ", ".join(repr(name) for name in missing)
+        )
+    if few:
+        warnings.append(
+            f"fewer than {SMALL_EVALUATION_CLASS} images in the {split} split for "
+            f"{counted(len(few), 'class', 'classes')} (their figures there are rough): "
+            + ", ".join(f"{name!r} ({counts[name]})" for name in few)
+        )
+    return warnings
 
 
 def _skipped_in(dataset: Dataset, name: str) -> str:

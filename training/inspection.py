@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from binbot.errors import counted
 from training.dataset import (
     BadFile,
     Dataset,
@@ -115,13 +116,13 @@ def inspect_dataset(
     conflicts = [p for p in pairs if p.conflicting]
     if conflicts:
         warnings.append(
-            f"{len(conflicts)} duplicate pairs are filed under two different classes: one label "
-            "of each is wrong; fix or remove them before training"
+            f"{counted(len(conflicts), 'duplicate pair')} filed under two different classes: "
+            "one label of each is wrong; fix or remove them before training"
         )
     leaking = records_with_copy_in(pairs, "test", "train")
     if leaking:
         warnings.append(
-            f"{len(leaking)} test images have a copy in train: test accuracy is inflated"
+            f"{counted(len(leaking), 'test image')} with a copy in train: test accuracy is inflated"
         )
 
     report: dict[str, Any] = {
