@@ -49,11 +49,11 @@ def load_config(instance_path: str) -> dict[str, Any]:
         # Stored photos are re-encoded to at most this side, as JPEG of this quality.
         "BINBOT_STORED_MAX_SIDE": _int("BINBOT_STORED_MAX_SIDE", 1600, 64),
         "BINBOT_STORED_JPEG_QUALITY": 90,
-        # A candidate more than this much less accurate than the published model is refused.
         # Retraining: the dataset corrections are added to, and when a silent worker is dead.
         "BINBOT_BASE_DATASET": os.environ.get("BINBOT_BASE_DATASET")
         or os.environ.get("BINBOT_DATASET"),
         "BINBOT_JOB_TIMEOUT": _float("BINBOT_JOB_TIMEOUT", 300, 1),
+        # A candidate more than this much less accurate than the published model is refused.
         "BINBOT_PUBLISH_MARGIN": _float("BINBOT_PUBLISH_MARGIN", 0.01, 0, 1),
         # Per-client limits (count, window in seconds), answered 429 with Retry-After.
         "BINBOT_LIMITS": {
