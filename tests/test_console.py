@@ -182,7 +182,14 @@ def test_the_loop_from_corrections_to_a_published_model_and_back(
     # Roll back: the phone follows.
     rollback_form = {name: admin.locator(f'form:has(button:text("Roll back")) [name="{name}"]')
                      .get_attribute("value") for name in ("csrf_token", "from")}  # fmt: skip
+    # It asks first: "no" leaves the candidate live.
+    asked = []
+    admin.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
     admin.get_by_role("button", name="Roll back to small-1").click()  # names what comes back
+    assert asked == ["Roll back to small-1? Phones switch to it at their next check."]
+    assert admin.locator("#live").inner_text().startswith(f"Live: {candidate} since ")
+    admin.once("dialog", lambda dialog: dialog.accept())
+    admin.get_by_role("button", name="Roll back to small-1").click()
     assert "small-1 is live again" in admin.get_by_role("status").first.inner_text()
     # The same form sent again (a double click) changes nothing: it was not toggled back.
     again = admin.request.post(f"{stack.web.url}admin/models/rollback", form=rollback_form)

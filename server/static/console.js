@@ -1,5 +1,6 @@
 // The console's little bit of behaviour: "select all" in the gallery, a relabel target only
-// when relabelling, and live progress on a job page (polls its JSON every 2 s until it ends).
+// when relabelling, a question before a rollback or a deletion, and live progress on a job
+// page (polls its JSON every 2 s until it ends).
 
 const selectAll = document.getElementById('select-all');
 selectAll?.addEventListener('change', () => {
@@ -11,6 +12,14 @@ const label = document.getElementById('bulk-label');
 const syncLabel = () => { if (label) label.disabled = action.value !== 'relabel'; };
 action?.addEventListener('change', syncLabel);
 if (action) syncLabel();
+
+// A press that changes the model every phone gets, or deletes what cannot be brought back,
+// asks first: a stray click on "Roll back" or "Delete" acted at once.
+for (const form of document.querySelectorAll('form[data-confirm]')) {
+  form.addEventListener('submit', (event) => {
+    if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+  });
+}
 
 const job = document.getElementById('job');
 const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
