@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import STARTER, WEIGHTS_FILE, binbot, grey_card, solid_jpeg
 
+from binbot.columns import columns
+
 
 @pytest.mark.parametrize(
     "args",
@@ -302,6 +304,24 @@ def test_inspect_reports_bad_files_and_writes_report(tmp_path):
     assert "Class 0/broken.jpg" in result.stdout
     for name in ("report.json", "samples.png", "class_balance.png", "cross_split_duplicates.png"):
         assert (Path(tmp_path / "r") / name).is_file()
+
+
+def test_inspect_lines_up_its_table_for_class_names_in_any_script(tmp_path):
+    """A Japanese class name takes two terminal columns a character: padded by characters, the
+    counts after it stood out of line. Short names ("a") left the header's "class" too wide."""
+    names = ("a", "日本語", "Café")
+    for c, name in enumerate(names):
+        for i in range(4):
+            solid_jpeg(
+                tmp_path / "data" / name / f"{i}.jpg", (60 * c, 90, 200), noise_seed=10 * c + i
+            )
+    result = binbot("dataset", "inspect", str(tmp_path / "data"), "--out", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.strip().startswith("# class"))
+    table = lines[header : header + 1 + len(names)]
+    ends = {columns(line) for line in table}
+    assert len(ends) == 1, "\n".join(table)  # every row ends in the same terminal column
 
 
 def test_inspect_lists_the_first_bad_files_and_counts_the_rest(tmp_path):

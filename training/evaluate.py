@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from binbot.columns import columns, padded
 from binbot.errors import BinbotError
 from binbot.files import staged_folder
 from training.dataset import Dataset, ImageRecord
@@ -49,11 +50,11 @@ def evaluate_run(
     metrics = test_metrics(dataset, run.labels, probabilities)
     out = run.path / EVALUATION_DIR
     write_evaluation(out, metrics, run, test, probabilities)
-    width = max(len(label) for label in run.labels)
-    log(f"  {'#':>3s} {'class':{width}s}  precision  recall     f1  support")
+    width = max(columns(label) for label in [*run.labels, "class"])
+    log(f"  {'#':>3s} {padded('class', width)}  precision  recall     f1  support")
     for number, (label, m) in enumerate(metrics["per_class"].items(), start=1):
         log(
-            f"  {number:3d} {label:{width}s}  {m['precision']:9.3f}  {m['recall']:6.3f}  "
+            f"  {number:3d} {padded(label, width)}  {m['precision']:9.3f}  {m['recall']:6.3f}  "
             f"{m['f1']:5.3f}  {m['support']:7d}"
         )
     without = metrics["test_accuracy_without_train_copies"]

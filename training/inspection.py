@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from binbot.columns import columns, padded
 from binbot.errors import counted
 from training.dataset import (
     BadFile,
@@ -197,11 +198,11 @@ def print_report(report: dict[str, Any], log: Log) -> None:
     log(f"  fingerprint: {report['fingerprint']}")
     splits = report["splits"]
     log("  splits: " + ", ".join(f"{s} {n}" for s, n in splits.items()))
-    width = max(len(c) for c in report["classes"])
-    log(f"  {'#':>3s} {'class':{width}s} " + " ".join(f"{s:>6s}" for s in SPLITS))
+    width = max(columns(c) for c in [*report["classes"], "class"])
+    log(f"  {'#':>3s} {padded('class', width)} " + " ".join(f"{s:>6s}" for s in SPLITS))
     for number, c in enumerate(report["classes"], start=1):
         counts = " ".join(f"{report['counts'][s][c]:6d}" for s in SPLITS)
-        log(f"  {number:3d} {c:{width}s} {counts}")
+        log(f"  {number:3d} {padded(c, width)} {counts}")
     ratio = report["imbalance_ratio"]["train"]
     log(f"  imbalance ratio (train, largest/smallest): {ratio:.2f}" if ratio else "")
     sizes = report["image_sizes"]
