@@ -221,8 +221,8 @@ def test_a_choice_of_kind_is_needed_before_photos_are_filed_under_it(browser, se
     press without a choice filed the photos as Battery. Now nothing is sent until a kind is
     chosen; rejecting needs no kind."""
     with zipfile.ZipFile(ewaste_zip) as archive:
-        photos = [archive.read(n) for n in sorted(archive.namelist()) if "/test/Mouse/" in n][:3]
-    forms = ({"proposed_name": "gizmo"}, {"proposed_name": "gizmo"}, {"label": "Mouse"})
+        photos = [archive.read(n) for n in sorted(archive.namelist()) if "/test/Mouse/" in n][:4]
+    forms = ({"proposed_name": "gizmo"},) * 2 + ({"proposed_name": "doohickey"}, {"label": "Mouse"})
     for photo, form in zip(photos, forms, strict=True):
         sent = requests.post(server.url + "api/submissions", data=form, timeout=30,
                              files={"image": ("p.jpg", photo, "image/jpeg")})  # fmt: skip
@@ -247,6 +247,9 @@ def test_a_choice_of_kind_is_needed_before_photos_are_filed_under_it(browser, se
     gizmo.get_by_label("Kind").select_option("Mouse")
     gizmo.get_by_role("button", name="Map to this kind").click()
     assert "map: 2 photos proposed as 'gizmo'" in admin.locator(".flash").inner_text()
+    doohickey = admin.locator('tr.proposal[data-key="doohickey"]')
+    doohickey.get_by_role("button", name="Reject").click()
+    assert "reject: 1 photo proposed as 'doohickey'" in admin.locator(".flash").inner_text()
     admin.close()
 
 
