@@ -229,6 +229,8 @@ def test_a_photo_it_does_not_know_gets_no_advice_and_can_be_named(browser, serve
     expect(name_field).to_be_visible()
     assert name_field.input_value() == "B\u0430ttery"
     assert page.locator("#queue-status").get_attribute("data-rejected") == "1"
+    # Put right here, not twice: the list offers no second name field for it.
+    assert page.locator("#queue-list").get_by_label("Another name").count() == 0
     screenshot(page, "phone-not-recognised")
 
     name_field.fill("  Desk lamp ")
@@ -321,6 +323,38 @@ def test_corrections_made_offline_arrive_exactly_once(browser, server, small_ewa
     assert rows[0]["predicted_label"] and rows[0]["model_version"] == STARTER_VERSION
     assert 0 <= rows[0]["confidence"] <= 1
     assert len({r["sha256"] for r in rows}) == 4
+
+
+def test_a_name_refused_after_it_waited_offline_can_be_put_right_from_the_list(
+    browser, server, tmp_path
+):
+    """Named offline, refused once sent (the photo long gone from the screen): the list of
+    corrections offers the name to put right, and sends the same photo again under it."""
+    grey = grey_card(tmp_path)
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.goto(server.url)
+    wait_until_ready(page)
+    context.set_offline(True)
+    choose_photo(page, grey)
+    page.get_by_label("What would you call it?").fill("B\u0430ttery")
+    page.get_by_role("button", name="Send correction").click()
+    expect(page.locator("#feedback-message")).to_contain_text("is saved on this phone")
+    choose_photo(page, grey)  # another photo on screen by the time it is sent
+    assert page.get_by_label("What would you call it?").input_value() == ""  # a fresh form
+    context.set_offline(False)
+    expect(page.locator("#queue-status")).to_have_attribute("data-rejected", "1", timeout=30_000)
+
+    another = page.locator("#queue-list").get_by_label("Another name")
+    assert another.input_value() == "B\u0430ttery"
+    screenshot(page, "phone-name-refused-in-the-list")
+    another.fill("Battery charger")
+    page.locator("#queue-list").get_by_role("button", name="Send again").click()
+    expect(page.locator("#queue-status")).to_have_attribute("data-rejected", "0", timeout=30_000)
+    expect(page.locator("#queue-status")).to_have_attribute("data-waiting", "0")
+    context.close()
+    rows = stored_submissions(server)
+    assert [(r["label"], r["proposed_name"]) for r in rows] == [(None, "Battery charger")]
 
 
 def test_a_slow_upload_does_not_hold_up_the_next_correction(browser, server, small_ewaste):

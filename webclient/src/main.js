@@ -16,6 +16,7 @@ import {
 } from './model-store.js';
 import {
   SYNC_TAG, blockedInTheWay, dismiss, enqueue, flush, listCorrections, onQueueChange, pausedUntil,
+  renameAndRequeue,
 } from './queue.js';
 import * as ui from './ui.js';
 
@@ -141,7 +142,14 @@ function checkForNewModel({ quiet = true, force = false } = {}) {
 }
 
 async function refreshQueue() {
-  ui.showQueue(await listCorrections(), await pausedUntil(), await blockedInTheWay(), async (id) => { await dismiss(id); refreshQueue(); });
+  ui.showQueue(await listCorrections(), await pausedUntil(), await blockedInTheWay(), {
+    onDismiss: async (id) => { await dismiss(id); refreshQueue(); },
+    onRename: async (id, name) => {
+      if (await renameAndRequeue(id, name)) requestBackgroundSync();
+      await sendQueue();
+    },
+    editing: state.last?.refused ?? null,
+  });
 }
 
 /** fetch's own error for no connection ("Failed to fetch", "NetworkError ...", "Load failed"). */
@@ -172,7 +180,9 @@ async function requestBackgroundSync() {
  */
 async function classifyPhoto(blob) {
   const photo = ++state.photos;
+  const refusedOnScreen = state.last?.refused;
   state.last = null;
+  if (refusedOnScreen) refreshQueue(); // its name can now be put right in the list
   ui.hideResult();
   ui.showPreview(blob);
   state.classifying += 1;
@@ -251,6 +261,7 @@ async function tellWhatBecameOf(item, name, saving) {
   if (!kept) ui.feedbackDone(`Thank you! ${name} was sent to BinBot.`);
   else if (kept.status === 'rejected' && kept.field === 'proposed_name') {
     saving.refused = kept.id;
+    await refreshQueue();
     ui.askNameAgain(kept.proposedName, `BinBot did not take ${name}: ${kept.error}. Change the name and send it again.`);
   } else if (kept.status === 'rejected') ui.feedbackDone(`BinBot did not take ${name}: ${kept.error}`);
   else ui.feedbackDone(`Thank you! ${name} is saved on this phone and will be sent as soon as BinBot can be reached.`);

@@ -69,6 +69,20 @@ export async function dismiss(id) {
   announce();
 }
 
+/**
+ * A correction refused for its name, sent again under the name put right: a new correction
+ * (a new Idempotency-Key, as the server stored nothing for the refused one) with the same
+ * photo, in place of the refused one.
+ */
+export async function renameAndRequeue(id, proposedName) {
+  const refused = await get(CORRECTIONS, id);
+  if (!refused) return null; // dismissed or renamed meanwhile (another tab)
+  const { photo, label, predictedLabel, confidence, modelVersion } = refused;
+  const item = await enqueue({ photo, label, proposedName, predictedLabel, confidence, modelVersion });
+  await dismiss(id);
+  return item;
+}
+
 function formFor(item) {
   const form = new FormData();
   form.append('image', item.photo, 'photo.jpg');

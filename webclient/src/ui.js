@@ -126,6 +126,7 @@ export function showResult(result, labels) {
   elements.feedbackMessage.textContent = '';
   elements.labelPicker.hidden = known;
   elements.labelSelect.value = verdict === 'unsure' ? best.label : OTHER;
+  elements.otherNameInput.value = ''; // a new photo: not the name given to the one before
   syncOtherName();
   elements.rightButton.hidden = !known;
   elements.wrongButton.hidden = !known;
@@ -187,7 +188,12 @@ export function feedbackDone(text) {
   elements.feedbackMessage.textContent = text;
 }
 
-export function showQueue(items, pausedUntil, blocked, onDismiss) {
+/**
+ * The queue's line, and each refused correction with its reason and Dismiss. One refused for
+ * its name (sent offline, refused later) offers the name to put right and send again, unless
+ * its photo is on screen with the name form open already (`editing`: its id).
+ */
+export function showQueue(items, pausedUntil, blocked, { onDismiss, onRename, editing = null }) {
   const waiting = items.filter((i) => i.status === 'waiting').length;
   const rejected = items.filter((i) => i.status === 'rejected');
   elements.queueStatus.dataset.waiting = String(waiting);
@@ -207,9 +213,26 @@ export function showQueue(items, pausedUntil, blocked, onDismiss) {
   for (const item of rejected) {
     const li = document.createElement('li');
     li.textContent = `Not accepted by the server (${item.label ?? item.proposedName}): ${item.error} `;
-    const button = Object.assign(document.createElement('button'), { type: 'button', textContent: 'Dismiss' });
+    if (item.field === 'proposed_name' && item.id !== editing) li.append(renameForm(item, onRename));
+    const button = Object.assign(document.createElement('button'), { type: 'button', className: 'button', textContent: 'Dismiss' });
     button.addEventListener('click', () => onDismiss(item.id));
     li.append(button);
     elements.queueList.append(li);
   }
+}
+
+function renameForm(item, onRename) {
+  const form = Object.assign(document.createElement('form'), { className: 'rename' });
+  const label = Object.assign(document.createElement('label'), { textContent: 'Another name ' });
+  const input = Object.assign(document.createElement('input'), {
+    type: 'text', maxLength: 60, required: true, autocomplete: 'off', value: item.proposedName,
+  });
+  label.append(input);
+  const send = Object.assign(document.createElement('button'), { type: 'submit', className: 'button primary', textContent: 'Send again' });
+  form.append(label, send);
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    onRename(item.id, input.value.trim());
+  });
+  return form;
 }
