@@ -132,6 +132,14 @@ def test_browser_classifies_like_the_python_model(
     assert page.evaluate("document.activeElement.id") == "result-heading"
     screenshot(page, "phone-result")
 
+    # "No, that's wrong" opens the picker on the runner-up, not on the kind said to be wrong.
+    known = next(i for i, r in enumerate(results) if r["verdict"] == "known")
+    choose_photo(page, images[known])
+    page.get_by_role("button", name="No, that's wrong").click()
+    runner_up = page.locator("#top-list li .label").nth(1).inner_text()
+    assert runner_up != page.locator("#result").get_attribute("data-top")
+    assert page.get_by_label("What is it?").input_value() == runner_up
+
     # Below 60% (and still like its kinds) the app says it is not sure and asks the user to
     # choose, without guidance.
     unsure = next(i for i, r in enumerate(results) if r["verdict"] == "unsure")

@@ -272,7 +272,10 @@ function wireControls() {
   watchFileInputs([elements.cameraInput, elements.galleryInput], classifyPhoto);
   const shownLabel = () => state.last?.result.ranked[0].label;
   elements.rightButton.addEventListener('click', () => shownLabel() && saveCorrection(shownLabel()));
-  elements.wrongButton.addEventListener('click', () => shownLabel() && ui.openLabelPicker(shownLabel()));
+  // "No": the picker starts on BinBot's runner-up, the likeliest right answer, never on the
+  // kind the person just said is wrong (one press of Send filed the photo under it).
+  const runnerUp = () => state.last?.result.ranked[1]?.label ?? ui.OTHER;
+  elements.wrongButton.addEventListener('click', () => shownLabel() && ui.openLabelPicker(runnerUp()));
   elements.labelSelect.addEventListener('change', ui.syncOtherName);
   elements.labelPicker.addEventListener('submit', (event) => {
     event.preventDefault();
