@@ -309,8 +309,8 @@ def _check_classes(dataset: Dataset) -> None:
 
 def _thin_evaluation_warnings(classes: list[str], counts: dict[str, int], split: str) -> list[str]:
     """One line for the classes an evaluation split lacks and one for those it has too few of,
-    rather than a line a class: a dataset whose classes all have 5 validation photos said so
-    21 times, burying any other warning."""
+    rather than a line a class: the grocery dataset's validation split said so 13 times,
+    burying any other warning."""
     missing = [name for name in classes if counts[name] == 0]
     few = [name for name in classes if 0 < counts[name] < SMALL_EVALUATION_CLASS]
     warnings = []
