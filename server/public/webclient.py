@@ -37,10 +37,9 @@ def index():
 
 class AppFilePath(PathConverter):
     """``<app_file:name>``: any path but the API's and the console's, which their own routes
-    answer. A catch-all that matched them too lent its GET to their POST-only endpoints: GET
-    /api/submissions read "not found" instead of a 405, OPTIONS and a 405's Allow listed GET,
-    and a POST to a mistyped API address read "method not allowed" instead of "no such
-    endpoint"."""
+    answer. A catch-all that matched them too lent its GET to their POST-only endpoints
+    (OPTIONS and a PUT's 405 listed GET, and a GET needed a second lookup to answer 405), and
+    a POST to a mistyped API address read "method not allowed" instead of "no API endpoint"."""
 
     regex = r"(?!(?:api|admin)(?:/|$))[^/].*?"
 
