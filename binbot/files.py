@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import glob
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -118,9 +118,11 @@ def being_written(target: Path, besides: Path | None = None) -> bool:
     """Whether another process is writing ``target`` now: a staging folder beside it (other
     than ``besides``) that its writer holds locked. One left by a killed process is not."""
     target = Path(os.path.realpath(target))
-    pattern = f".{glob.escape(target.name)}-*"
-    for staging in target.parent.glob(pattern) if target.parent.is_dir() else ():
-        if staging == besides or staging.name.startswith(f".{target.name}-old-"):
+    # Exactly what staged_folder's mkdtemp names it: ".run-" and 8 characters. A looser
+    # ".run-*" also matched "run-2"'s staging folder, so writing one refused the other.
+    staging_name = re.compile(rf"\.{re.escape(target.name)}-[a-z0-9_]{{8}}")
+    for staging in target.parent.iterdir() if target.parent.is_dir() else ():
+        if staging == besides or not staging_name.fullmatch(staging.name):
             continue
         try:
             held = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)

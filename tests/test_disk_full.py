@@ -195,10 +195,20 @@ def test_a_staging_folder_left_by_a_killed_run_does_not_hold_up_the_next(tmp_pat
     `kill -9` leaves the staging folder, unlocked, and the next run goes ahead."""
     from binbot.files import being_written, staged_folder
 
-    (tmp_path / ".run-x1y2z3").mkdir()  # what a training killed outright leaves
+    (tmp_path / ".run-x1y2z3w4").mkdir()  # what a training killed outright leaves
     assert not being_written(tmp_path / "run")
     with staged_folder(tmp_path / "run", exclusive=True) as staging:
         assert being_written(tmp_path / "run")
         (staging / "model.keras").write_text("new")
     assert not being_written(tmp_path / "run")
     assert (tmp_path / "run" / "model.keras").read_text() == "new"
+
+
+def test_writing_one_folder_does_not_hold_up_a_folder_whose_name_it_starts(tmp_path):
+    """ "run-2" being written does not make "run" look busy: its staging folder ".run-2-..."
+    matched the ".run-*" that was looked for, so `binbot train --out run` was refused."""
+    from binbot.files import being_written, staged_folder
+
+    with staged_folder(tmp_path / "run-2", exclusive=True):
+        assert being_written(tmp_path / "run-2")
+        assert not being_written(tmp_path / "run")
