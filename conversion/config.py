@@ -17,8 +17,8 @@ class ConvertConfig:
         choices=QUANTIZATIONS, flag="--quantize",
     )  # fmt: skip
     reference_images: int | None = setting(
-        None, "verify on this many test images (all when not given)", minimum=1, maximum=100_000,
-        retraining=True,
+        None, "verify on this many test images", minimum=1, maximum=100_000,
+        retraining=True, none_word="all",
     )  # fmt: skip
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import requests
-from conftest import binbot
+from conftest import binbot, console_session
 
 from conversion.config import convert_settings
 from server.jobs.queue import job_settings
@@ -60,3 +60,13 @@ def test_retraining_settings_come_from_the_same_declaration(live):
                            headers=auth, timeout=30)  # fmt: skip
     assert queued.status_code == 202
     assert queued.json()["job"]["settings"] == {"batch_size": 8, "reference_images": 20}
+    # The job's console page names them as its form does, not as the JSON the API stores.
+    chosen = {"batch_size": 8, "reference_images": None, "from_scratch": True}
+    defaults = requests.post(url, json={}, headers=auth, timeout=30).json()["job"]["id"]
+    picked = requests.post(url, json={"settings": chosen}, headers=auth, timeout=30)
+    jar, _ = console_session(live)
+    pages = [requests.get(f"{live.url}/admin/training/{job}", cookies=jar, timeout=30).text
+             for job in (defaults, picked.json()["job"]["id"])]  # fmt: skip
+    assert "Settings: the defaults." in pages[0]
+    assert ("Settings: Batch size 8, Reference images all, From scratch yes; "
+            "the rest at their defaults.") in pages[1]  # fmt: skip

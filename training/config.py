@@ -75,7 +75,7 @@ class TrainConfig:
                         maximum=2**31 - 1)  # fmt: skip
     limit_per_class: int | None = setting(
         None, "use only the first N train/val images of each class (quick runs)", minimum=1,
-        maximum=100_000, retraining=True,
+        maximum=100_000, retraining=True, none_word="all",
     )  # fmt: skip
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -105,6 +105,14 @@ class Setting:
             raise ValueError(f"{self.name} must be a number{word}, got {text!r}") from None
         return self.check(value)
 
+    def shown(self, value: Any) -> str:
+        """``value`` as a person would type it into ``parse``: what a job's page lists."""
+        if value is None:
+            return self.spec.none_word or "none"
+        if self.kind is bool:
+            return "yes" if value else "no"
+        return _number(value) if self.kind in (int, float) else str(value)
+
     def _in_bounds(self, value: float) -> bool:
         low, high = self.spec.minimum, self.spec.maximum
         return (low is None or value >= low) and (high is None or value <= high)

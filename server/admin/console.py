@@ -238,7 +238,11 @@ def start_training():
 @login_required
 def job(job_id: int):
     status = job_status(job_id)
-    return render_template("console/job.html", job=status["job"], progress=status["training"])
+    chosen = status["job"]["settings"] or {}
+    return render_template(
+        "console/job.html", job=status["job"], progress=status["training"],
+        chosen=[f"{s.label} {s.shown(chosen[s.name])}" for s in job_settings() if s.name in chosen],
+    )  # fmt: skip
 
 
 @console.get("/training/<id:job_id>.json")
