@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -304,6 +305,25 @@ def test_inspect_reports_bad_files_and_writes_report(tmp_path):
     assert "Class 0/broken.jpg" in result.stdout
     for name in ("report.json", "samples.png", "class_balance.png", "cross_split_duplicates.png"):
         assert (Path(tmp_path / "r") / name).is_file()
+
+
+def test_inspect_sums_up_sizes_and_duplicates_in_words(tmp_path):
+    """The summary printed Python dictionaries: "width {'min': 64, 'median': 64.0, ...}",
+    "by splits: {'train': 87}"."""
+    for c, colour in enumerate(((200, 0, 0), (0, 0, 200))):
+        for i in range(6):
+            solid_jpeg(tmp_path / "data" / f"Class {c}" / f"{i}.jpg", colour, noise_seed=10 * c + i)
+    solid_jpeg(tmp_path / "data" / "Class 1" / "large.jpg", (0, 200, 0), size=(100, 80))
+    copy = tmp_path / "data" / "Class 0" / "0 copy.jpg"
+    copy.write_bytes((tmp_path / "data" / "Class 0" / "0.jpg").read_bytes())
+    result = binbot("dataset", "inspect", str(tmp_path / "data"), "--out", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    assert "{" not in result.stdout and "\n\n" not in result.stdout
+    assert ("image sizes: width 64-100 (median 64), height 48-80 (median 48) px; "
+            "2 distinct sizes, the most common 64x48 (13), 100x80 (1)") in result.stdout  # fmt: skip
+    duplicates = re.search(r"duplicates: \d+ pairs \(1 byte-identical, \d+ near-identical\); "
+                           r"(within|train|val)[^\n]*", result.stdout)  # fmt: skip
+    assert duplicates, result.stdout
 
 
 def test_inspect_lines_up_its_table_for_class_names_in_any_script(tmp_path):

@@ -204,12 +204,9 @@ def print_report(report: dict[str, Any], log: Log) -> None:
         counts = " ".join(f"{report['counts'][s][c]:6d}" for s in SPLITS)
         log(f"  {number:3d} {padded(c, width)} {counts}")
     ratio = report["imbalance_ratio"]["train"]
-    log(f"  imbalance ratio (train, largest/smallest): {ratio:.2f}" if ratio else "")
-    sizes = report["image_sizes"]
-    log(
-        f"  image sizes: width {sizes['width']}, height {sizes['height']}, "
-        f"{sizes['distinct_sizes']} distinct, {sizes['exif_rotated']} EXIF-rotated"
-    )
+    balance = f"{ratio:.2f}" if ratio else "none (no train images)"
+    log(f"  imbalance ratio (train, largest/smallest): {balance}")
+    log(f"  image sizes: {_sizes_line(report['image_sizes'])}")
     bad = report["undecodable_files"]
     log(f"  undecodable files (skipped): {len(bad)}")
     for line in bad_file_lines([BadFile(**b) for b in bad], "report.json"):
@@ -217,14 +214,45 @@ def print_report(report: dict[str, Any], log: Log) -> None:
     dup = report["duplicates"]
     log(
         f"  duplicates: {dup['pairs']} pairs ({dup['identical_pairs']} byte-identical, "
-        f"{dup['near_pairs']} near-identical); by splits: {dup['pairs_by_splits']}"
+        f"{dup['near_pairs']} near-identical){_by_splits(dup['pairs_by_splits'])}"
     )
     log(f"  cross-split duplicate pairs: {len(dup['cross_split_pairs'])}")
     for p in dup["cross_split_pairs"]:
-        log(f"    [{p['splits']}] {p['kind']:9s} {p['a']}  ==  {p['b']}")
+        log(f"    {'[' + p['splits'] + ']':12s} {p['kind']:9s} {p['a']}  ==  {p['b']}")
     conflicts = dup.get("conflicting_label_pairs", [])
     log(f"  duplicate pairs under two different classes: {len(conflicts)}")
     for p in conflicts:
         log(f"    {p['kind']:9s} {p['a']}  ==  {p['b']}")
     for w in report["warnings"]:
         log(f"  WARNING: {w}")
+
+
+def _sizes_line(sizes: dict[str, Any]) -> str:
+    """Image sizes in words ("150x150 px, all of them"), not the report's JSON dictionaries."""
+    width, height = sizes["width"], sizes["height"]
+    if not width:
+        return "no images"
+    rotated = f"; {sizes['exif_rotated']} EXIF-rotated" if sizes["exif_rotated"] else ""
+    if sizes["distinct_sizes"] == 1:
+        return f"{width['min']}x{height['min']} px, all of them{rotated}"
+    common = ", ".join(f"{size} ({n})" for size, n in list(sizes["most_common_sizes"].items())[:3])
+    return (
+        f"width {_span(width)}, height {_span(height)} px; {sizes['distinct_sizes']} distinct sizes, "
+        f"the most common {common}{rotated}"
+    )
+
+
+def _span(values: dict[str, float]) -> str:
+    return f"{values['min']}-{values['max']} (median {values['median']:g})"
+
+
+def _by_splits(pairs_by_splits: dict[str, int]) -> str:
+    """Where duplicate pairs lie, in words: "within train 87, train-test 9"."""
+
+    def order(splits: str) -> tuple[int, ...]:  # within a split first, then across, train first
+        named = splits.split("-")
+        return (len(named), *(SPLITS.index(s) if s in SPLITS else len(SPLITS) for s in named))
+
+    where = [(f"within {s}" if "-" not in s else s, n) for s, n in
+             sorted(pairs_by_splits.items(), key=lambda item: order(item[0]))]  # fmt: skip
+    return "; " + ", ".join(f"{s} {n}" for s, n in where) if where else ""
