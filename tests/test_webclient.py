@@ -333,6 +333,48 @@ def test_corrections_made_offline_arrive_exactly_once(browser, server, small_ewa
     assert len({r["sha256"] for r in rows}) == 4
 
 
+def test_a_correction_waiting_offline_can_be_taken_back(browser, server, small_ewaste):
+    """A kind tapped by mistake while offline, or a photo its owner would rather not share
+    after all: each waiting correction is listed with its photo, and "Don't send" keeps it on
+    the phone for good. One on its way at that moment is not taken back halfway."""
+    photos = split_photos(small_ewaste)
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.goto(server.url)
+    wait_until_ready(page)
+    context.set_offline(True)
+    correct(page, photos[0], "Keyboard")
+    correct(page, photos[12], "PCB")
+    entries = page.locator("#queue-list li.waiting")
+    expect(entries).to_have_count(2)
+    assert entries.nth(0).inner_text().startswith("Keyboard\nsaved at ")
+    assert entries.nth(1).locator("img").evaluate("img => img.complete && img.naturalWidth > 0")
+    screenshot(page, "phone-corrections-listed")
+    entries.nth(0).get_by_role("button", name="Don't send").click()
+    notice = page.locator("#queue-notice")
+    expect(notice).to_have_text("Taken back: that photo will not be sent.")
+    expect(entries).to_have_count(1)
+    assert waiting(page) == 1 and entries.nth(0).inner_text().startswith("PCB\n")
+
+    held = []  # the upload that the "network" has not delivered yet
+    context.route("**/api/submissions", lambda route: held.append(route))
+    context.set_offline(False)  # the 'online' event sends the queue
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held, "the upload did not start"
+    entries.nth(0).get_by_role("button", name="Don't send").click()
+    expect(notice).to_have_text(
+        "That correction is being sent right now; try again in a moment.", timeout=15_000
+    )
+    held[0].continue_()
+    page.wait_for_function("document.getElementById('queue-status').dataset.waiting === '0'")
+    expect(entries).to_have_count(0)
+    context.close()
+    assert [r["label"] for r in stored_submissions(server)] == ["PCB"]
+
+
 def test_a_name_refused_after_it_waited_offline_can_be_put_right_from_the_list(
     browser, server, tmp_path
 ):

@@ -16,7 +16,7 @@ import {
 } from './model-store.js';
 import {
   SYNC_TAG, blockedInTheWay, dismiss, enqueue, flush, listCorrections, onQueueChange, pausedUntil,
-  renameAndRequeue,
+  renameAndRequeue, withdraw,
 } from './queue.js';
 import * as ui from './ui.js';
 
@@ -148,9 +148,20 @@ async function refreshQueue() {
       if (await renameAndRequeue(id, name)) requestBackgroundSync();
       await sendQueue();
     },
+    onWithdraw: async (id) => {
+      ui.showQueueNotice(WITHDRAWN[await withdraw(id)]);
+      refreshQueue();
+    },
     editing: state.last?.refused ?? null,
   });
 }
+
+// What the person is told after "Don't send", by withdraw()'s outcome.
+const WITHDRAWN = {
+  withdrawn: 'Taken back: that photo will not be sent.',
+  gone: 'That correction had been sent already.',
+  busy: 'That correction is being sent right now; try again in a moment.',
+};
 
 /** fetch's own error for no connection ("Failed to fetch", "NetworkError ...", "Load failed"). */
 function isNetworkFailure(error) {
@@ -185,6 +196,7 @@ async function classifyPhoto(blob) {
   if (refusedOnScreen) refreshQueue(); // its name can now be put right in the list
   ui.hideResult();
   ui.showPreview(blob);
+  ui.showQueueNotice(''); // about a correction taken back: old news once a new photo is in
   state.classifying += 1;
   try {
     if (!state.entry) {

@@ -26,6 +26,8 @@ const BLOCKED_KEY = 'queue-blocked';
 const BACKOFF_START_MS = 30_000;
 const BACKOFF_MAX_MS = 3_600_000;
 const CHANNEL = 'binbot-queue';
+// Held while corrections are sent (by the page or the service worker), and to take one back.
+const SEND_LOCK = 'binbot-flush';
 
 function announce() {
   if (typeof BroadcastChannel === 'undefined') return;
@@ -67,6 +69,29 @@ export async function listCorrections() {
 export async function dismiss(id) {
   await remove(CORRECTIONS, id);
   announce();
+}
+
+/**
+ * A waiting correction taken back before it is sent: the wrong kind tapped, or a photo its
+ * owner would rather not share after all. It is taken under the senders' lock, so it is either
+ * sent already or never sent: 'withdrawn', 'gone' (sent or settled meanwhile, perhaps by
+ * another tab) or 'busy' (an upload still held the lock after `waitMs`, on a slow network).
+ */
+export async function withdraw(id, waitMs = 5000) {
+  const take = async () => {
+    const item = await get(CORRECTIONS, id);
+    if (item?.status !== 'waiting') return 'gone';
+    await remove(CORRECTIONS, id);
+    announce();
+    return 'withdrawn';
+  };
+  if (typeof navigator === 'undefined' || !navigator.locks) return take();
+  try {
+    return await navigator.locks.request(SEND_LOCK, { signal: AbortSignal.timeout(waitMs) }, take);
+  } catch (error) {
+    if (error?.name === 'TimeoutError' || error?.name === 'AbortError') return 'busy';
+    throw error;
+  }
 }
 
 /**
@@ -196,7 +221,7 @@ async function flushUnlocked(apiBase) {
 /** Send every waiting correction, in order; one sender at a time across page and worker. */
 export async function flush(apiBase) {
   if (typeof navigator !== 'undefined' && navigator.locks) {
-    return navigator.locks.request('binbot-flush', () => flushUnlocked(apiBase));
+    return navigator.locks.request(SEND_LOCK, () => flushUnlocked(apiBase));
   }
   return flushUnlocked(apiBase);
 }

@@ -10,6 +10,7 @@ export const elements = {
   modelStatus: $('model-status'),
   queueStatus: $('queue-status'),
   queueList: $('queue-list'),
+  queueNotice: $('queue-notice'),
   preview: $('preview'),
   result: $('result'),
   resultHeading: $('result-heading'),
@@ -193,32 +194,65 @@ export function feedbackDone(text) {
  * its name (sent offline, refused later) offers the name to put right and send again, unless
  * its photo is on screen with the name form open already (`editing`: its id).
  */
-export function showQueue(items, pausedUntil, blocked, { onDismiss, onRename, editing = null }) {
-  const waiting = items.filter((i) => i.status === 'waiting').length;
+// Object URLs of the waiting photos' thumbnails, released when the list is drawn again.
+let thumbnails = [];
+
+export function showQueue(items, pausedUntil, blocked, { onDismiss, onRename, onWithdraw, editing = null }) {
+  const waiting = items.filter((i) => i.status === 'waiting');
   const rejected = items.filter((i) => i.status === 'rejected');
-  elements.queueStatus.dataset.waiting = String(waiting);
+  elements.queueStatus.dataset.waiting = String(waiting.length);
   elements.queueStatus.dataset.rejected = String(rejected.length);
   elements.queueStatus.dataset.pausedUntil = String(pausedUntil);
-  elements.queueStatus.dataset.blocked = String(Boolean(waiting && blocked));
+  elements.queueStatus.dataset.blocked = String(Boolean(waiting.length && blocked));
   let later = '';
-  if (waiting && pausedUntil) {
+  if (waiting.length && pausedUntil) {
     later = ` (the server is busy; next try at ${new Date(pausedUntil).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })})`;
-  } else if (waiting && blocked) {
+  } else if (waiting.length && blocked) {
     later = ' (something on this network answers in BinBot\'s place: a Wi-Fi sign-in page?)';
   }
-  elements.queueStatus.textContent = waiting
-    ? `${waiting} correction${waiting === 1 ? '' : 's'} waiting to be sent${later}`
+  elements.queueStatus.textContent = waiting.length
+    ? `${waiting.length} correction${waiting.length === 1 ? '' : 's'} waiting to be sent${later}`
     : 'No corrections waiting';
+  for (const url of thumbnails) URL.revokeObjectURL(url);
+  thumbnails = [];
   elements.queueList.replaceChildren();
   for (const item of rejected) {
     const li = document.createElement('li');
     li.textContent = `Not accepted by the server (${item.label ?? item.proposedName}): ${item.error} `;
     if (item.field === 'proposed_name' && item.id !== editing) li.append(renameForm(item, onRename));
-    const button = Object.assign(document.createElement('button'), { type: 'button', className: 'button', textContent: 'Dismiss' });
-    button.addEventListener('click', () => onDismiss(item.id));
-    li.append(button);
+    li.append(listButton('Dismiss', () => onDismiss(item.id)));
     elements.queueList.append(li);
   }
+  for (const item of waiting) elements.queueList.append(waitingEntry(item, onWithdraw));
+}
+
+/** A correction not sent yet: its photo, what it says, and a way to take it back. */
+function waitingEntry(item, onWithdraw) {
+  const li = Object.assign(document.createElement('li'), { className: 'waiting' });
+  const url = URL.createObjectURL(item.photo);
+  thumbnails.push(url);
+  const said = item.label ?? `"${item.proposedName}"`;
+  const when = new Date(item.createdAt).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  const thumbnail = Object.assign(document.createElement('img'), { src: url, alt: `Photo corrected to ${said}` });
+  const text = document.createElement('span');
+  text.append(
+    Object.assign(document.createElement('strong'), { textContent: said }),
+    Object.assign(document.createElement('small'), { textContent: `saved at ${when}` }),
+  );
+  li.append(thumbnail, text, listButton('Don\'t send', () => onWithdraw(item.id)));
+  return li;
+}
+
+function listButton(text, onClick) {
+  const button = Object.assign(document.createElement('button'), { type: 'button', className: 'button', textContent: text });
+  button.addEventListener('click', onClick);
+  return button;
+}
+
+/** What became of a correction the person tried to take back ('' to clear). */
+export function showQueueNotice(text) {
+  elements.queueNotice.textContent = text;
+  elements.queueNotice.hidden = !text;
 }
 
 function renameForm(item, onRename) {
