@@ -279,16 +279,22 @@ def correct(page, photo: Path, label: str | None) -> None:
     page.wait_for_function("document.getElementById('feedback-message').textContent !== ''")
 
 
+def phone_with_the_app(browser, server):
+    """A phone-sized browser context and a page with the app ready in it."""
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.goto(server.url)
+    wait_until_ready(page)
+    return context, page
+
+
 def waiting(page) -> int:
     return int(page.locator("#queue-status").get_attribute("data-waiting"))
 
 
 def test_corrections_made_offline_arrive_exactly_once(browser, server, small_ewaste):
     photos = split_photos(small_ewaste)
-    context = browser.new_context(viewport=PHONE)
-    page = context.new_page()
-    page.goto(server.url)
-    wait_until_ready(page)
+    context, page = phone_with_the_app(browser, server)
 
     server.stop()
     context.set_offline(True)
@@ -338,10 +344,7 @@ def test_a_correction_waiting_offline_can_be_taken_back(browser, server, small_e
     after all: each waiting correction is listed with its photo, and "Don't send" keeps it on
     the phone for good. One on its way at that moment is not taken back halfway."""
     photos = split_photos(small_ewaste)
-    context = browser.new_context(viewport=PHONE)
-    page = context.new_page()
-    page.goto(server.url)
-    wait_until_ready(page)
+    context, page = phone_with_the_app(browser, server)
     context.set_offline(True)
     correct(page, photos[0], "Keyboard")
     correct(page, photos[12], "PCB")
@@ -381,10 +384,7 @@ def test_a_name_refused_after_it_waited_offline_can_be_put_right_from_the_list(
     """Named offline, refused once sent (the photo long gone from the screen): the list of
     corrections offers the name to put right, and sends the same photo again under it."""
     grey = grey_card(tmp_path)
-    context = browser.new_context(viewport=PHONE)
-    page = context.new_page()
-    page.goto(server.url)
-    wait_until_ready(page)
+    context, page = phone_with_the_app(browser, server)
     context.set_offline(True)
     choose_photo(page, grey)
     page.get_by_label("What would you call it?").fill("B\u0430ttery")
@@ -575,10 +575,7 @@ def test_a_wifi_login_page_in_the_way_does_not_swallow_corrections(browser, serv
     only ask whether BinBot answers. It arrives once the network lets it through. (The network
     in between is the one thing simulated: the context's routes, which see the service
     worker's requests too.)"""
-    context = browser.new_context(viewport=PHONE)
-    page = context.new_page()
-    page.goto(server.url)
-    wait_until_ready(page)
+    context, page = phone_with_the_app(browser, server)
     portal = {"answer": None}
     uploads = []
 
