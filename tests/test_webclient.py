@@ -353,11 +353,24 @@ def test_a_correction_waiting_offline_can_be_taken_back(browser, server, small_e
     assert entries.nth(0).inner_text().startswith("Keyboard\nsaved at ")
     assert entries.nth(1).locator("img").evaluate("img => img.complete && img.naturalWidth > 0")
     screenshot(page, "phone-corrections-listed")
-    entries.nth(0).get_by_role("button", name="Don't send").click()
+
+    # The one for the photo on screen: the picker opens again on it, to choose again.
+    entries.nth(1).get_by_role("button", name="Don't send").click()
     notice = page.locator("#queue-notice")
     expect(notice).to_have_text("Taken back: that photo will not be sent.")
+    expect(page.locator("#feedback-message")).to_have_text(
+        "Taken back. Choose what it is and send it again, or leave it."
+    )
+    assert page.get_by_label("What is it?").input_value() == "PCB"
+    screenshot(page, "phone-correction-taken-back")
+    page.get_by_label("What is it?").select_option("Mouse")
+    page.get_by_role("button", name="Send correction").click()
+    expect(page.locator("#feedback-message")).to_contain_text('"Mouse" is saved on this phone')
+    # One made before, its photo long gone from the screen: taken back from the list alone.
+    expect(entries).to_have_count(2)
+    entries.nth(0).get_by_role("button", name="Don't send").click()
     expect(entries).to_have_count(1)
-    assert waiting(page) == 1 and entries.nth(0).inner_text().startswith("PCB\n")
+    assert waiting(page) == 1 and entries.nth(0).inner_text().startswith("Mouse\n")
 
     held = []  # the upload that the "network" has not delivered yet
     context.route("**/api/submissions", lambda route: held.append(route))
@@ -375,7 +388,7 @@ def test_a_correction_waiting_offline_can_be_taken_back(browser, server, small_e
     page.wait_for_function("document.getElementById('queue-status').dataset.waiting === '0'")
     expect(entries).to_have_count(0)
     context.close()
-    assert [r["label"] for r in stored_submissions(server)] == ["PCB"]
+    assert [r["label"] for r in stored_submissions(server)] == ["Mouse"]
 
 
 def test_a_name_refused_after_it_waited_offline_can_be_put_right_from_the_list(

@@ -149,7 +149,15 @@ async function refreshQueue() {
       await sendQueue();
     },
     onWithdraw: async (id) => {
-      ui.showQueueNotice(WITHDRAWN[await withdraw(id)]);
+      const outcome = await withdraw(id);
+      ui.showQueueNotice(WITHDRAWN[outcome]);
+      const onScreen = state.last?.saved;
+      if (outcome === 'withdrawn' && onScreen?.id === id) { // its photo is still on screen
+        state.last.saved = null;
+        ui.showResult(state.last.result, state.entry.labels); // not the taken-back kind's advice
+        ui.askAgain(onScreen.label ?? ui.OTHER, onScreen.proposedName,
+          'Taken back. Choose what it is and send it again, or leave it.');
+      }
       refreshQueue();
     },
     editing: state.last?.refused ?? null,
@@ -238,6 +246,7 @@ async function saveCorrection(label, proposedName = null) {
     const photo = await state.classifier.downscale(blob, UPLOAD_MAX_SIDE);
     item = await enqueue({ photo, label, proposedName, predictedLabel: best.label,
       confidence: best.probability, modelVersion: result.version });
+    saving.saved = { id: item.id, label, proposedName }; // to take back while still on screen
     await refreshQueue(); // the count and the thank-you appear together
     if (state.last === saving) { // still the photo on screen
       ui.feedbackDone(`Thank you! ${name} is saved on this phone.`);

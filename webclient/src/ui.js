@@ -173,13 +173,18 @@ export function openLabelPicker(current) {
 
 /** The name field again, holding the name the server refused, with its reason. */
 export function askNameAgain(name, text) {
-  elements.labelPicker.hidden = false;
-  elements.labelSelect.value = OTHER;
-  syncOtherName();
-  elements.otherNameInput.value = name;
-  elements.feedbackMessage.textContent = text;
-  elements.otherNameInput.focus();
+  askAgain(OTHER, name, text);
   elements.otherNameInput.select();
+}
+
+/** The picker open again on `choice` (a kind, or OTHER with `name`), saying why in `text`. */
+export function askAgain(choice, name, text) {
+  elements.labelPicker.hidden = false;
+  elements.labelSelect.value = choice;
+  syncOtherName();
+  if (choice === OTHER) elements.otherNameInput.value = name;
+  elements.feedbackMessage.textContent = text;
+  (choice === OTHER ? elements.otherNameInput : elements.labelSelect).focus();
 }
 
 export function feedbackDone(text) {
@@ -189,14 +194,15 @@ export function feedbackDone(text) {
   elements.feedbackMessage.textContent = text;
 }
 
-/**
- * The queue's line, and each refused correction with its reason and Dismiss. One refused for
- * its name (sent offline, refused later) offers the name to put right and send again, unless
- * its photo is on screen with the name form open already (`editing`: its id).
- */
 // Object URLs of the waiting photos' thumbnails, released when the list is drawn again.
 let thumbnails = [];
 
+/**
+ * The queue's line, each refused correction with its reason and Dismiss, and each one still
+ * waiting with its photo and "Don't send". One refused for its name (sent offline, refused
+ * later) offers the name to put right and send again, unless its photo is on screen with the
+ * name form open already (`editing`: its id).
+ */
 export function showQueue(items, pausedUntil, blocked, { onDismiss, onRename, onWithdraw, editing = null }) {
   const waiting = items.filter((i) => i.status === 'waiting');
   const rejected = items.filter((i) => i.status === 'rejected');
