@@ -6,6 +6,7 @@ import numpy as np
 from conftest import solid_jpeg
 
 from training.dataset import load_dataset
+from training.evaluate import accuracy_line
 from training.inspection import imbalance_ratio
 from training.metrics import confusion_matrix, per_class_report
 from training.pipeline import class_weights, make_dataset
@@ -76,3 +77,19 @@ def test_long_predictions_say_how_far_they_are():
     quick = Progress(300, "images", short.append, clock=lambda: now[0])
     quick.advance(300)
     assert short == []  # work shorter than the interval says nothing
+
+
+def test_the_accuracy_line_names_test_copies_of_train_photos_only_when_there_are_some():
+    """It said "without the 0 test images copied in train: 42.49%", the same figure again."""
+    none = {"test_accuracy": 0.9, "test_images_with_train_copies": [],
+            "test_accuracy_without_train_copies": 0.9}  # fmt: skip
+    assert accuracy_line(none, 10) == "Test accuracy 90.00% (9/10)"
+    one = {**none, "test_images_with_train_copies": ["test/a/1.jpg"],
+           "test_accuracy_without_train_copies": 8 / 9}  # fmt: skip
+    assert accuracy_line(one, 10) == (
+        "Test accuracy 90.00% (9/10); without the 1 test image copied in train: 88.89%"
+    )
+    every = {**one, "test_images_with_train_copies": ["x"] * 10,
+             "test_accuracy_without_train_copies": None}  # fmt: skip
+    assert accuracy_line(every, 10).endswith("10 test images copied in train: n/a (every "
+                                             "test image is a copy)")  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from binbot.errors import counted
 from training.callbacks import EpochLog, StopWhenAsked
 from training.config import TrainConfig
 from training.dataset import ImageRecord
@@ -75,14 +76,16 @@ class FeatureTrainer:
             self.log("Pooling the frozen features of every view ...")
             inputs = self._pooled(self.train_x)
             val = (self._pooled(self.val_x[:, None])[:, 0], self.val_y)
-            self.log(f"Training the head on the frozen {config.backbone} ({epochs} epochs)")
+            self.log(
+                f"Training the head on the frozen {config.backbone} ({counted(epochs, 'epoch')})"
+            )
         else:
             unfrozen = set_top_trainable(self.parts, True)
             net, learning_rate = self.parts.top, config.fine_tune_learning_rate
             inputs, val = self.train_x, (self.val_x, self.val_y)
             self.log(
                 f"Fine-tuning the backbone above {self.parts.cut} ({unfrozen} layers with "
-                f"weights) and the head ({epochs} epochs)"
+                f"weights) and the head ({counted(epochs, 'epoch')})"
             )
         steps = -(-len(inputs) // config.batch_size)
         warmup = min(config.fine_tune_warmup_epochs, epochs - 1) if phase == "fine-tune" else 0

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from binbot.columns import columns, padded
-from binbot.errors import BinbotError
+from binbot.errors import BinbotError, counted
 from binbot.files import staged_folder
 from training.dataset import Dataset, ImageRecord
 from training.duplicates import find_duplicates, records_with_copy_in
@@ -57,15 +57,33 @@ def evaluate_run(
             f"  {number:3d} {padded(label, width)}  {m['precision']:9.3f}  {m['recall']:6.3f}  "
             f"{m['f1']:5.3f}  {m['support']:7d}"
         )
-    without = metrics["test_accuracy_without_train_copies"]
-    correct = round(metrics["test_accuracy"] * len(test))
-    log(
-        f"Test accuracy {metrics['test_accuracy']:.2%} ({correct}/{len(test)}); without the "
-        f"{len(metrics['test_images_with_train_copies'])} test images copied in train: "
-        + (f"{without:.2%}" if without is not None else "n/a")
-    )
+    log(accuracy_line(metrics, len(test)))
     log(f"Report: {out / 'report.md'}")
     return metrics
+
+
+def accuracy_line(metrics: dict[str, Any], test_images: int) -> str:
+    """The test accuracy in one line, and, when some test photos are copies of train photos,
+    the accuracy without them: the figure such copies cannot flatter."""
+    correct = round(metrics["test_accuracy"] * test_images)
+    line = f"Test accuracy {metrics['test_accuracy']:.2%} ({correct}/{test_images})"
+    if copies := len(metrics["test_images_with_train_copies"]):
+        without = metrics["test_accuracy_without_train_copies"]
+        rest = f"{without:.2%}" if without is not None else "n/a (every test image is a copy)"
+        line += f"; without the {counted(copies, 'test image')} copied in train: {rest}"
+    return line
+
+
+def _copies_line(metrics: dict[str, Any]) -> str:
+    """The report's line on test photos that are copies of train photos, and the accuracy
+    without them."""
+    copies = len(metrics["test_images_with_train_copies"])
+    if not copies:
+        return "- No test image has a copy in the train split"
+    without = metrics["test_accuracy_without_train_copies"]
+    score = (f"**{without:.2%}** on {metrics['test_images_without_train_copies']} images"
+             if without is not None else "n/a (every test image is a copy)")  # fmt: skip
+    return f"- Without the {counted(copies, 'test image')} that have a copy in the train split: {score}"
 
 
 def test_metrics(dataset: Dataset, labels: list[str], probabilities: np.ndarray) -> dict[str, Any]:
@@ -155,19 +173,12 @@ def render_report(metrics: dict[str, Any], run: Run) -> str:
         f"| {m['support']} |"
         for number, (label, m) in enumerate(metrics["per_class"].items(), start=1)
     )
-    without = metrics["test_accuracy_without_train_copies"]
     curves = "../training_curves.png"
     lines = [
         f"# Evaluation of `{run.path.name}`",
         "",
         f"- Test accuracy: **{metrics['test_accuracy']:.2%}** on {metrics['test_images']} images",
-        f"- Without the {len(metrics['test_images_with_train_copies'])} test images that have a "
-        f"copy in the train split: "
-        + (
-            f"**{without:.2%}** on {metrics['test_images_without_train_copies']} images"
-            if without is not None
-            else "n/a"
-        ),
+        _copies_line(metrics),
         f"- Macro F1: {metrics['macro_f1']:.3f}",
         f"- Dataset fingerprint: `{metrics['dataset_fingerprint']}`",
         "",
