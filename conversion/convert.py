@@ -77,8 +77,20 @@ class Candidate:
 
     def acceptable(self) -> bool:
         """Verified in TF.js, and losing no accuracy beyond noise (exact McNemar test)."""
+        return bool(self.verification) and not self.shortcomings()
+
+    def shortcomings(self) -> list[str]:
+        """Why this candidate is not kept, in words (none when it may be): the log says it
+        beside the figures, so that a smaller candidate passed over is not a mystery."""
         v = self.verification
-        return bool(v) and not v.failures() and not v.loses_accuracy()
+        if v is None:
+            return ["not verified"]
+        lost = (
+            [f"loses accuracy against Keras (lost {v.lost_images}, gained {v.gained_images} "
+             f"test images, p = {v.loss_p_value:.3f} < {SIGNIFICANCE})"]
+            if v.loses_accuracy() else []
+        )  # fmt: skip
+        return v.failures() + lost
 
 
 RULE = (
@@ -268,6 +280,8 @@ def measure_candidates(
             f"agreement {v.top1_agreement:.2%}  max |dp| {v.max_probability_difference:.3f}  "
             f"lost {v.lost_images} / gained {v.gained_images} images (p = {v.loss_p_value:.3f})"
         )
+        if stop_at and (problems := candidate.shortcomings()):  # choosing: say why not this
+            log(f"    not kept: {'; '.join(problems)}")
         if stop_at and stop_at(candidate):
             return candidates[:measured]
     return candidates

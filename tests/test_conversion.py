@@ -220,6 +220,12 @@ def test_default_quantization_is_the_smallest_that_loses_nothing_beyond_noise():
     flipping = _candidate("uint8", 4_000_000)
     flipping.verification.top1_agreement = 0.90  # accurate overall, but disagrees with Keras
     assert choose([flipping, half, none]).quantization == "float16"
+    # The log says why a smaller one was passed over (it listed it, then chose the next).
+    assert flipping.shortcomings() == ["top-1 agreement with Keras 90.00% < 98%"]
+    assert small.shortcomings() == [
+        "loses accuracy against Keras (lost 5, gained 0 test images, p = 0.031 < 0.05)"
+    ]
+    assert noisy.shortcomings() == [] and half.shortcomings() == []
 
 
 def test_the_converted_graph_runs_each_convolution_as_one_fused_op(small_bundle):
