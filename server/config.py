@@ -75,7 +75,7 @@ def load_config(instance_path: str) -> dict[str, Any]:
         # accept Secure cookies from http://127.0.0.1 and localhost; set 0 only for plain HTTP
         # on another host, e.g. a test LAN).
         "SECRET_KEY": load_secret_key(instance),
-        "SESSION_COOKIE_SECURE": os.environ.get("BINBOT_SECURE_COOKIES", "1") != "0",
+        "SESSION_COOKIE_SECURE": _flag("BINBOT_SECURE_COOKIES", True),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Strict",
         "SESSION_COOKIE_NAME": "binbot_admin",
@@ -103,6 +103,21 @@ def _float(name: str, default: float, least: float, most: float | None = None) -
     if value != value:  # NaN compares false with every bound
         raise BinbotError(f"{name} must be a number (got {raw!r})")
     return _bounded(name, value, least, most)
+
+
+FLAG_WORDS = {"1": True, "true": True, "yes": True, "on": True,
+              "0": False, "false": False, "no": False, "off": False}  # fmt: skip
+
+
+def _flag(name: str, default: bool) -> bool:
+    """A yes/no setting. "false" or "off" was read as yes (only "0" meant no), so an admin who
+    wrote BINBOT_SECURE_COOKIES=false on a plain-HTTP LAN got cookies the browser never sent."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in FLAG_WORDS:
+        raise BinbotError(f"{name} must be 1 or 0 (or true/false, yes/no, on/off; got {raw!r})")
+    return FLAG_WORDS[raw]
 
 
 def _bounded(name: str, value, least, most):

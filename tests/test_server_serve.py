@@ -266,11 +266,24 @@ def test_a_supervisor_killed_outright_takes_gunicorn_and_the_worker_with_it(tmp_
 
 
 @pytest.mark.parametrize(
+    ("written", "secure"), [("", True), ("1", True), ("false", False), ("Off", False), ("0", False)]
+)
+def test_secure_cookies_can_be_turned_off_in_plain_words(tmp_path, monkeypatch, written, secure):
+    """Writing "false" or "off" kept the console's cookie Secure (only "0" turned it off), so on a
+    plain-HTTP LAN the browser never sent it back and every login seemed to fail."""
+    from server.config import load_config
+
+    monkeypatch.setenv("BINBOT_SECURE_COOKIES", written)
+    assert load_config(str(tmp_path))["SESSION_COOKIE_SECURE"] is secure
+
+
+@pytest.mark.parametrize(
     "setting, message",
     [
         ({"BINBOT_UPLOADS_PER_MINUTE": "thirty"}, "BINBOT_UPLOADS_PER_MINUTE must be a whole"),
         ({"BINBOT_JOB_TIMEOUT": "-5"}, "BINBOT_JOB_TIMEOUT must be at least 1"),
         ({"BINBOT_PUBLISH_MARGIN": "nan"}, "BINBOT_PUBLISH_MARGIN must be a number"),
+        ({"BINBOT_SECURE_COOKIES": "maybe"}, "BINBOT_SECURE_COOKIES must be 1 or 0"),
         (
             {"DATABASE_URL": "mysql://bob@db/binbot"},
             "DATABASE_URL names a database BinBot cannot use: mysql",
