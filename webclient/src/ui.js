@@ -249,9 +249,14 @@ function waitingEntry(item, onWithdraw) {
   return li;
 }
 
+/** A button of the list, good for one press: the list is drawn afresh once its work is done
+ * (a second press of "Don't send" on the same correction said it "had been sent already"). */
 function listButton(text, onClick) {
   const button = Object.assign(document.createElement('button'), { type: 'button', className: 'button', textContent: text });
-  button.addEventListener('click', onClick);
+  button.addEventListener('click', () => {
+    button.disabled = true;
+    onClick();
+  });
   return button;
 }
 
