@@ -9,11 +9,20 @@ where a table too wide for a phone was a scroll region no keyboard could reach.
 
 from __future__ import annotations
 
+import re
 import zipfile
 
 import pytest
 import requests
-from browser import LAPTOP, PHONE, PROJECT, choose_photo, publish_bundle, wait_until_ready
+from browser import (
+    LAPTOP,
+    PHONE,
+    PROJECT,
+    choose_photo,
+    publish_bundle,
+    screenshot,
+    wait_until_ready,
+)
 from conftest import STARTER_VERSION, grey_card, starter_variant
 
 pytestmark = pytest.mark.slow
@@ -30,16 +39,21 @@ def violations(page) -> list[str]:
     )
 
 
+@pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_the_app_passes_axe_before_a_photo_and_in_its_verdicts(
-    browser, server, small_ewaste, tmp_path
+    browser, server, small_ewaste, tmp_path, scheme
 ):
     """Known (then the picker opened by "No"), not recognised (a grey card), and not sure
-    when one of the test photos gets that verdict."""
+    when one of the test photos gets that verdict; then a correction waiting in the list. In
+    both colour schemes: a phone in dark mode got a white page."""
     grey = grey_card(tmp_path)
-    page = browser.new_page(viewport=SMALL_PHONE)
+    page = browser.new_page(viewport=SMALL_PHONE, color_scheme=scheme)
     page.goto(server.url)
     wait_until_ready(page)
     assert violations(page) == [], "before a photo"
+    colour = page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
+    red, green, blue = map(int, re.findall(r"\d+", colour)[:3])
+    assert (red + green + blue < 3 * 64) == (scheme == "dark"), colour
 
     seen = set()
     for photo in [*sorted((small_ewaste / "test").glob("*/*"))[:12], grey]:
@@ -54,6 +68,13 @@ def test_the_app_passes_axe_before_a_photo_and_in_its_verdicts(
             page.get_by_role("button", name="No, that's wrong").click()
             assert violations(page) == [], "the picker opened on a known verdict"
     assert {"known", "unknown"} <= seen, seen
+
+    page.context.set_offline(True)
+    page.get_by_label("What is it?").select_option(index=0)
+    page.get_by_role("button", name="Send correction").click()
+    page.wait_for_selector("#queue-list li.waiting")
+    assert violations(page) == [], "a correction waiting"
+    screenshot(page, f"phone-{scheme}-scheme")
     page.close()
 
 
