@@ -339,6 +339,23 @@ def test_corrections_made_offline_arrive_exactly_once(browser, server, small_ewa
     assert len({r["sha256"] for r in rows}) == 4
 
 
+# The oldest correction in the app's IndexedDB made `days` older; the app told to redraw.
+MAKE_FIRST_CORRECTION_OLDER = """async (days) => {
+  const db = await new Promise((resolve, reject) => {
+    const request = indexedDB.open('binbot');
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+  const store = db.transaction('corrections', 'readwrite').objectStore('corrections');
+  const items = await new Promise((resolve) => { store.getAll().onsuccess = (e) => resolve(e.target.result); });
+  const [first] = items.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  first.createdAt = new Date(Date.parse(first.createdAt) - days * 86_400_000).toISOString();
+  await new Promise((resolve) => { store.put(first).onsuccess = resolve; });
+  db.close();
+  new BroadcastChannel('binbot-queue').postMessage('changed');
+}"""
+
+
 def test_a_correction_waiting_offline_can_be_taken_back(browser, server, small_ewaste):
     """A kind tapped by mistake while offline, or a photo its owner would rather not share
     after all: each waiting correction is listed with its photo, and "Don't send" keeps it on
@@ -352,6 +369,10 @@ def test_a_correction_waiting_offline_can_be_taken_back(browser, server, small_e
     expect(entries).to_have_count(2)
     assert entries.nth(0).inner_text().startswith("Keyboard\nsaved at ")
     assert entries.nth(1).locator("img").evaluate("img => img.complete && img.naturalWidth > 0")
+    # Made three days ago (a phone offline for days): the day is named, not just the time.
+    page.evaluate(MAKE_FIRST_CORRECTION_OLDER, 3)
+    expect(entries.nth(0)).to_contain_text("saved on ")
+    assert "saved at " in entries.nth(1).inner_text()
     screenshot(page, "phone-corrections-listed")
 
     # One made before, its photo gone from the screen: taken back from the list alone; a

@@ -238,15 +238,22 @@ function waitingEntry(item, onWithdraw) {
   const url = URL.createObjectURL(item.photo);
   thumbnails.push(url);
   const said = item.label ?? `"${item.proposedName}"`;
-  const when = new Date(item.createdAt).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  const when = savedWhen(new Date(item.createdAt));
   const thumbnail = Object.assign(document.createElement('img'), { src: url, alt: `Photo corrected to ${said}` });
   const text = document.createElement('span');
   text.append(
     Object.assign(document.createElement('strong'), { textContent: said }),
-    Object.assign(document.createElement('small'), { textContent: `saved at ${when}` }),
+    Object.assign(document.createElement('small'), { textContent: `saved ${when}` }),
   );
   li.append(thumbnail, text, listButton('Don\'t send', () => onWithdraw(item.id)));
   return li;
+}
+
+/** "at 14:05" today; "on 5 Dec, 14:05" before (a phone offline for days holds several). */
+function savedWhen(date) {
+  const time = { hour: '2-digit', minute: '2-digit' };
+  if (date.toDateString() === new Date().toDateString()) return `at ${date.toLocaleTimeString([], time)}`;
+  return `on ${date.toLocaleString([], { day: 'numeric', month: 'short', ...time })}`;
 }
 
 /** A button of the list, good for one press: the list is drawn afresh once its work is done
