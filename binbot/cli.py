@@ -263,10 +263,15 @@ def cmd_token(args: argparse.Namespace) -> int:
     app = create_app()
     with app.app_context(), reaching_the_database(app):
         if args.token_command == "new":
-            _log(f"Admin token (shown once, keep it): {create_admin_token()}")
+            _log(f"Admin token (shown once, keep it): {create_admin_token(args.note)}")
         elif args.token_command == "list":
-            for row in list_tokens():
-                _log(f"{row.id:4d}  created {row.created_at:%Y-%m-%d %H:%M}")
+            rows = list_tokens()
+            if not rows:
+                _log("No admin tokens: `binbot token new` makes one.")
+            for row in rows:
+                used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never"
+                _log(f"{row.id:4d}  created {row.created_at:%Y-%m-%d %H:%M}  last used {used}"
+                     + (f"  {row.note}" if row.note else ""))  # fmt: skip
         elif not revoke_token(args.id):
             raise BinbotError(f"no admin token {args.id} (see `binbot token list`)")
         else:
@@ -454,8 +459,11 @@ def add_token_command(commands) -> None:
         "console session opened with it at once.",
     )
     actions = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
-    actions.add_parser("new", help="make a token (shown once)")
-    actions.add_parser("list", help="every token's number and date")
+    new = actions.add_parser("new", help="make a token (shown once)")
+    new.add_argument(
+        "--note", metavar="TEXT", help="whose it is or what it is for (shown by `list`)"
+    )
+    actions.add_parser("list", help="every token's number, dates of making and last use, note")
     revoke = actions.add_parser("revoke", help="revoke a token by its number")
     revoke.add_argument(
         "id", type=ROW_ID, help="the token's number, as `binbot token list` shows it"

@@ -109,6 +109,10 @@ class AdminToken(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Whose it is or what it is for, and when it last opened the API or the console: what
+    # tells several tokens apart when one must be revoked.
+    note: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class PublishEvent(db.Model):

@@ -13,7 +13,7 @@ from conftest import STARTER, binbot
 from conversion.manifest import schema_problems
 
 LEGACY_SCHEMA = Path(__file__).parent / "data" / "legacy_schema.json"
-HEAD = "0011"  # the newest revision in server/migrations/versions
+HEAD = "0012"  # the newest revision in server/migrations/versions
 
 LEGACY_RESIZE = {  # input.resize as conversion wrote it before manifest version 2
     "method": "center-square-crop, box-downsample by k = side // 224 when k >= 2, bilinear",

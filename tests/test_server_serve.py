@@ -412,3 +412,25 @@ def test_token_and_worker_commands_say_in_one_line_when_the_database_is_unusable
             "/binbot: connection failed"
         ), line
         assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_admin_tokens_are_told_apart_by_their_note_and_last_use(live, database_url, tmp_path):
+    """`binbot token list` showed a number and a date only: which of several tokens to revoke
+    (a lost laptop's) was guesswork. Each now has a note and the time it was last used."""
+    env = os.environ | {"DATABASE_URL": database_url, "BINBOT_INSTANCE_DIR": str(tmp_path / "i")}
+    made = binbot("token", "new", "--note", "  Alice's   laptop ", env=env)
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().rsplit(" ", 1)[-1]
+    assert binbot("token", "new", env=env).returncode == 0  # a second one, never used
+    answer = requests.get(f"{live.url}/api/admin/models", timeout=30,
+                          headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    assert answer.status_code == 200
+    lines = binbot("token", "list", env=env).stdout.strip().splitlines()
+    assert re.fullmatch(
+        r" *\d+  created [\d-]+ [\d:]+  last used [\d-]+ [\d:]+  Alice's laptop", lines[-2]
+    ), lines
+    assert lines[-1].endswith("  last used never"), lines
+    refused = binbot("token", "new", "--note", "red\x1b[31m", env=env)
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        "binbot: error: a token's note cannot hold control or invisible format characters"
+    )

@@ -5,27 +5,48 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import unicodedata
+from datetime import UTC, timedelta
 from functools import wraps
 
 from flask import request
 from sqlalchemy import delete, func, select
 
+from binbot.errors import BinbotError
 from server.errors import Forbidden, Unauthorized
 from server.extensions import db
 from server.limits import Limit, configured
-from server.tables import AdminToken, ConsoleSession
+from server.tables import AdminToken, ConsoleSession, utcnow
 
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_admin_token() -> str:
+NOTE_LENGTH = 100
+# A token's last use is written at most this often: not a database write per API call.
+USE_RESOLUTION = timedelta(minutes=1)
+
+
+def create_admin_token(note: str | None = None) -> str:
     """A new admin token; the caller shows it once, the database keeps only its hash."""
     token = secrets.token_urlsafe(32)
-    db.session.add(AdminToken(token_sha256=_digest(token)))
+    db.session.add(AdminToken(token_sha256=_digest(token), note=checked_note(note)))
     db.session.commit()
     return token
+
+
+def checked_note(note: str | None) -> str | None:
+    """A token's note as given, trimmed; BinbotError for one too long or with control
+    characters (it is printed in a terminal)."""
+    if note is None or not note.strip():
+        return None
+    note = " ".join(note.split())
+    if len(note) > NOTE_LENGTH:
+        raise BinbotError(f"a token's note is at most {NOTE_LENGTH} characters (got {len(note)})")
+    if any(unicodedata.category(c).startswith("C") for c in note):
+        raise BinbotError("a token's note cannot hold control or invisible format characters")
+    return note
 
 
 def admin_token_exists() -> bool:
@@ -48,7 +69,17 @@ def checked_token(token: str, failures: Limit) -> AdminToken | None:
     row = find_token(token) if token else None
     if row is None:
         failures.hit()
+    else:
+        _note_use(row)
     return row
+
+
+def _note_use(row: AdminToken) -> None:
+    now = utcnow()
+    last = row.last_used_at
+    if last is None or now - (last if last.tzinfo else last.replace(tzinfo=UTC)) >= USE_RESOLUTION:
+        row.last_used_at = now
+        db.session.commit()
 
 
 def list_tokens() -> list[AdminToken]:
