@@ -904,12 +904,17 @@ def test_the_page_stays_responsive_while_classifying(browser, server, small_ewas
     page.close()
 
 
+def chromium_with(playwright, *flags: str) -> TestBrowser:
+    """The tests' Chromium with more command-line flags."""
+    options = launch_options()
+    return TestBrowser(playwright.chromium.launch(**options | {"args": [*options["args"], *flags]}))
+
+
 def fake_camera_browser(playwright) -> TestBrowser:
     """Chromium with its fake camera, standing in for the phone's, and permission granted."""
-    options = launch_options()
-    options["args"] = [*options["args"], "--use-fake-device-for-media-stream",
-                       "--use-fake-ui-for-media-stream"]  # fmt: skip
-    return TestBrowser(playwright.chromium.launch(**options))
+    return chromium_with(
+        playwright, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"
+    )
 
 
 def test_live_camera_capture_is_classified(playwright, server):
@@ -927,6 +932,30 @@ def test_live_camera_capture_is_classified(playwright, server):
         assert page.locator("#live-view").is_hidden()
         assert page.locator("#top-list li").count() == 3
         assert page.evaluate("window.binbot.lastResult.width") > 0
+    finally:
+        browser.close()
+
+
+@pytest.mark.parametrize(
+    ("flags", "told"),
+    [
+        ([], 'This device has no camera BinBot can use. Use "Choose from gallery" instead.'),
+        (["--use-fake-device-for-media-stream"],  # a camera, and the permission refused
+         "BinBot may not use the camera: allow it in this site's settings, or use \"Take a photo\""),
+    ],
+    ids=["no camera", "refused"],
+)  # fmt: skip
+def test_a_camera_that_cannot_be_used_says_what_to_do_instead(playwright, server, flags, told):
+    """The status line gave the browser's own words ("The camera is not available (Permission
+    denied)"), which name no way out."""
+    browser = chromium_with(playwright, *flags)
+    try:
+        page = browser.new_page(viewport=PHONE)
+        page.goto(server.url)
+        wait_until_ready(page)
+        page.get_by_role("button", name="Live camera").click()
+        expect(page.locator("#status")).to_contain_text(told)
+        assert page.locator("#live-view").is_hidden()
     finally:
         browser.close()
 

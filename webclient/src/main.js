@@ -288,6 +288,21 @@ async function tellWhatBecameOf(item, name, saving) {
   else ui.feedbackDone(`Thank you! ${name} is saved on this phone and will be sent as soon as BinBot can be reached.`);
 }
 
+/** Why the live camera did not start, in words a person can act on (the browser's own
+ * messages, "Permission denied" or "Requested device not found", name no way out). */
+function cameraRefusal(error) {
+  if (error?.name === 'NotAllowedError') {
+    return 'BinBot may not use the camera: allow it in this site\'s settings, or use "Take a photo" instead.';
+  }
+  if (error?.name === 'NotFoundError' || error?.name === 'OverconstrainedError') {
+    return 'This device has no camera BinBot can use. Use "Choose from gallery" instead.';
+  }
+  if (error?.name === 'NotReadableError') {
+    return 'The camera is busy (another app may be using it). Close that app, or use "Take a photo" instead.';
+  }
+  return `The camera is not available (${error.message}). Use "Take a photo" instead.`;
+}
+
 function wireControls() {
   const { elements } = ui;
   watchFileInputs([elements.cameraInput, elements.galleryInput], classifyPhoto);
@@ -314,7 +329,7 @@ function wireControls() {
       if (await camera.open()) elements.captureButton.focus();
     } catch (error) {
       elements.liveView.hidden = true;
-      ui.setStatus(`The camera is not available (${error.message}). Use "Take a photo" instead.`);
+      ui.setStatus(cameraRefusal(error));
     }
   });
   elements.captureButton.addEventListener('click', async () => {
