@@ -105,6 +105,8 @@ def test_wrong_tokens_are_throttled_before_they_are_checked(live):
     logins = [requests.post(f"{live.url}/admin/login", data={"token": "guess"}, timeout=30)
               for _ in range(3)]  # fmt: skip
     assert [r.status_code for r in logins] == [403, 403, 429]
+    # A refused login says how to get a token when the one printed at first start is lost.
+    assert "binbot token new" in logins[0].text
 
 
 def logged_in_cookie(live, token: str) -> dict[str, str]:
