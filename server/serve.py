@@ -46,7 +46,8 @@ def prepare(new_token: bool, log: Callable[[str], None]) -> None:
         else:
             log(f"Web client: not built in {webclient} (`make run` builds it; or `npm run build`)")
         if new_token or not admin_token_exists():
-            log(f"Admin token (shown once, keep it): {create_admin_token()}")
+            note = "binbot serve --new-admin-token" if new_token else "binbot serve, first start"
+            log(f"Admin token (shown once, keep it): {create_admin_token(note)}")
         else:
             log("An admin token exists (run with --new-admin-token to make another).")
         db.engine.dispose()  # gunicorn workers open their own connections

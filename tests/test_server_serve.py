@@ -115,6 +115,10 @@ def test_serve_publishes_starter_prints_token_once_and_stops_on_ctrl_c(tmp_path)
         requests.get(f"{url}/api/models/current", timeout=5)
     assert "Admin token (shown once" not in output
     assert "An admin token exists" in output
+    env = os.environ | {"BINBOT_INSTANCE_DIR": str(tmp_path / "instance")}
+    env.pop("DATABASE_URL", None)
+    [listed] = binbot("token", "list", env=env).stdout.strip().splitlines()
+    assert "last used never" not in listed and listed.endswith("binbot serve, first start")
 
 
 def test_serve_takes_folders_relative_to_where_it_is_started(tmp_path, photo):
