@@ -109,6 +109,7 @@ def test_the_console_pages_pass_axe(browser, server, ewaste_zip, tmp_path, viewp
         f"models/compare?a={STARTER_VERSION}&b=starter-variant",
         "training",
         f"training/{job.json()['job']['id']}",
+        "tokens",
     ):
         page.goto(server.url + "admin/" + path)
         assert violations(page) == [], path

@@ -149,6 +149,57 @@ def test_logging_out_or_revoking_the_token_ends_the_session_on_the_server(live):
     assert api.status_code == 403
 
 
+def test_a_lost_token_is_revoked_from_the_console_but_never_the_last_one(live):
+    """A stolen laptop's token could be revoked only from the server's shell; the console now
+    lists the tokens (note, last use) and revokes one, refusing the last (it would lock every
+    admin out). Revoking this session's own token ends this session too."""
+    from server.admin.tokens import create_admin_token, list_tokens
+
+    def revoke(number: int, cookie, csrf: str | None) -> requests.Response:
+        """The press of Revoke, then the page it leads to (with the flash in its cookie, which
+        is Secure: carried by hand over http)."""
+        sent = requests.post(f"{live.url}/admin/tokens/{number}/revoke", cookies=cookie,
+                             data={"csrf_token": csrf} if csrf else {}, timeout=30,
+                             allow_redirects=False)  # fmt: skip
+        if sent.status_code != 302:
+            return sent
+        cookie = {"binbot_admin": sent.cookies.get("binbot_admin", cookie["binbot_admin"])}
+        return requests.get(live.url + sent.headers["Location"], cookies=cookie, timeout=30)
+
+    with live.app.app_context():
+        mine = create_admin_token("the admin's desk")
+    cookie = logged_in_cookie(live, mine)
+    csrf = csrf_of(live, cookie)
+    with live.app.app_context():
+        [mine_id] = [t.id for t in list_tokens()]
+    refused = revoke(mine_id, cookie, csrf)  # the only one
+    assert "Refused: it is the only admin token" in refused.text
+    assert refused.url.endswith("/admin/tokens")  # still logged in
+
+    with live.app.app_context():
+        lost = create_admin_token("Alice's laptop")
+        lost_id = max(t.id for t in list_tokens())
+    assert requests.get(f"{live.url}/api/admin/models", timeout=30,
+                        headers={"Authorization": f"Bearer {lost}"}).status_code == 200  # fmt: skip
+    page = requests.get(f"{live.url}/admin/tokens", cookies=cookie, timeout=30).text
+    row = re.search(rf'<tr data-token="{lost_id}">.*?</tr>', page, re.S).group(0)
+    assert "Alice&#39;s laptop" in row and "never" not in row  # its use is shown
+    assert re.search(rf'<tr data-token="{mine_id}">.*?this session', page, re.S)
+    assert revoke(lost_id, cookie, None).status_code == 400  # no CSRF token: nothing happens
+    done = revoke(lost_id, cookie, csrf)
+    assert f"Revoked token {lost_id} (Alice&#39;s laptop)" in done.text
+    assert requests.get(f"{live.url}/api/admin/models", timeout=30,
+                        headers={"Authorization": f"Bearer {lost}"}).status_code == 403  # fmt: skip
+
+    with live.app.app_context():
+        create_admin_token("a spare")
+    own = revoke(mine_id, cookie, csrf)  # now not the last: this session ends with it
+    assert own.url.endswith("/admin/login")
+    after = requests.get(f"{live.url}/admin/tokens", cookies=cookie, allow_redirects=False,
+                         timeout=30)  # fmt: skip
+    assert after.status_code == 302 and "/admin/login" in after.headers["Location"]
+
+
 def test_a_console_session_past_its_lifetime_ends_on_the_server(live):
     """A session nobody logged out of stayed on the server for ever, valid for any copy of its
     cookie that still passed the cookie's own age check. The server now ends it after the

@@ -32,6 +32,7 @@ from server.admin.sessions import (
     log_out,
     logged_in,
     login_required,
+    session_token_id,
 )
 from server.admin.submissions import (
     STATUSES,
@@ -43,7 +44,7 @@ from server.admin.submissions import (
     review,
     settle_proposal,
 )
-from server.admin.tokens import checked_token
+from server.admin.tokens import checked_token, list_tokens, revoke_from_console
 from server.admin.versions import compare as compare_versions
 from server.admin.versions import version_rows
 from server.errors import ServiceError
@@ -359,6 +360,28 @@ def remove_kind(name: str):
         ),
     )
     return redirect(url_for("console.kinds"))
+
+
+# Admin tokens ---------------------------------------------------------------------------
+
+
+@console.get("/tokens")
+@login_required
+def tokens():
+    return render_template("console/tokens.html", tokens=list_tokens(), mine=session_token_id())
+
+
+@console.post("/tokens/<id:token_id>/revoke")
+@login_required
+def revoke_admin_token(token_id: int):
+    """Revoke a token (a lost laptop's); its console sessions end, this one too if it is its."""
+    attempt(
+        lambda: revoke_from_console(token_id),
+        lambda named: f"Revoked {named}; every console session opened with it has ended.",
+    )
+    if not logged_in():  # this session's own token: the session went with it
+        return redirect(url_for("console.login"))
+    return redirect(url_for("console.tokens"))
 
 
 # Models --------------------------------------------------------------------------------

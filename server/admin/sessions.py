@@ -56,6 +56,16 @@ def logged_in() -> bool:
     return db.session.scalar(select(ConsoleSession.id).where(alive)) is not None
 
 
+def session_token_id() -> int | None:
+    """The number of the admin token this console session was opened with."""
+    sid = session.get("sid")
+    if not sid:
+        return None
+    return db.session.scalar(
+        select(ConsoleSession.token_id).where(ConsoleSession.id == _digest(sid))
+    )
+
+
 def _oldest_alive() -> datetime:
     return utcnow() - current_app.permanent_session_lifetime
 

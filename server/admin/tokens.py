@@ -13,7 +13,7 @@ from flask import request
 from sqlalchemy import delete, func, select
 
 from binbot.errors import BinbotError
-from server.errors import Forbidden, Unauthorized
+from server.errors import Conflict, Forbidden, NotFound, Unauthorized
 from server.extensions import db
 from server.limits import Limit, configured
 from server.tables import AdminToken, ConsoleSession, utcnow
@@ -95,6 +95,23 @@ def revoke_token(token_id: int) -> bool:
     db.session.delete(row)
     db.session.commit()
     return True
+
+
+def revoke_from_console(token_id: int) -> str:
+    """``revoke_token`` for the console, which must not lock every admin out: the last token
+    is refused (the server's shell makes another, ``binbot token new``, then this one can go).
+    Returns how the console names the revoked token ("token 2 (Alice's laptop)")."""
+    row = db.session.get(AdminToken, token_id)
+    if row is None:
+        raise NotFound(f"no admin token {token_id}")
+    if db.session.scalar(select(func.count(AdminToken.id))) == 1:
+        raise Conflict(
+            "it is the only admin token: nobody could log in after it. Make another first "
+            "(binbot token new on the server)"
+        )
+    named = f"token {row.id}" + (f" ({row.note})" if row.note else "")
+    revoke_token(token_id)
+    return named
 
 
 def admin_required(view):
