@@ -114,6 +114,15 @@ class AdminToken(db.Model):
     note: Mapped[str | None] = mapped_column(String(100), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
+    def as_dict(self) -> dict[str, Any]:
+        """What tells tokens apart; never the token (only its hash is kept) nor the hash."""
+        return {
+            "id": self.id,
+            "note": self.note,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "last_used_at": self.last_used_at.isoformat() if self.last_used_at else None,
+        }
+
 
 class PublishEvent(db.Model):
     """Every publish and rollback, newest last: what was live when, and why."""

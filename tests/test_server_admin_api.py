@@ -39,6 +39,29 @@ def test_admin_endpoints_need_the_token(live, token):
     assert get(live, "/api/admin/submissions", token=token).status_code == 200
 
 
+def test_admin_tokens_are_listed_and_a_lost_one_revoked(live, token):
+    """The API does what the console's Tokens page does: tokens told apart by note and last
+    use (never the token or its hash), one revoked, the last one never."""
+    with live.app.app_context():
+        lost = create_admin_token("Alice's laptop")
+    listed = get(live, "/api/admin/tokens", token=token).json()
+    mine, other = listed["tokens"]
+    assert listed["current"] == mine["id"] and other["note"] == "Alice's laptop"
+    assert set(mine) == {"id", "note", "created_at", "last_used_at"} and mine["last_used_at"]
+    assert other["last_used_at"] is None  # never used yet
+
+    def revoke(number: int) -> requests.Response:
+        return requests.delete(f"{live.url}/api/admin/tokens/{number}", timeout=30,
+                               headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+
+    assert revoke(other["id"]).json() == {"revoked": other["id"]}
+    assert get(live, "/api/admin/tokens", token=lost).status_code == 403
+    assert revoke(other["id"]).status_code == 404
+    last = revoke(mine["id"])
+    assert last.status_code == 409 and "only admin token" in last.json()["error"]
+    assert get(live, "/api/admin/tokens", token=token).status_code == 200
+
+
 @pytest.fixture
 def photos(ewaste_zip) -> list[bytes]:
     with zipfile.ZipFile(ewaste_zip) as archive:

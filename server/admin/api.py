@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from flask import Blueprint, jsonify, request, send_file
+from flask import Blueprint, g, jsonify, request, send_file
 
 from binbot.errors import shortened
 from server.admin.submissions import (
@@ -19,7 +19,7 @@ from server.admin.submissions import (
     review,
     settle_proposal,
 )
-from server.admin.tokens import admin_required
+from server.admin.tokens import admin_required, list_tokens, revoke_keeping_one
 from server.admin.versions import version_rows
 from server.errors import BadRequest
 from server.jobs.queue import cancel, enqueue, job_status, recent_jobs, validate_settings
@@ -154,6 +154,20 @@ def remove_kind(name: str):
     ``returned_to_proposals``)."""
     deleted, returned = delete_kind(name)
     return jsonify({"deleted": deleted, "returned_to_proposals": returned})
+
+
+@admin_api.get("/tokens")
+def list_admin_tokens():
+    """Every admin token's number, note and dates; ``current`` is the one this request used."""
+    return jsonify({"tokens": [t.as_dict() for t in list_tokens()],
+                    "current": g.admin_token_id})  # fmt: skip
+
+
+@admin_api.delete("/tokens/<id:token_id>")
+def revoke_admin_token(token_id: int):
+    """Revoke a token (a lost laptop's) and end its console sessions; never the last one."""
+    revoke_keeping_one(token_id)
+    return jsonify({"revoked": token_id})
 
 
 @admin_api.get("/models")

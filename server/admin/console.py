@@ -44,7 +44,7 @@ from server.admin.submissions import (
     review,
     settle_proposal,
 )
-from server.admin.tokens import checked_token, list_tokens, revoke_from_console
+from server.admin.tokens import checked_token, list_tokens, revoke_keeping_one
 from server.admin.versions import compare as compare_versions
 from server.admin.versions import version_rows
 from server.errors import ServiceError
@@ -376,7 +376,7 @@ def tokens():
 def revoke_admin_token(token_id: int):
     """Revoke a token (a lost laptop's); its console sessions end, this one too if it is its."""
     attempt(
-        lambda: revoke_from_console(token_id),
+        lambda: revoke_keeping_one(token_id),
         lambda named: f"Revoked {named}; every console session opened with it has ended.",
     )
     if not logged_in():  # this session's own token: the session went with it

@@ -9,7 +9,7 @@ import unicodedata
 from datetime import UTC, timedelta
 from functools import wraps
 
-from flask import request
+from flask import g, request
 from sqlalchemy import delete, func, select
 
 from binbot.errors import BinbotError
@@ -97,10 +97,10 @@ def revoke_token(token_id: int) -> bool:
     return True
 
 
-def revoke_from_console(token_id: int) -> str:
-    """``revoke_token`` for the console, which must not lock every admin out: the last token
-    is refused (the server's shell makes another, ``binbot token new``, then this one can go).
-    Returns how the console names the revoked token ("token 2 (Alice's laptop)")."""
+def revoke_keeping_one(token_id: int) -> str:
+    """``revoke_token`` for the console and the admin API, which must not lock every admin
+    out: the last token is refused (the server's shell makes another, ``binbot token new``,
+    then this one can go). Returns how to name the revoked token ("token 2 (Alice's laptop)")."""
     row = db.session.get(AdminToken, token_id)
     if row is None:
         raise NotFound(f"no admin token {token_id}")
@@ -127,8 +127,9 @@ def admin_required(view):
                 headers={"WWW-Authenticate": 'Bearer realm="binbot-admin"'},
             )
         token = token.strip() if scheme.lower() == "bearer" else ""
-        if checked_token(token, configured("failed admin tokens")) is None:
+        if (row := checked_token(token, configured("failed admin tokens"))) is None:
             raise Forbidden("invalid admin credentials")
+        g.admin_token_id = row.id  # which token this request came with (GET /tokens says)
         return view(*args, **kwargs)
 
     return wrapper
