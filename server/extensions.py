@@ -8,7 +8,7 @@ from pathlib import Path
 from flask import Flask
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import event
+from sqlalchemy import event, false, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase
@@ -34,6 +34,17 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+
+def write_lock(key: int, table: type[Base]) -> None:
+    """Hold a lock until this transaction ends, for a request that decides from what it reads
+    and then changes it (two at once would both decide from the same state): PostgreSQL's
+    advisory lock ``key``; SQLite's one writer lock, which any write statement takes, even one
+    that changes no row of ``table``, and which other writers wait for (busy_timeout)."""
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    else:
+        db.session.execute(update(table).where(false()).values(id=table.id))
 
 
 def init_extensions(app: Flask) -> None:

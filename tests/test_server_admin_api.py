@@ -62,6 +62,26 @@ def test_admin_tokens_are_listed_and_a_lost_one_revoked(live, token):
     assert get(live, "/api/admin/tokens", token=token).status_code == 200
 
 
+def test_two_admins_revoking_each_others_token_at_once_leave_one(live, token):
+    """Each counted two tokens and went ahead: both revoked, nobody could log in."""
+    with live.app.app_context():
+        other = create_admin_token()
+    ids = [t["id"] for t in get(live, "/api/admin/tokens", token=token).json()["tokens"]]
+    mine_to_theirs = [(token, ids[1]), (other, ids[0])]
+
+    def revoke(i: int) -> int:
+        own, theirs = mine_to_theirs[i]
+        return requests.delete(f"{live.url}/api/admin/tokens/{theirs}", timeout=30,
+                               headers={"Authorization": f"Bearer {own}"}).status_code  # fmt: skip
+
+    answers = at_once(2, revoke)
+    assert sorted(answers) in ([200, 403], [200, 409]), answers
+    with live.app.app_context():
+        from server.admin.tokens import list_tokens
+
+        assert len(list_tokens()) == 1
+
+
 @pytest.fixture
 def photos(ewaste_zip) -> list[bytes]:
     with zipfile.ZipFile(ewaste_zip) as archive:

@@ -10,11 +10,11 @@ from datetime import UTC, timedelta
 from functools import wraps
 
 from flask import g, request
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from binbot.errors import BinbotError
 from server.errors import Conflict, Forbidden, NotFound, Unauthorized
-from server.extensions import db
+from server.extensions import db, write_lock
 from server.limits import Limit, configured
 from server.tables import AdminToken, ConsoleSession, utcnow
 
@@ -24,6 +24,8 @@ def _digest(token: str) -> str:
 
 
 NOTE_LENGTH = 100
+# PostgreSQL's advisory lock key for revoking tokens ("BinT" in ASCII; see ``write_lock``).
+TOKENS_LOCK = 0x42696E54
 # A token's last use is written at most this often: not a database write per API call.
 USE_RESOLUTION = timedelta(minutes=1)
 
@@ -67,19 +69,30 @@ def checked_token(token: str, failures: Limit) -> AdminToken | None:
     token is even looked at, and each failure counts."""
     failures.check()
     row = find_token(token) if token else None
-    if row is None:
+    if row is None or not _note_use(row):
         failures.hit()
-    else:
-        _note_use(row)
+        return None
     return row
 
 
-def _note_use(row: AdminToken) -> None:
+def _note_use(row: AdminToken) -> bool:
+    """Record the token's use (at most once per ``USE_RESOLUTION``); False when the token was
+    revoked since it was read (an admin revoking it at this moment: it is not valid)."""
     now = utcnow()
     last = row.last_used_at
-    if last is None or now - (last if last.tzinfo else last.replace(tzinfo=UTC)) >= USE_RESOLUTION:
-        row.last_used_at = now
-        db.session.commit()
+    if (
+        last is not None
+        and now - (last if last.tzinfo else last.replace(tzinfo=UTC)) < USE_RESOLUTION
+    ):
+        return True
+    # A conditional UPDATE, not the ORM row's: a token revoked in between is no row to update
+    # (the ORM's flush raised StaleDataError, a 500, for the request racing a revocation).
+    # On a connection of its own: committing the request's session would expire its rows.
+    with db.engine.begin() as connection:
+        changed = connection.execute(
+            update(AdminToken).where(AdminToken.id == row.id).values(last_used_at=now)
+        ).rowcount
+    return changed == 1
 
 
 def list_tokens() -> list[AdminToken]:
@@ -100,15 +113,22 @@ def revoke_token(token_id: int) -> bool:
 def revoke_keeping_one(token_id: int) -> str:
     """``revoke_token`` for the console and the admin API, which must not lock every admin
     out: the last token is refused (the server's shell makes another, ``binbot token new``,
-    then this one can go). Returns how to name the revoked token ("token 2 (Alice's laptop)")."""
-    row = db.session.get(AdminToken, token_id)
-    if row is None:
-        raise NotFound(f"no admin token {token_id}")
-    if db.session.scalar(select(func.count(AdminToken.id))) == 1:
-        raise Conflict(
-            "it is the only admin token: nobody could log in after it. Make another first "
-            "(binbot token new on the server)"
-        )
+    then this one can go). Returns how to name the revoked token ("token 2 (Alice's laptop)").
+    Under a lock: two admins revoking the last two tokens at once both counted two."""
+    write_lock(TOKENS_LOCK, AdminToken)
+    try:
+        # Read again under the lock: the row this request read before may be gone since.
+        row = db.session.get(AdminToken, token_id, populate_existing=True)
+        if row is None:
+            raise NotFound(f"no admin token {token_id}")
+        if db.session.scalar(select(func.count(AdminToken.id))) == 1:
+            raise Conflict(
+                "it is the only admin token: nobody could log in after it. Make another first "
+                "(binbot token new on the server)"
+            )
+    except BaseException:
+        db.session.rollback()  # the lock goes back at once
+        raise
     named = f"token {row.id}" + (f" ({row.note})" if row.note else "")
     revoke_token(token_id)
     return named

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import false, select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from binbot.files import staged_folder
 from conversion.manifest import WARM_START_DIR, check_bundle, read_manifest, version_pattern
 from server.errors import BadRequest, Conflict, NotFound, Unprocessable
-from server.extensions import db
+from server.extensions import db, write_lock
 from server.tables import ModelVersion, PublishEvent, utcnow
 
 # A version's evaluation report: what admins may download, and as what.
@@ -110,12 +110,7 @@ def live_version_change() -> Iterator[ModelVersion | None]:
     being deleted would have been learned as that kind again. Under this lock each one reads
     what the one before it committed. A request that fails inside gives the lock back at once.
     Nothing is written before it in the same transaction, so it never waits holding a row."""
-    if db.engine.dialect.name == "postgresql":
-        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LIVE_VERSION_LOCK})
-    else:
-        # SQLite has one writer at a time: any write statement, even one that changes no row,
-        # takes the database's write lock, which other writers wait for (busy_timeout).
-        db.session.execute(update(ModelVersion).where(false()).values(published=False))
+    write_lock(LIVE_VERSION_LOCK, ModelVersion)
     try:
         yield published_version()
     except BaseException:
