@@ -276,6 +276,8 @@ def cmd_token(args: argparse.Namespace) -> int:
             raise BinbotError(f"no admin token {args.id} (see `binbot token list`)")
         else:
             _log(f"Token {args.id} revoked; its console sessions have ended.")
+            if not list_tokens():
+                _log("No admin token is left: nobody can log in until `binbot token new`.")
     return 0
 
 

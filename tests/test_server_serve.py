@@ -434,6 +434,10 @@ def test_admin_tokens_are_told_apart_by_their_note_and_last_use(live, database_u
         r" *\d+  created [\d-]+ [\d:]+  last used [\d-]+ [\d:]+  Alice's laptop", lines[-2]
     ), lines
     assert lines[-1].endswith("  last used never"), lines
+    numbers = [line.split()[0] for line in lines]
+    assert "No admin token is left" not in binbot("token", "revoke", numbers[0], env=env).stdout
+    last = binbot("token", "revoke", numbers[1], env=env).stdout
+    assert "No admin token is left: nobody can log in until `binbot token new`." in last
     refused = binbot("token", "new", "--note", "red\x1b[31m", env=env)
     assert refused.returncode == 2 and refused.stderr.strip() == (
         "binbot: error: a token's note cannot hold control or invisible format characters"
