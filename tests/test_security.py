@@ -184,6 +184,7 @@ def test_a_lost_token_is_revoked_from_the_console_but_never_the_last_one(live):
     page = requests.get(f"{live.url}/admin/tokens", cookies=cookie, timeout=30).text
     row = re.search(rf'<tr data-token="{lost_id}">.*?</tr>', page, re.S).group(0)
     assert "Alice&#39;s laptop" in row and "never" not in row  # its use is shown
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", row)  # times say they are UTC
     assert re.search(rf'<tr data-token="{mine_id}">.*?this session', page, re.S)
     assert revoke(lost_id, cookie, None).status_code == 400  # no CSRF token: nothing happens
     done = revoke(lost_id, cookie, csrf)

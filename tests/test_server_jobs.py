@@ -147,6 +147,27 @@ def test_a_job_whose_worker_died_is_marked_failed(live):
         assert reap_dead(60) == []
 
 
+def test_worker_crashes_are_listed_in_utc_and_a_crash_loop_is_called_one(live):
+    """The Training page lists the retraining worker's recent crashes with their times, and
+    says when the crashes come in a loop; the times say they are UTC (they were bare)."""
+    from server.jobs.queue import worker_crashed
+
+    jar, _ = console_session(live)
+    with live.app.app_context():
+        job_id = enqueue({})[0].id
+        claim_next("worker-7")
+        assert worker_crashed("worker-7", "killed by signal 9 (out of memory?)") == [job_id]
+    page = requests.get(f"{live.url}/admin/training", cookies=jar, timeout=30).text
+    assert re.search(r"<li>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: killed by signal 9 "
+                     rf"\(out of memory\?\) \(job {job_id} failed\)</li>", page)  # fmt: skip
+    assert 'id="crash-loop"' not in page
+    with live.app.app_context():
+        for _ in range(2):
+            worker_crashed("worker-8", "exited with status 1")
+    page = requests.get(f"{live.url}/admin/training", cookies=jar, timeout=30).text
+    assert "The retraining worker keeps crashing: 3 times in the last 10 minutes" in page
+
+
 def admin(live):
     with live.app.app_context():
         return {"Authorization": f"Bearer {create_admin_token()}"}

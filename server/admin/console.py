@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import (
@@ -89,6 +89,15 @@ console = Blueprint("console", __name__, url_prefix="/admin")
 PAGE_SIZE = 60
 # This many worker crashes within this many minutes is a crash loop, shown as such.
 CRASH_LOOP, CRASH_LOOP_MINUTES = 3, 10
+
+
+@console.app_template_filter("utc")
+def utc_time(moment: datetime | None, seconds: bool = False) -> str:
+    """A stored time as the console shows it, saying it is UTC (the server's times were shown
+    bare, beside the Models page's "UTC", and read as local time)."""
+    if moment is None:
+        return ""
+    return moment.strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else "")) + " UTC"
 
 
 @console.app_context_processor
