@@ -182,10 +182,12 @@ def test_a_lost_token_is_revoked_from_the_console_but_never_the_last_one(live):
     assert requests.get(f"{live.url}/api/admin/models", timeout=30,
                         headers={"Authorization": f"Bearer {lost}"}).status_code == 200  # fmt: skip
     page = requests.get(f"{live.url}/admin/tokens", cookies=cookie, timeout=30).text
-    row = re.search(rf'<tr data-token="{lost_id}">.*?</tr>', page, re.S).group(0)
+    row = re.search(rf'<li class="card" data-token="{lost_id}">.*?</li>', page, re.S).group(0)
     assert "Alice&#39;s laptop" in row and "never" not in row  # its use is shown
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", row)  # times say they are UTC
-    assert re.search(rf'<tr data-token="{mine_id}">.*?this session', page, re.S)
+    assert re.search(
+        rf'data-token="{mine_id}">\s*<h2>Token {mine_id} <span class="badge">this session', page
+    )
     assert revoke(lost_id, cookie, None).status_code == 400  # no CSRF token: nothing happens
     done = revoke(lost_id, cookie, csrf)
     assert f"Revoked token {lost_id} (Alice&#39;s laptop)" in done.text
