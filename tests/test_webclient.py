@@ -356,12 +356,21 @@ MAKE_FIRST_CORRECTION_OLDER = """async (days) => {
 }"""
 
 
-def test_a_correction_waiting_offline_can_be_taken_back(browser, server, small_ewaste):
+@pytest.mark.parametrize("timeout_signal", [True, False], ids=["", "without AbortSignal.timeout"])
+def test_a_correction_waiting_offline_can_be_taken_back(
+    browser, server, small_ewaste, timeout_signal
+):
     """A kind tapped by mistake while offline, or a photo its owner would rather not share
     after all: each waiting correction is listed with its photo, and "Don't send" keeps it on
-    the phone for good. One on its way at that moment is not taken back halfway."""
+    the phone for good. One on its way at that moment is not taken back halfway. Also in a
+    browser with Web Locks but no AbortSignal.timeout (Safari 15.4 to 15.6)."""
     photos = split_photos(small_ewaste)
-    context, page = phone_with_the_app(browser, server)
+    context = browser.new_context(viewport=PHONE)
+    if not timeout_signal:
+        context.add_init_script("delete AbortSignal.timeout")
+    page = context.new_page()
+    page.goto(server.url)
+    wait_until_ready(page)
     context.set_offline(True)
     correct(page, photos[0], "Keyboard")
     correct(page, photos[12], "PCB")

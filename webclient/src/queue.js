@@ -86,6 +86,9 @@ export async function withdraw(id, waitMs = 5000) {
     return 'withdrawn';
   };
   if (typeof navigator === 'undefined' || !navigator.locks) return take();
+  if (typeof AbortSignal.timeout !== 'function') { // Safari 15.4-15.6: locks, no timeout signal
+    return navigator.locks.request(SEND_LOCK, { ifAvailable: true }, (lock) => (lock ? take() : 'busy'));
+  }
   try {
     return await navigator.locks.request(SEND_LOCK, { signal: AbortSignal.timeout(waitMs) }, take);
   } catch (error) {
