@@ -377,6 +377,8 @@ def test_a_correction_waiting_offline_can_be_taken_back(
     entries = page.locator("#queue-list li.waiting")
     expect(entries).to_have_count(2)
     assert entries.nth(0).inner_text().startswith("Keyboard\nsaved at ")
+    # Each button says which correction it acts on, to a screen reader too.
+    assert page.get_by_role("button", name="Don't send: Keyboard, saved at ").count() == 1
     assert entries.nth(1).locator("img").evaluate("img => img.complete && img.naturalWidth > 0")
     # Made three days ago (a phone offline for days): the day is named, not just the time.
     page.evaluate(MAKE_FIRST_CORRECTION_OLDER, 3)

@@ -226,7 +226,7 @@ export function showQueue(items, pausedUntil, blocked, { onDismiss, onRename, on
     const li = document.createElement('li');
     li.textContent = `Not accepted by the server (${item.label ?? item.proposedName}): ${item.error} `;
     if (item.field === 'proposed_name' && item.id !== editing) li.append(renameForm(item, onRename));
-    li.append(listButton('Dismiss', () => onDismiss(item.id)));
+    li.append(listButton('Dismiss', () => onDismiss(item.id), item.label ?? `"${item.proposedName}"`));
     elements.queueList.append(li);
   }
   for (const item of waiting) elements.queueList.append(waitingEntry(item, onWithdraw));
@@ -245,7 +245,7 @@ function waitingEntry(item, onWithdraw) {
     Object.assign(document.createElement('strong'), { textContent: said }),
     Object.assign(document.createElement('small'), { textContent: `saved ${when}` }),
   );
-  li.append(thumbnail, text, listButton('Don\'t send', () => onWithdraw(item.id)));
+  li.append(thumbnail, text, listButton('Don\'t send', () => onWithdraw(item.id), `${said}, saved ${when}`));
   return li;
 }
 
@@ -257,9 +257,13 @@ function savedWhen(date) {
 }
 
 /** A button of the list, good for one press: the list is drawn afresh once its work is done
- * (a second press of "Don't send" on the same correction said it "had been sent already"). */
-function listButton(text, onClick) {
+ * (a second press of "Don't send" on the same correction said it "had been sent already").
+ * `about`: the correction it acts on, in words. */
+function listButton(text, onClick, about) {
   const button = Object.assign(document.createElement('button'), { type: 'button', className: 'button', textContent: text });
+  // Which correction it acts on, for a screen reader moving from button to button: a list of
+  // identical "Don't send" buttons names none.
+  button.setAttribute('aria-label', `${text}: ${about}`);
   button.addEventListener('click', () => {
     button.disabled = true;
     onClick();
