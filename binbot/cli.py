@@ -259,6 +259,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     from server import create_app
     from server.admin.tokens import create_admin_token, list_tokens, revoke_token
     from server.provision import reaching_the_database
+    from server.tables import utc_text
 
     app = create_app()
     with app.app_context(), reaching_the_database(app):
@@ -269,8 +270,8 @@ def cmd_token(args: argparse.Namespace) -> int:
             if not rows:
                 _log("No admin tokens: `binbot token new` makes one.")
             for row in rows:
-                used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never"
-                _log(f"{row.id:4d}  created {row.created_at:%Y-%m-%d %H:%M}  last used {used}"
+                used = utc_text(row.last_used_at) if row.last_used_at else "never"
+                _log(f"{row.id:4d}  created {utc_text(row.created_at)}  last used {used}"
                      + (f"  {row.note}" if row.note else ""))  # fmt: skip
         elif not revoke_token(args.id):
             raise BinbotError(f"no admin token {args.id} (see `binbot token list`)")

@@ -285,3 +285,17 @@ def test_a_database_outage_is_a_503_to_come_back_and_the_service_recovers(tmp_pa
             assert requests.get(f"{live.url}/api/models/current", timeout=30).ok
         finally:
             next(serving, None)
+
+
+def test_times_shown_as_utc_are_utc_whatever_zone_the_database_answers_in():
+    """PostgreSQL gives a stored time in its connection's zone, which need not be UTC: shown as
+    it came with "UTC" after it, a Paris server's times were an hour off."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from server.tables import utc_text
+
+    paris = datetime(2026, 12, 7, 20, 45, 30, tzinfo=timezone(timedelta(hours=1)))
+    assert utc_text(paris) == "2026-12-07 19:45 UTC"
+    assert utc_text(paris, seconds=True) == "2026-12-07 19:45:30 UTC"
+    assert utc_text(datetime(2026, 12, 7, 19, 45)) == "2026-12-07 19:45 UTC"  # SQLite: UTC, bare
+    assert utc_text(datetime(2026, 12, 7, 19, 45, tzinfo=UTC)) == "2026-12-07 19:45 UTC"

@@ -431,7 +431,7 @@ def test_admin_tokens_are_told_apart_by_their_note_and_last_use(live, database_u
     assert answer.status_code == 200
     lines = binbot("token", "list", env=env).stdout.strip().splitlines()
     assert re.fullmatch(
-        r" *\d+  created [\d-]+ [\d:]+  last used [\d-]+ [\d:]+  Alice's laptop", lines[-2]
+        r" *\d+  created [\d-]+ [\d:]+ UTC  last used [\d-]+ [\d:]+ UTC  Alice's laptop", lines[-2]
     ), lines
     assert lines[-1].endswith("  last used never"), lines
     numbers = [line.split()[0] for line in lines]

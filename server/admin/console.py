@@ -82,7 +82,7 @@ from server.registry.kinds import (
     live_keys,
 )
 from server.registry.photos import photo_path
-from server.tables import utcnow
+from server.tables import utc_text, utcnow
 from server.untrusted import parse_row_id, request_key, whole_number
 
 console = Blueprint("console", __name__, url_prefix="/admin")
@@ -95,9 +95,7 @@ CRASH_LOOP, CRASH_LOOP_MINUTES = 3, 10
 def utc_time(moment: datetime | None, seconds: bool = False) -> str:
     """A stored time as the console shows it, saying it is UTC (the server's times were shown
     bare, beside the Models page's "UTC", and read as local time)."""
-    if moment is None:
-        return ""
-    return moment.strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else "")) + " UTC"
+    return utc_text(moment, seconds) if moment is not None else ""
 
 
 @console.app_context_processor
