@@ -257,7 +257,12 @@ class Parser(argparse.ArgumentParser):
 
 def cmd_token(args: argparse.Namespace) -> int:
     from server import create_app
-    from server.admin.tokens import create_admin_token, list_tokens, revoke_token
+    from server.admin.tokens import (
+        admin_token_exists,
+        create_admin_token,
+        list_tokens,
+        revoke_token,
+    )
     from server.provision import reaching_the_database
     from server.tables import utc_text
 
@@ -277,7 +282,7 @@ def cmd_token(args: argparse.Namespace) -> int:
             raise BinbotError(f"no admin token {args.id} (see `binbot token list`)")
         else:
             _log(f"Token {args.id} revoked; its console sessions have ended.")
-            if not list_tokens():
+            if not admin_token_exists():
                 _log("No admin token is left: nobody can log in until `binbot token new`.")
     return 0
 

@@ -26,13 +26,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A stored time as an aware UTC datetime. SQLite gives back the UTC it was given, without
+    a zone; PostgreSQL gives it in the connection's time zone, which need not be UTC, so it is
+    converted (``replace(tzinfo=UTC)`` on it would shift the moment)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def utc_text(moment: datetime, seconds: bool = False) -> str:
-    """A stored time in UTC, for people: "2026-12-07 19:45 UTC". SQLite gives back the UTC it
-    was given, without a zone; PostgreSQL gives it in the connection's time zone, which need
-    not be UTC, so it is converted rather than printed as it comes."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else "")) + " UTC"
+    """A stored time in UTC, for people: "2026-12-07 19:45 UTC"."""
+    return as_utc(moment).strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else "")) + " UTC"
 
 
 class ModelVersion(db.Model):

@@ -62,6 +62,10 @@ def evaluate_run(
     return metrics
 
 
+# What the accuracy without test copies of train photos is when no test photo is left.
+ALL_COPIES = "n/a (every test image is a copy)"
+
+
 def accuracy_line(metrics: dict[str, Any], test_images: int) -> str:
     """The test accuracy in one line, and, when some test photos are copies of train photos,
     the accuracy without them: the figure such copies cannot flatter."""
@@ -69,7 +73,7 @@ def accuracy_line(metrics: dict[str, Any], test_images: int) -> str:
     line = f"Test accuracy {metrics['test_accuracy']:.2%} ({correct}/{test_images})"
     if copies := len(metrics["test_images_with_train_copies"]):
         without = metrics["test_accuracy_without_train_copies"]
-        rest = f"{without:.2%}" if without is not None else "n/a (every test image is a copy)"
+        rest = f"{without:.2%}" if without is not None else ALL_COPIES
         line += f"; without the {counted(copies, 'test image')} copied in train: {rest}"
     return line
 
@@ -82,7 +86,7 @@ def _copies_line(metrics: dict[str, Any]) -> str:
         return "- No test image has a copy in the train split"
     without = metrics["test_accuracy_without_train_copies"]
     score = (f"**{without:.2%}** on {metrics['test_images_without_train_copies']} images"
-             if without is not None else "n/a (every test image is a copy)")  # fmt: skip
+             if without is not None else ALL_COPIES)  # fmt: skip
     return f"- Without the {counted(copies, 'test image')} that have a copy in the train split: {score}"
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import (
@@ -82,7 +82,7 @@ from server.registry.kinds import (
     live_keys,
 )
 from server.registry.photos import photo_path
-from server.tables import utc_text, utcnow
+from server.tables import as_utc, utc_text, utcnow
 from server.untrusted import parse_row_id, request_key, whole_number
 
 console = Blueprint("console", __name__, url_prefix="/admin")
@@ -213,7 +213,7 @@ def training():
     return render_template(
         "console/training.html",
         crashes=crashes,
-        recent=(recent := sum(c.at.replace(tzinfo=UTC) >= loop_since for c in crashes)),
+        recent=(recent := sum(as_utc(c.at) >= loop_since for c in crashes)),
         crash_loop=recent >= CRASH_LOOP,
         loop_minutes=CRASH_LOOP_MINUTES,
         jobs=recent_jobs(50),

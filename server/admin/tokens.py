@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import secrets
 import unicodedata
-from datetime import UTC, timedelta
+from datetime import timedelta
 from functools import wraps
 
 from flask import g, request
@@ -16,7 +16,7 @@ from binbot.errors import BinbotError
 from server.errors import Conflict, Forbidden, NotFound, Unauthorized
 from server.extensions import db, write_lock
 from server.limits import Limit, configured
-from server.tables import AdminToken, ConsoleSession, utcnow
+from server.tables import AdminToken, ConsoleSession, as_utc, utcnow
 
 
 def _digest(token: str) -> str:
@@ -51,8 +51,12 @@ def checked_note(note: str | None) -> str | None:
     return note
 
 
+def token_count() -> int:
+    return db.session.scalar(select(func.count(AdminToken.id)))
+
+
 def admin_token_exists() -> bool:
-    return db.session.scalar(select(func.count(AdminToken.id))) > 0
+    return token_count() > 0
 
 
 def find_token(token: str) -> AdminToken | None:
@@ -79,11 +83,7 @@ def _note_use(row: AdminToken) -> bool:
     """Record the token's use (at most once per ``USE_RESOLUTION``); False when the token was
     revoked since it was read (an admin revoking it at this moment: it is not valid)."""
     now = utcnow()
-    last = row.last_used_at
-    if (
-        last is not None
-        and now - (last if last.tzinfo else last.replace(tzinfo=UTC)) < USE_RESOLUTION
-    ):
+    if row.last_used_at is not None and now - as_utc(row.last_used_at) < USE_RESOLUTION:
         return True
     # A conditional UPDATE, not the ORM row's: a token revoked in between is no row to update
     # (the ORM's flush raised StaleDataError, a 500, for the request racing a revocation).
@@ -121,7 +121,7 @@ def revoke_keeping_one(token_id: int) -> str:
         row = db.session.get(AdminToken, token_id, populate_existing=True)
         if row is None:
             raise NotFound(f"no admin token {token_id}")
-        if db.session.scalar(select(func.count(AdminToken.id))) == 1:
+        if token_count() == 1:
             raise Conflict(
                 "it is the only admin token: nobody could log in after it. Make another first "
                 "(binbot token new on the server)"

@@ -246,7 +246,7 @@ async function saveCorrection(label, proposedName = null) {
     const photo = await state.classifier.downscale(blob, UPLOAD_MAX_SIDE);
     item = await enqueue({ photo, label, proposedName, predictedLabel: best.label,
       confidence: best.probability, modelVersion: result.version });
-    saving.saved = { id: item.id, label, proposedName }; // to take back while still on screen
+    saving.saved = item; // to take back while its photo is still on screen
     await refreshQueue(); // the count and the thank-you appear together
     if (state.last === saving) { // still the photo on screen
       ui.feedbackDone(`Thank you! ${name} is saved on this phone.`);
