@@ -38,6 +38,13 @@ def utc_text(moment: datetime, seconds: bool = False) -> str:
     return as_utc(moment).strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else "")) + " UTC"
 
 
+def iso_utc(moment: datetime | None) -> str | None:
+    """A stored time for API clients: ISO 8601 with its offset, "2026-12-07T19:45:00+00:00",
+    whichever database stored it (SQLite's came back without a zone, so a client could not
+    tell UTC from its own local time)."""
+    return as_utc(moment).isoformat() if moment is not None else None
+
+
 class ModelVersion(db.Model):
     """A converted model bundle stored under the data folder; at most one is published."""
 
@@ -90,7 +97,7 @@ class Submission(db.Model):
             "width": self.width,
             "height": self.height,
             "sha256": self.sha256,
-            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "created_at": iso_utc(self.created_at),
         }
 
 
@@ -131,8 +138,8 @@ class AdminToken(db.Model):
         return {
             "id": self.id,
             "note": self.note,
-            "created_at": self.created_at.isoformat() if self.created_at else None,
-            "last_used_at": self.last_used_at.isoformat() if self.last_used_at else None,
+            "created_at": iso_utc(self.created_at),
+            "last_used_at": iso_utc(self.last_used_at),
         }
 
 
@@ -166,18 +173,15 @@ class TrainingJob(db.Model):
     result_json: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     def as_dict(self) -> dict[str, Any]:
-        def stamp(value: datetime | None) -> str | None:
-            return value.isoformat() if value else None
-
         return {
             "id": self.id,
             "status": self.status,
             "settings": json.loads(self.settings_json or "{}"),
             "worker": self.worker,
-            "created_at": stamp(self.created_at),
-            "started_at": stamp(self.started_at),
-            "heartbeat_at": stamp(self.heartbeat_at),
-            "finished_at": stamp(self.finished_at),
+            "created_at": iso_utc(self.created_at),
+            "started_at": iso_utc(self.started_at),
+            "heartbeat_at": iso_utc(self.heartbeat_at),
+            "finished_at": iso_utc(self.finished_at),
             "progress": self.progress,
             "log": self.log,
             "error": self.error,

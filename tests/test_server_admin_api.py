@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 import requests
-from conftest import STARTER, STARTER_VERSION, at_once, starter_variant, submit
+from conftest import STARTER, STARTER_VERSION, at_once, serve_live, starter_variant, submit
 
 from server.admin.tokens import create_admin_token
 from server.registry.bundles import register_bundle
@@ -149,6 +149,53 @@ def test_review_submissions_in_bulk(live, token, photos):
     many_missing = post(live, "/api/admin/submissions/review", token,
                         {"ids": list(range(500, 1500)), "action": "reject"})  # fmt: skip
     assert many_missing.status_code == 404 and len(many_missing.text) < 300
+
+
+@pytest.fixture
+def live_far_from_utc(tmp_path, database_url):
+    """A server whose PostgreSQL answers in UTC+14 (Kiritimati), where a UTC evening is the
+    next day: PostgreSQL gives times in its connection's zone, which need not be UTC."""
+    if database_url.startswith("postgresql"):
+        from conftest import _postgres_admin
+
+        with _postgres_admin() as admin:
+            name = database_url.rsplit("/", 1)[1]
+            admin.execute(f"ALTER DATABASE \"{name}\" SET timezone TO 'Pacific/Kiritimati'")
+    yield from serve_live(tmp_path, database_url)
+
+
+def test_api_times_carry_their_offset_and_date_filters_mean_utc_days(live_far_from_utc, photos):
+    """A client reading the API cannot guess a time's zone: SQLite's came without one (read as
+    the client's local time), PostgreSQL's in its connection's zone. And a day in the
+    submission filter is a UTC day, as the console shows times; in another zone it was that
+    zone's day, so a photo of a UTC evening was filed under the next day."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from server.extensions import db
+    from server.tables import Submission
+
+    live = live_far_from_utc
+    with live.app.app_context():
+        token = create_admin_token()
+    assert submit(live, photos[0], label="Printer").status_code == 201
+    evening = datetime(2026, 12, 7, 20, 0, tzinfo=UTC)
+    with live.app.app_context():
+        db.session.execute(update(Submission).values(created_at=evening))
+        db.session.commit()
+
+    def listed(**days) -> list[dict]:
+        return get(live, "/api/admin/submissions", token, **days).json()["submissions"]
+
+    (row,) = listed()
+    assert row["created_at"] == "2026-12-07T20:00:00+00:00"
+    assert len(listed(since="2026-12-07", until="2026-12-07")) == 1
+    assert listed(since="2026-12-08") == [] and listed(until="2026-12-06") == []
+    (mine,) = get(live, "/api/admin/tokens", token).json()["tokens"]
+    assert datetime.fromisoformat(mine["created_at"]).utcoffset().total_seconds() == 0
+    published = requests.get(f"{live.url}/api/models/current", timeout=30).json()
+    assert published["published_at"].endswith("+00:00")
 
 
 def _variant(tmp_path, version: str, accuracy: float):

@@ -41,6 +41,7 @@ from server.registry.kinds import (
     edit_advice,
     guidance_for,
 )
+from server.tables import iso_utc
 from server.untrusted import (
     json_object,
     only_fields,
@@ -174,7 +175,7 @@ def revoke_admin_token(token_id: int):
 def list_models():
     history = [
         {"version": e.version, "action": e.action, "forced": e.forced, "reason": e.reason,
-         "at": e.at.isoformat()}
+         "at": iso_utc(e.at)}
         for e in publish_history()
     ]  # fmt: skip
     return jsonify({"models": version_rows(newest_first=False), "history": history})

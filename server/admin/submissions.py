@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -82,11 +82,13 @@ class SubmissionFilter:
 
 
 def _day(text: str, at: time) -> datetime:
+    """A filter's day as a UTC moment, as the console shows times: a bare one would be read
+    in PostgreSQL's connection zone, which need not be UTC."""
     try:
         day = datetime.strptime(text, "%Y-%m-%d")
     except ValueError:
         raise BadRequest(f"dates are YYYY-MM-DD, got {shortened(text)!r}") from None
-    return datetime.combine(day.date(), at)
+    return datetime.combine(day.date(), at, tzinfo=UTC)
 
 
 def review(ids: Any, action: Any, label: Any = None) -> list[Submission]:

@@ -8,7 +8,7 @@ from server.errors import NotFound, ServerFault, Unavailable
 from server.public.submissions import check_fields_once, store_submission
 from server.registry.bundles import bundle_dir, find_version, published_version
 from server.registry.kinds import advice_version, all_kinds, guidance_for, kind_names
-from server.tables import ModelVersion
+from server.tables import ModelVersion, iso_utc
 
 api = Blueprint("api", __name__, url_prefix="/api")
 ONE_YEAR = 365 * 24 * 3600
@@ -78,7 +78,7 @@ def current_model():
         response = jsonify(
             {
                 "version": row.version,
-                "published_at": row.published_at.isoformat() if row.published_at else None,
+                "published_at": iso_utc(row.published_at),
                 "base_url": model_url.rsplit("/", 1)[0] + "/",
                 "model_url": model_url,
                 "files": files,

@@ -24,7 +24,7 @@ from binbot.files import staged_folder
 from conversion.manifest import WARM_START_DIR, check_bundle, read_manifest, version_pattern
 from server.errors import BadRequest, Conflict, NotFound, Unprocessable
 from server.extensions import db, write_lock
-from server.tables import ModelVersion, PublishEvent, utcnow
+from server.tables import ModelVersion, PublishEvent, iso_utc, utcnow
 
 # A version's evaluation report: what admins may download, and as what.
 REPORT_FILES = {
@@ -279,7 +279,7 @@ def version_summary(row: ModelVersion) -> dict[str, Any]:
         "version": row.version,
         "created_at": manifest.get("created_at"),
         "published": row.published,
-        "published_at": row.published_at.isoformat() if row.published_at else None,
+        "published_at": iso_utc(row.published_at),
         "bundle_bytes": manifest.get("bundle_bytes"),
         "quantization": manifest.get("quantization", {}).get("mode"),
         "test_accuracy": metrics.get("test_accuracy"),

@@ -23,7 +23,7 @@ from server.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from server.extensions import db
 from server.public.names import clean_name, name_key
 from server.registry.bundles import live_version_change, published_version
-from server.tables import Advice, Kind, KindDeletion, ModelVersion, Submission, utcnow
+from server.tables import Advice, Kind, KindDeletion, ModelVersion, Submission, utc_text, utcnow
 from training.dataset_layout import IGNORED_NAMES
 
 NOTE = "Rules differ by place: check your municipality's guidance."
@@ -107,7 +107,7 @@ def deleted_kinds_in(version: str, labels: list[str]) -> str | None:
     back = [deleted[key] for key in keys if key in deleted and key not in known]
     if not back:
         return None
-    named = ", ".join(f"{row.name!r} (deleted {row.deleted_at:%Y-%m-%d %H:%M})" for row in back)
+    named = ", ".join(f"{row.name!r} (deleted {utc_text(row.deleted_at)})" for row in back)
     them = "that kind" if len(back) == 1 else "those kinds"
     return (
         f"{version} knows {named}: publishing it would bring {them} back with the general "
