@@ -50,7 +50,7 @@ def whole_number(
     ``maximum`` (far below what the database counts to, so offsets computed from it fit)."""
     text = args.get(name) or str(default)
     if not _DECIMAL.fullmatch(text) or int(text) > maximum:
-        raise BadRequest(f"{name} must be a whole number up to {maximum}, got {text[:40]!r}")
+        raise BadRequest(f"{name} must be a whole number, at most {maximum:,}, got {text[:40]!r}")
     return max(int(text), minimum)
 
 
