@@ -134,6 +134,69 @@ def test_flat_folders_split_stratified_and_seeded(tmp_path):
     assert assignment != {r.relpath: r.split for r in other.records}
 
 
+def _ewaste_photos(ewaste_zip, kind: str, count: int) -> list[bytes]:
+    with zipfile.ZipFile(ewaste_zip) as archive:
+        names = sorted(n for n in archive.namelist() if f"/train/{kind}/" in n)[:count]
+        return [archive.read(n) for n in names]
+
+
+def _copies(photo: bytes) -> list[Image.Image]:
+    """What a phone's burst or a re-shared photo looks like: the same picture re-encoded,
+    resized, a little brighter, cropped by a few pixels."""
+    import io
+
+    from PIL import ImageEnhance
+
+    original = Image.open(io.BytesIO(photo)).convert("RGB")
+    w, h = original.size
+    return [
+        original,
+        original.resize((w * 4 // 5, h * 4 // 5)),
+        ImageEnhance.Brightness(original).enhance(1.06),
+        original.crop((2, 2, w - 2, h - 2)),
+    ]
+
+
+@pytest.mark.parametrize("layout", ["flat", "train and val given"])
+def test_copies_of_one_picture_stay_in_one_split_when_the_split_is_made_here(
+    ewaste_zip, tmp_path, layout
+):
+    """A user's own folders hold bursts and re-shared copies. Spread over train and test, a
+    copy in test is recognised, not classified: the test figure (and the validation that
+    picks the best epoch) flatters the model. Copies stay together; the split sizes hold."""
+    root = tmp_path / "d"
+    holder = {"flat": root, "train and val given": root / "train"}[layout]
+    for kind in ("Mouse", "Keyboard"):
+        for i, photo in enumerate(_ewaste_photos(ewaste_zip, kind, 40)):
+            (holder / kind).mkdir(parents=True, exist_ok=True)
+            (holder / kind / f"{i:02}.jpg").write_bytes(photo)
+    burst, pair = _ewaste_photos(ewaste_zip, "Battery", 2)
+    (holder / "Mouse").mkdir(exist_ok=True)
+    for i, copy in enumerate(_copies(burst)):
+        copy.save(holder / "Mouse" / f"burst {i}.jpg", quality=80 + i)
+    for i, copy in enumerate(_copies(pair)[:2]):
+        copy.save(holder / "Keyboard" / f"pair {i}.jpg", quality=85)
+    if layout != "flat":
+        for kind in ("Mouse", "Keyboard"):
+            for i, photo in enumerate(_ewaste_photos(ewaste_zip, kind, 45)[40:]):
+                (root / "val" / kind).mkdir(parents=True, exist_ok=True)
+                (root / "val" / kind / f"{i}.jpg").write_bytes(photo)
+
+    pair_outside_train = 0
+    for seed in range(8):
+        dataset = load_dataset(root, seed=seed)
+        split_of = {Path(r.relpath).name: r.split for r in dataset.records}
+        assert len({split_of[f"burst {i}.jpg"] for i in range(4)}) == 1, (seed, split_of)
+        assert split_of["pair 0.jpg"] == split_of["pair 1.jpg"], seed
+        pair_outside_train += split_of["pair 0.jpg"] != "train"
+        per_split = Counter((r.split, dataset.classes[r.label]) for r in dataset.records)
+        made_here = ("val", "test") if layout == "flat" else ("test",)
+        for split in made_here:  # 10% of 44 and of 42: 4 each
+            assert (per_split[split, "Mouse"], per_split[split, "Keyboard"]) == (4, 4), seed
+        assert "6 photos in 2 groups of copies, each kept in one split" in dataset.layout
+    assert pair_outside_train  # a group that fits goes to val or test like any photo
+
+
 def test_bad_files_are_reported_and_skipped(tmp_path):
     root = make_flat(tmp_path / "flat")
     (root / "Red thing" / "notes.jpg").write_text("not a picture")

@@ -171,7 +171,11 @@ def load_dataset(
         for folder in not_splits
     ]
     if split_root is None:
-        dataset.records = _stratified_split(records, classes, seed, val_fraction, test_fraction)
+        twins = _twin_groups(records)
+        dataset.records = _stratified_split(
+            records, classes, seed, val_fraction, test_fraction, twins
+        )
+        dataset.layout = dataset.layout[:-1] + _kept_together(twins) + ")"
     else:
         _carve_missing_splits(dataset, seed, val_fraction, test_fraction)
     _check_classes(dataset)
@@ -236,10 +240,11 @@ def _carve_missing_splits(
     if not missing:
         return
     train = dataset.split("train")
+    twins = _twin_groups(train)
     carved = {
         r.relpath: r.split
         for r in _stratified_split(
-            train, dataset.classes, seed, fractions["val"], fractions["test"]
+            train, dataset.classes, seed, fractions["val"], fractions["test"], twins
         )
     }
     dataset.records = [
@@ -248,7 +253,8 @@ def _carve_missing_splits(
     ]
     names = {"val": "validation", "test": "test"}
     dataset.layout += ", " + " and ".join(
-        f"{names[split]} carved from train ({fractions[split]:.0%} per class, seed {seed})"
+        f"{names[split]} carved from train ({fractions[split]:.0%} per class, seed {seed}"
+        f"{_kept_together(twins)})"
         for split in missing
     )
     for split in missing:
@@ -338,28 +344,81 @@ def _skipped_in(dataset: Dataset, name: str) -> str:
     return f" ({len(skipped)} file(s) skipped: {shown}{more})"
 
 
+def _twin_groups(records: list[ImageRecord]) -> dict[str, str]:
+    """Each image's group (the relpath of one of its members): copies of one picture in one
+    class, byte-identical or near-identical as the dataset report finds them, chained (a copy
+    of a copy is in the group too). A split made here keeps a group together: a burst of
+    near-identical phone shots spread over train and test is recognised in test, not
+    classified, and the test figure and the validation that picks the best epoch flatter the
+    model."""
+    from training.duplicates import find_duplicates  # it imports ImageRecord from here
+
+    parent = {r.relpath: r.relpath for r in records}
+
+    def group_of(relpath: str) -> str:
+        while parent[relpath] != relpath:
+            parent[relpath] = parent[parent[relpath]]
+            relpath = parent[relpath]
+        return relpath
+
+    for pair in find_duplicates(records):
+        if pair.a.label == pair.b.label:  # under two classes: one label is wrong; reported
+            parent[group_of(pair.a.relpath)] = group_of(pair.b.relpath)
+    return {relpath: group_of(relpath) for relpath in parent}
+
+
+def _kept_together(twins: dict[str, str]) -> str:
+    """ "; 7 copies of 3 pictures kept in one split each", or nothing when there are none."""
+    sizes: dict[str, int] = {}
+    for group in twins.values():
+        sizes[group] = sizes.get(group, 0) + 1
+    groups = [size for size in sizes.values() if size > 1]
+    if not groups:
+        return ""
+    each = "each kept in one split" if len(groups) > 1 else "kept in one split"
+    return (
+        f"; {counted(sum(groups), 'photo', 'photos')} in "
+        f"{counted(len(groups), 'group', 'groups')} of copies, {each}"
+    )
+
+
 def _stratified_split(
     records: list[ImageRecord],
     classes: list[str],
     seed: int,
     val_fraction: float,
     test_fraction: float,
+    twins: dict[str, str] | None = None,
 ) -> list[ImageRecord]:
-    """Split each class on its own so every split keeps the class balance; same seed, same split."""
+    """Split each class on its own so every split keeps the class balance; same seed, same
+    split. Copies of one picture (``twins``: relpath -> group) go to one split together: a
+    group is taken for test or val only while it fits what that split still needs, so a
+    large burst goes to train and single photos fill the evaluation splits to their sizes."""
     rng = np.random.default_rng(seed)
+    twins = twins or {}
     out: list[ImageRecord] = []
     for label in range(len(classes)):
         members = sorted((r for r in records if r.label == label), key=lambda r: r.relpath)
-        order = rng.permutation(len(members))
+        groups: dict[str, list[ImageRecord]] = {}
+        for r in members:
+            groups.setdefault(twins.get(r.relpath, r.relpath), []).append(r)
         n = len(members)
         n_test = round(n * test_fraction) if n >= 3 else 0
         n_val = round(n * val_fraction) if n >= 3 else 0
         if n >= 3:
             n_test = max(1, n_test) if test_fraction else 0
             n_val = max(1, n_val) if val_fraction else 0
-        for rank, index in enumerate(order):
-            split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
-            out.append(replace(members[index], split=split))
+        wanted = {"test": n_test, "val": n_val}
+        taken = dict.fromkeys(wanted, 0)
+        in_order = list(groups.values())
+        for index in rng.permutation(len(in_order)):
+            group = in_order[index]
+            split = next(
+                (s for s in wanted if taken[s] + len(group) <= wanted[s]),
+                "train",
+            )
+            taken[split] = taken.get(split, 0) + len(group)
+            out.extend(replace(r, split=split) for r in group)
     return out
 
 
