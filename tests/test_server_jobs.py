@@ -21,6 +21,7 @@ from conftest import (
     console_session,
     database_down,
     fresh_postgres_database,
+    jpeg_bytes,
     serve_live,
     solid_jpeg,
     submit,
@@ -374,6 +375,64 @@ def test_corrections_join_their_kinds_dataset_folder_however_it_is_spelt(live, p
     assert counts == {"mouse": 1}
     assert (tmp_path / "out" / "train" / "mouse" / f"submission-{row.id}.jpg").exists()
     assert not list((tmp_path / "out").glob("*/Mouse"))
+
+
+def _shots(photo: bytes, count: int) -> list[bytes]:
+    """Several shots of one thing, as a phone sends them: resized, brighter, cropped."""
+    import io
+
+    from PIL import Image, ImageEnhance
+
+    original = Image.open(io.BytesIO(photo)).convert("RGB")
+    w, h = original.size
+    variants = [
+        original.resize((w * 9 // 10, h * 9 // 10)),
+        ImageEnhance.Brightness(original).enhance(1.05),
+        original.crop((3, 3, w - 3, h - 3)),
+        original.resize((w * 4 // 5, h * 4 // 5)),
+    ]
+    return [jpeg_bytes(v, quality=88) for v in variants[:count]]
+
+
+def test_corrections_that_copy_held_out_photos_are_left_out_and_copies_split_together(
+    live, small_ewaste, ewaste_zip, tmp_path
+):
+    """The dataset is public: a correction can be a test photo sent again (re-encoded by the
+    server). Trained on, it is recognised at test time and flatters the figure the publish
+    gate compares; it is left out, and the job's log says which. Shots of one new thing go to
+    one split, so none of them is tested on its twin in train."""
+    from server.jobs.retrain import build_training_folder
+    from server.tables import Submission
+
+    base = load_dataset(small_ewaste)
+    test_photo = base.split("test")[0]
+    with zipfile.ZipFile(ewaste_zip) as archive:
+        fresh = [archive.read(n) for n in sorted(archive.namelist())
+                 if "/train/Printer/" in n][-8:]  # fmt: skip
+    kind = base.classes[test_photo.label]
+    assert submit(live, _shots(test_photo.path.read_bytes(), 1)[0], label=kind).status_code == 201
+    assert submit(live, fresh[0], label="Printer").status_code == 201
+    bursts = [*_shots(fresh[1], 4), *_shots(fresh[2], 4), *fresh[3:]]
+    for shot in bursts:
+        assert submit(live, shot, label="Mouse").status_code == 201
+    lines: list[str] = []
+    with live.app.app_context():
+        submissions = db.session.query(Submission).order_by(Submission.id).all()
+        copy_of_test, printer, *new_kind = submissions
+        for s in new_kind:
+            s.label = "Gizmo"  # a kind the base dataset does not have
+        counts = build_training_folder(base, submissions, tmp_path / "out", log=lines.append)
+    assert counts == {"Printer": 1, "Gizmo": len(bursts)}
+    assert not list((tmp_path / "out").rglob(f"submission-{copy_of_test.id}.jpg"))
+    assert (tmp_path / "out" / "train" / "Printer" / f"submission-{printer.id}.jpg").exists()
+    (line,) = lines
+    assert line.startswith(
+        f"Left out 1 accepted correction, a copy of a validation or test photo of the base "
+        f"dataset: submission {copy_of_test.id} (test/{test_photo.path.name})"
+    )
+    split_of = {p.name: p.parent.parent.name for p in (tmp_path / "out").rglob("submission-*")}
+    for burst in (new_kind[:4], new_kind[4:8]):
+        assert len({split_of[f"submission-{s.id}.jpg"] for s in burst}) == 1, split_of
 
 
 def test_a_worker_waits_out_a_database_outage_and_carries_on(tmp_path):

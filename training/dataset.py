@@ -351,20 +351,14 @@ def _twin_groups(records: list[ImageRecord]) -> dict[str, str]:
     near-identical phone shots spread over train and test is recognised in test, not
     classified, and the test figure and the validation that picks the best epoch flatter the
     model."""
-    from training.duplicates import find_duplicates  # it imports ImageRecord from here
+    from training.duplicates import copy_groups, find_duplicates  # they import this module
 
-    parent = {r.relpath: r.relpath for r in records}
-
-    def group_of(relpath: str) -> str:
-        while parent[relpath] != relpath:
-            parent[relpath] = parent[parent[relpath]]
-            relpath = parent[relpath]
-        return relpath
-
-    for pair in find_duplicates(records):
-        if pair.a.label == pair.b.label:  # under two classes: one label is wrong; reported
-            parent[group_of(pair.a.relpath)] = group_of(pair.b.relpath)
-    return {relpath: group_of(relpath) for relpath in parent}
+    same_class = [
+        (pair.a.relpath, pair.b.relpath)
+        for pair in find_duplicates(records)
+        if pair.a.label == pair.b.label  # under two classes: one label is wrong; reported
+    ]
+    return copy_groups((r.relpath for r in records), same_class)
 
 
 def _kept_together(twins: dict[str, str]) -> str:

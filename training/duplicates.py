@@ -16,8 +16,9 @@ recoloured copies of one photo do.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -29,6 +30,7 @@ DEFAULT_NEAR_THRESHOLD = 10
 DEFAULT_MIN_CORRELATION = 0.90
 _HASH_SIDE = 32
 _LOW_FREQ = 8
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,22 @@ def find_duplicates(
                 if (records[i].relpath, records[j].relpath) not in seen:
                     pairs.append(DuplicatePair(records[i], records[j], "identical", 0))
     return pairs
+
+
+def copy_groups(members: Iterable[T], linked: Iterable[tuple[T, T]]) -> dict[T, T]:
+    """Each member's group, named by one of its members: members linked as copies, chained (a
+    copy of a copy is in the group too). Splits made from groups keep copies together."""
+    parent = {member: member for member in members}
+
+    def group_of(member: T) -> T:
+        while parent[member] != member:
+            parent[member] = parent[parent[member]]
+            member = parent[member]
+        return member
+
+    for a, b in linked:
+        parent[group_of(a)] = group_of(b)
+    return {member: group_of(member) for member in parent}
 
 
 def records_with_copy_in(pairs: Sequence[DuplicatePair], split: str, other: str) -> set[str]:

@@ -19,9 +19,10 @@ import numpy as np
 from flask import current_app
 from sqlalchemy import select
 
-from binbot.errors import BinbotError
+from binbot.errors import BinbotError, counted
 from server.extensions import db
 from server.jobs.base_dataset import base_dataset_problem
+from server.jobs.copies import find_correction_copies
 from server.jobs.workspace import job_folder
 from server.public.names import name_key
 from server.registry.bundles import (
@@ -74,14 +75,34 @@ def new_kind_split(sha256: str) -> str:
     return "train"
 
 
-def build_training_folder(base, submissions: list[Submission], out: Path) -> dict[str, int]:
+def _left_out_line(held_out: dict[int, str]) -> str:
+    """The job log's line for corrections left out as copies of held-out base photos."""
+    one = len(held_out) == 1
+    shown = ", ".join(f"{number} ({photo})" for number, photo in list(held_out.items())[:5])
+    more = f" and {len(held_out) - 5} more" if len(held_out) > 5 else ""
+    what = "a copy of a validation or test photo" if one else "copies of validation or test photos"
+    return (
+        f"Left out {counted(len(held_out), 'accepted correction', 'accepted corrections')}, "
+        f"{what} of the base dataset: submission{'' if one else 's'} {shown}{more}. Trained on, "
+        "a copy is recognised at test time and flatters the figures the publish gate compares"
+    )
+
+
+def build_training_folder(
+    base, submissions: list[Submission], out: Path, log: Callable[[str], None] = print
+) -> dict[str, int]:
     """Split layout under ``out`` with links to the base images and the accepted photos.
 
     Corrections of the base dataset's kinds join its train split; the photos of a kind it
     does not have (a new kind) are split across train, val and test, so the new kind is also
-    measured on photos it was not trained on.
+    measured on photos it was not trained on, copies of one photo in the same split. A
+    correction that copies a base validation or test photo is left out (``server.jobs.copies``).
     """
     counts: dict[str, int] = {}
+    usable = [s for s in submissions if s.label]  # without: a proposal not mapped to a kind yet
+    copies = find_correction_copies(base, usable)
+    if copies.held_out:
+        log(_left_out_line(copies.held_out))
     # A kind spelt otherwise than the dataset's folder (the kind "Mouse", the folder "mouse")
     # is that folder's class, not a new one.
     base_class = {name_key(name): name for name in base.classes}
@@ -91,11 +112,11 @@ def build_training_folder(base, submissions: list[Submission], out: Path) -> dic
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists():
             target.symlink_to(record.path.resolve())
-    for submission in submissions:
-        if not submission.label:
-            continue  # a proposal nobody has mapped to a kind yet
+    for submission in usable:
+        if submission.id in copies.held_out:
+            continue
         label = base_class.get(name_key(submission.label), submission.label)
-        split = "train" if label in base.classes else new_kind_split(submission.sha256)
+        split = "train" if label in base.classes else new_kind_split(copies.group[submission.id])
         target = out / split / label / f"submission-{submission.id}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(photo_path(submission.image_path).resolve())
@@ -206,7 +227,7 @@ def run_retraining(
     training_settings, conversion_settings, options = split_settings(settings)
     training_settings = starting_point(options, training_settings, report)
     with job_folder(job_id) as work:
-        added = build_training_folder(base, accepted, work / "dataset")
+        added = build_training_folder(base, accepted, work / "dataset", log=report.log)
         report.log(
             f"Training on the base dataset plus {sum(added.values())} accepted corrections {added}"
         )
