@@ -128,10 +128,7 @@ def load_dataset(
         class_dirs, not_splits = split_class_dirs(split_root)
     else:
         class_root = unwrap(root)
-        layout = (
-            f"flat class folders under {relative(class_root, root) or '.'}, split here "
-            f"(seed {seed}, val {val_fraction:.0%}, test {test_fraction:.0%})"
-        )
+        layout = f"flat class folders under {relative(class_root, root) or '.'}, split here"
         class_dirs, not_splits = {None: class_folders(class_root)}, []
 
     classes = sorted({name for dirs in class_dirs.values() for name in dirs})
@@ -175,7 +172,10 @@ def load_dataset(
         dataset.records = _stratified_split(
             records, classes, seed, val_fraction, test_fraction, twins
         )
-        dataset.layout = dataset.layout[:-1] + _kept_together(twins) + ")"
+        dataset.layout += (
+            f" (seed {seed}, val {val_fraction:.0%}, test {test_fraction:.0%}"
+            f"{_kept_together(twins)})"
+        )
     else:
         _carve_missing_splits(dataset, seed, val_fraction, test_fraction)
     _check_classes(dataset)
@@ -362,7 +362,8 @@ def _twin_groups(records: list[ImageRecord]) -> dict[str, str]:
 
 
 def _kept_together(twins: dict[str, str]) -> str:
-    """ "; 7 copies of 3 pictures kept in one split each", or nothing when there are none."""
+    """What the layout line adds when copies were kept together: "; 11 photos in 3 groups
+    of copies, each kept in one split"; nothing when there were none."""
     sizes: dict[str, int] = {}
     for group in twins.values():
         sizes[group] = sizes.get(group, 0) + 1
@@ -411,7 +412,8 @@ def _stratified_split(
                 (s for s in wanted if taken[s] + len(group) <= wanted[s]),
                 "train",
             )
-            taken[split] = taken.get(split, 0) + len(group)
+            if split in taken:
+                taken[split] += len(group)
             out.extend(replace(r, split=split) for r in group)
     return out
 

@@ -35,7 +35,7 @@ class CorrectionCopies:
 
 def _as_record(submission: Submission) -> ImageRecord:
     return ImageRecord(
-        path=Path(photo_path(submission.image_path)),
+        path=photo_path(submission.image_path),
         relpath=f"submission-{submission.id}",
         split="submission",
         label=-1,
