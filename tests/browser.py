@@ -117,9 +117,11 @@ class AppServer:
                     f"gunicorn exited: {self.process.stderr.read().decode()[-2000:]}"
                 )
             try:
-                if requests.get(self.url + "api/models/current", timeout=2).ok:
+                if requests.get(self.url + "api/models/current", timeout=5).ok:
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # Not listening yet, or its worker still starting: on a busy 2-core machine
+                # the first answer once took over 2 s, and the setup failed instead of waiting.
                 time.sleep(0.2)
         raise RuntimeError("gunicorn did not answer within 60 s")
 

@@ -58,7 +58,7 @@ class FrontStack:
     def _answers(self) -> bool:
         try:
             return self.get("/api/models/current").ok
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up, or still starting
             time.sleep(0.3)
             return False
 
@@ -284,7 +284,7 @@ def test_two_trickling_uploads_do_not_stop_the_embedded_server(tmp_path):
             try:
                 if requests.get(url, timeout=5).ok:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 assert time.monotonic() < deadline
                 time.sleep(0.3)
         sockets = []
