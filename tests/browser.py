@@ -110,7 +110,15 @@ class AppServer:
              "--graceful-timeout", "2", "server:create_app()"],
             cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
-        deadline = time.monotonic() + 60
+        try:
+            self._wait_until_answering()
+        except BaseException:
+            self.stop()  # a failed start left gunicorn running after the test run had ended
+            raise
+        return self
+
+    def _wait_until_answering(self, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(
@@ -118,12 +126,12 @@ class AppServer:
                 )
             try:
                 if requests.get(self.url + "api/models/current", timeout=5).ok:
-                    return self
+                    return
             except (requests.ConnectionError, requests.Timeout):
                 # Not listening yet, or its worker still starting: on a busy 2-core machine
                 # the first answer once took over 2 s, and the setup failed instead of waiting.
                 time.sleep(0.2)
-        raise RuntimeError("gunicorn did not answer within 60 s")
+        raise RuntimeError(f"gunicorn did not answer within {seconds:.0f} s")
 
     def admin_token(self) -> str:
         """A new admin token in this server's database, as `binbot serve` prints one."""
