@@ -402,6 +402,7 @@ def test_corrections_that_copy_held_out_photos_are_left_out_and_copies_split_tog
     gate compares; it is left out, and the job's log says which. Shots of one new thing go to
     one split, so none of them is tested on its twin in train."""
     from server.jobs.retrain import build_training_folder
+    from server.registry.photos import photo_path
     from server.tables import Submission
 
     base = load_dataset(small_ewaste)
@@ -433,6 +434,11 @@ def test_corrections_that_copy_held_out_photos_are_left_out_and_copies_split_tog
     split_of = {p.name: p.parent.parent.name for p in (tmp_path / "out").rglob("submission-*")}
     for burst in (new_kind[:4], new_kind[4:8]):
         assert len({split_of[f"submission-{s.id}.jpg"] for s in burst}) == 1, split_of
+    # A stored photo gone from the disk does not stop the retraining: the dataset's check
+    # reports and skips it, as before the copy check read every photo.
+    with live.app.app_context():
+        photo_path(printer.image_path).unlink()
+        build_training_folder(base, submissions, tmp_path / "again", log=lines.append)
 
 
 def test_a_worker_waits_out_a_database_outage_and_carries_on(tmp_path):

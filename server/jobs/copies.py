@@ -18,16 +18,16 @@ from pathlib import Path
 from server.registry.photos import photo_path
 from server.tables import Submission
 from training.dataset import Dataset, ImageRecord
-from training.duplicates import copy_groups, find_duplicates
+from training.duplicates import ImageSignature, copy_groups, find_duplicates, signature
 
 HELD_OUT = ("val", "test")
 
 
 @dataclass
 class CorrectionCopies:
-    """``held_out``: submission ids that copy a base val or test photo (left out of training).
-    ``group``: submission id -> the smallest content hash among its copies (itself when it has
-    none), so that a new kind's copies are split together."""
+    """``held_out``: submission id -> the base val or test photo it copies ("test/x.jpg"); left
+    out of training. ``group``: submission id -> the smallest content hash among its copies
+    (its own when it has none), so that a new kind's copies are split together."""
 
     held_out: dict[int, str] = field(default_factory=dict)
     group: dict[int, str] = field(default_factory=dict)
@@ -48,11 +48,19 @@ def _as_record(submission: Submission) -> ImageRecord:
 def find_correction_copies(base: Dataset, submissions: Sequence[Submission]) -> CorrectionCopies:
     """Which corrections copy a held-out base photo, and which corrections copy each other."""
     by_relpath = {f"submission-{s.id}": s for s in submissions}
-    held_out_base = [r for r in base.records if r.split in HELD_OUT]
-    records = held_out_base + [_as_record(s) for s in submissions]
+    candidates = [r for r in base.records if r.split in HELD_OUT]
+    candidates += [_as_record(s) for s in submissions]
+    records: list[ImageRecord] = []
+    signatures: list[ImageSignature] = []
+    for record in candidates:
+        try:
+            signatures.append(signature(record.path))
+        except (OSError, ValueError):
+            continue  # a stored photo gone from the disk: the dataset's check skips it too
+        records.append(record)
     copies = CorrectionCopies()
     between: list[tuple[int, int]] = []
-    for pair in find_duplicates(records):
+    for pair in find_duplicates(records, signatures=signatures):
         a, b = by_relpath.get(pair.a.relpath), by_relpath.get(pair.b.relpath)
         if a is not None and b is not None:
             between.append((a.id, b.id))
