@@ -197,6 +197,24 @@ def test_copies_of_one_picture_stay_in_one_split_when_the_split_is_made_here(
     assert pair_outside_train  # a group that fits goes to val or test like any photo
 
 
+def test_a_run_is_scored_on_the_split_it_was_trained_with(tmp_path):
+    """Flat folders are split here, by seed: a run trained with --seed 7 and then evaluated
+    or converted from its folder was scored on the default seed's split, whose test photos it
+    had mostly trained on."""
+    import json
+
+    from training.run_dir import CONFIG_FILE, Run, dataset_of_run
+
+    root = make_flat(tmp_path / "flat", per_class=20)
+    run = Run(tmp_path / "run", model=None, labels=sorted(COLOURS))
+    run.path.mkdir()
+    (run.path / CONFIG_FILE).write_text(json.dumps({"seed": 7}))
+    trained_on = load_dataset(root, seed=7)
+    scored_on = dataset_of_run(run, root)
+    assert scored_on.split_fingerprint("test") == trained_on.split_fingerprint("test")
+    assert scored_on.fingerprint == trained_on.fingerprint
+
+
 def test_bad_files_are_reported_and_skipped(tmp_path):
     root = make_flat(tmp_path / "flat")
     (root / "Red thing" / "notes.jpg").write_text("not a picture")
