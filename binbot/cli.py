@@ -109,7 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from training.evaluate import evaluate_run
 
         try:
-            evaluate_run(result.run_dir, args.dataset, log=_log)
+            evaluate_run(result.run_dir, result.dataset, log=_log)
         except OSError as exc:
             if not is_disk_full(exc):
                 raise

@@ -21,6 +21,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -80,6 +81,10 @@ class Dataset:
     records: list[ImageRecord]
     bad_files: list[BadFile] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Near-copy signatures (``training.duplicates``) by relpath, computed when the split was
+    # made here: the dataset report and the evaluation reuse them instead of decoding every
+    # photo again.
+    signatures: dict[str, Any] = field(default_factory=dict)
 
     def split(self, name: str) -> list[ImageRecord]:
         return [r for r in self.records if r.split == name]
@@ -168,7 +173,7 @@ def load_dataset(
         for folder in not_splits
     ]
     if split_root is None:
-        twins = _twin_groups(records)
+        twins = _twin_groups(records, dataset.signatures)
         dataset.records = _stratified_split(
             records, classes, seed, val_fraction, test_fraction, twins
         )
@@ -240,7 +245,7 @@ def _carve_missing_splits(
     if not missing:
         return
     train = dataset.split("train")
-    twins = _twin_groups(train)
+    twins = _twin_groups(train, dataset.signatures)
     carved = {
         r.relpath: r.split
         for r in _stratified_split(
@@ -344,18 +349,20 @@ def _skipped_in(dataset: Dataset, name: str) -> str:
     return f" ({len(skipped)} file(s) skipped: {shown}{more})"
 
 
-def _twin_groups(records: list[ImageRecord]) -> dict[str, str]:
+def _twin_groups(records: list[ImageRecord], signatures: dict[str, Any]) -> dict[str, str]:
     """Each image's group (the relpath of one of its members): copies of one picture in one
     class, byte-identical or near-identical as the dataset report finds them, chained (a copy
     of a copy is in the group too). A split made here keeps a group together: a burst of
     near-identical phone shots spread over train and test is recognised in test, not
     classified, and the test figure and the validation that picks the best epoch flatter the
-    model."""
-    from training.duplicates import copy_groups, find_duplicates  # they import this module
+    model. Each record's signature is added to ``signatures``."""
+    from training.duplicates import copy_groups, find_duplicates, signature  # import this module
 
+    for r in records:
+        signatures[r.relpath] = signature(r.path)
     same_class = [
         (pair.a.relpath, pair.b.relpath)
-        for pair in find_duplicates(records)
+        for pair in find_duplicates(records, known=signatures)
         if pair.a.label == pair.b.label  # under two classes: one label is wrong; reported
     ]
     return copy_groups((r.relpath for r in records), same_class)

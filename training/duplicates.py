@@ -16,7 +16,7 @@ recoloured copies of one photo do.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -141,11 +141,14 @@ def find_duplicates(
     near_threshold: int = DEFAULT_NEAR_THRESHOLD,
     min_correlation: float = DEFAULT_MIN_CORRELATION,
     signatures: Sequence[ImageSignature] | None = None,
+    known: Mapping[str, ImageSignature] | None = None,
 ) -> list[DuplicatePair]:
-    """Every pair of records that is byte-identical, or near-identical by hash and thumbnail."""
+    """Every pair of records that is byte-identical, or near-identical by hash and thumbnail.
+    ``known``: signatures already computed, by relpath (``Dataset.signatures``)."""
     records = list(records)
     if signatures is None:
-        signatures = [signature(r.path) for r in records]
+        known = known or {}
+        signatures = [known.get(r.relpath) or signature(r.path) for r in records]
     pairs: list[DuplicatePair] = []
     for i, j, distance in near_hash_pairs([s.phash for s in signatures], near_threshold):
         a, b = records[i], records[j]

@@ -98,7 +98,9 @@ def test_metrics(dataset: Dataset, labels: list[str], probabilities: np.ndarray)
     matrix = confusion_matrix(y_true, y_pred, len(labels))
     per_class = per_class_report(matrix, labels)
     # Test images with a copy in train (or val) are recognised rather than classified.
-    pairs = find_duplicates(dataset.split("train") + dataset.split("val") + test)
+    pairs = find_duplicates(
+        dataset.split("train") + dataset.split("val") + test, known=dataset.signatures
+    )
     copied = records_with_copy_in(pairs, "test", "train")
     unique = np.array([r.relpath not in copied for r in test])
     correct = y_true == y_pred

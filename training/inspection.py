@@ -103,8 +103,9 @@ def inspect_dataset(
     ratio_all = imbalance_ratio(totals)
 
     pairs = find_duplicates(
-        dataset.records, near_threshold=near_threshold, min_correlation=min_correlation
-    )
+        dataset.records, near_threshold=near_threshold, min_correlation=min_correlation,
+        known=dataset.signatures,
+    )  # fmt: skip
     by_splits = Counter(p.splits for p in pairs)
     cross = [p for p in pairs if p.cross_split]
 

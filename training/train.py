@@ -58,6 +58,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     seconds: float
     kept: dict[str, float]  # val_accuracy and val_loss of the model written, not of an epoch
+    dataset: Dataset  # what it was trained on: the evaluation after it reads the same split
 
 
 def limit_per_class(records: list[ImageRecord], limit: int | None) -> list[ImageRecord]:
@@ -174,7 +175,7 @@ def train(
         f"Trained in {seconds / 60:.1f} min; the model kept: val_loss {kept['val_loss']:.4f}, "
         f"val_acc {kept['val_accuracy']:.4f}; model at {out / MODEL_FILE}"
     )
-    return TrainResult(out, history, seconds, kept)
+    return TrainResult(out, history, seconds, kept, dataset)
 
 
 def _read_dataset(
