@@ -33,7 +33,7 @@ from conversion.manifest import (
     version_pattern,
     write_manifest,
 )
-from conversion.verify import SIGNIFICANCE, Verification, keras_reference, verify
+from conversion.verify import SIGNIFICANCE, KerasReference, Verification, keras_reference, verify
 from training.dataset import Dataset
 from training.run_dir import (
     CONFIG_FILE,
@@ -184,8 +184,10 @@ def convert_run(
     reference_images: int | None = None,
     overwrite: bool = False,
     log: Log = print,
+    reference: KerasReference | None = None,
 ) -> dict[str, Any]:
-    """Convert, verify, choose and write the bundle; return its manifest."""
+    """Convert, verify, choose and write the bundle; return its manifest. ``reference``: the
+    Keras model's answers on the test photos, when the caller has them."""
     out = Path(out)
     check_convert_request(run_dir, out, quantization, version, overwrite)
     run = load_run(run_dir)
@@ -196,7 +198,7 @@ def convert_run(
     with tempfile.TemporaryDirectory(prefix="binbot-convert-") as tmp:
         wanted = [quantization] if quantization else list(BY_SIZE)
         candidates = measure_candidates(
-            run, records, Path(tmp), wanted, log, stop_at=Candidate.acceptable
+            run, records, Path(tmp), wanted, log, stop_at=Candidate.acceptable, known=reference
         )
         chosen = choose(candidates) if quantization is None else candidates[0]
         problems = chosen.verification.failures()
@@ -244,13 +246,19 @@ def measure_candidates(
     wanted: list[str],
     log: Log = print,
     stop_at: Callable[[Candidate], bool] | None = None,
+    known: KerasReference | None = None,
 ) -> list[Candidate]:
     """Export, convert, build the ``wanted`` candidates in ``work`` and verify each in TF.js,
-    in order; with ``stop_at``, stop after the first candidate it accepts."""
+    in order; with ``stop_at``, stop after the first candidate it accepts. ``known``: the
+    Keras model's answers already computed, used where they cover ``records``."""
     from conversion.export import export_saved_model
 
-    log(f"Keras reference on {len(records)} test images ...")
-    reference = keras_reference(run.model, records, log)
+    reference = known.covering(records) if known is not None else None
+    if reference is None:
+        log(f"Keras reference on {len(records)} test images ...")
+        reference = keras_reference(run.model, records, log)
+    else:
+        log(f"Keras reference on {len(records)} test images: the answers already computed")
     log("Exporting SavedModel (input 'image', outputs 'probabilities' and 'embedding') ...")
     export_saved_model(run.model, work / "saved_model")
     log("Converting to a TF.js graph model ...")

@@ -119,6 +119,16 @@ class KerasReference:
     probabilities: np.ndarray
     embeddings: np.ndarray
 
+    def covering(self, records: Sequence[ImageRecord]) -> KerasReference | None:
+        """These answers for ``records`` (all or some of this reference's, in any order), or
+        None when one of them was not run: a caller that has the answers (a retraining's
+        evaluation) spares the conversion running the model on the same photos again."""
+        row_of = {record: row for row, record in enumerate(self.records)}
+        if any(record not in row_of for record in records):
+            return None
+        rows = [row_of[record] for record in records]
+        return KerasReference(list(records), self.probabilities[rows], self.embeddings[rows])
+
 
 def keras_reference(
     model, records: Sequence[ImageRecord], log: Callable[[str], None] | None = None

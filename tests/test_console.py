@@ -114,16 +114,17 @@ def test_the_loop_from_corrections_to_a_published_model_and_back(
     assert "accept: 2 submissions updated." in admin.get_by_role("status").first.inner_text()
     assert admin.locator('.accepted-count[data-class="Printer"]').inner_text() == "2"
 
-    # Training: start a short retraining and watch it live until it finishes.
+    # Training: start a short retraining and watch it live until it finishes. It starts from
+    # the live model, which knows every kind here, so its head needs no phase of its own.
     admin.get_by_role("link", name="Training").click()
-    for name, value in (("Head epochs", "1"), ("Fine tune epochs", "1"), ("Batch size", "16")):
+    for name, value in (("Fine tune epochs", "1"), ("Batch size", "16")):
         admin.get_by_label(name).fill(value)
     admin.get_by_role("button", name="Start retraining").click()
     admin.wait_for_url(re.compile(r".*/admin/training/\d+$"))
     admin.wait_for_function(
         "document.querySelectorAll('#epochs tbody tr').length >= 1", timeout=300_000
     )
-    assert "head epoch 1/1" in admin.locator("#job-phase").inner_text()
+    assert "fine-tune epoch 1/1" in admin.locator("#job-phase").inner_text()
     screenshot(admin, "console-training-running")
     admin.wait_for_function(
         "document.getElementById('job')?.dataset.status === 'succeeded'", timeout=600_000
@@ -131,6 +132,8 @@ def test_the_loop_from_corrections_to_a_published_model_and_back(
     admin.wait_for_selector("#job-result:not([hidden])")
     candidate = re.search(r"Candidate (\S+):", admin.locator("#job-result").inner_text()).group(1)
     assert "2 of them corrections" in admin.locator("#job-result").inner_text()
+    assert "which knows every kind here" in admin.locator("#job-log").inner_text()
+    assert admin.locator("#epochs tbody tr").count() == 1
     screenshot(admin, "console-training-finished")
 
     # Compare with the live model: same test images, both confusion matrices, changed images.
@@ -270,6 +273,10 @@ def test_console_sessions_are_protected(stack):
     jar = {"binbot_admin": ok.cookies["binbot_admin"]}
     page = requests.get(url + "admin/training", cookies=jar, timeout=10)
     assert page.status_code == 200
+    schedule = re.search(r'id="warm-schedule">([^<]+)<', page.text).group(1)
+    assert " ".join(schedule.split()) == (
+        "10 head epochs, none when the live model knows every kind, then 4 fine-tuning epochs"
+    )
     # A page that cannot be shown is an HTML page saying why (a script asking for JSON gets it).
     for bad_filter, why in (("page=two", "page must be a whole number"),
                             ("since=21.11.2026", "dates are YYYY-MM-DD"),

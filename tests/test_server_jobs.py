@@ -302,6 +302,8 @@ def test_accepted_corrections_are_retrained_into_a_publishable_candidate(
         result["published"]["per_class_recall"]
     )
     assert "Fine-tuning" not in job["log"] and "head      epoch  2/2" in job["log"]
+    # The conversion's check reuses the evaluation's Keras answers on its 20 test photos.
+    assert "Keras reference on 20 test images: the answers already computed" in job["log"]
     training = done.json()["training"]  # the same epochs, as data
     assert [(e["phase"], e["phase_epoch"], e["epochs"]) for e in training["history"]] == [
         ("head", 1, 2), ("head", 2, 2),

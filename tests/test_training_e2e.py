@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -70,8 +71,6 @@ def test_a_warm_start_keeps_what_the_earlier_model_learned_and_adds_new_kinds(
 ):
     """Fast retraining starts from the published model: the kinds it knows answer as before,
     a new kind gets a fresh output row, a kind no longer in the label set is dropped."""
-    import shutil
-
     from training.config import TrainConfig
     from training.model import build_model
     from training.warm_start import warm_start
@@ -114,6 +113,27 @@ def test_a_warm_start_keeps_what_the_earlier_model_learned_and_adds_new_kinds(
         f"WARNING: cannot start from {broken} ({broken / 'model.keras'} is not a Keras model "
         "file (corrupt or not a .keras zip)): training from ImageNet"
     ]
+
+
+def test_a_warm_start_that_cannot_be_used_still_trains_the_new_head_first(
+    trained_run, small_ewaste, tmp_path
+):
+    """A schedule without the head-only phase (a retraining from a live model that knows every
+    kind) assumes the head it starts from; when that model cannot be read, the head starts from
+    scratch and is trained on its own first, not fine-tuned from random with the backbone."""
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_run, broken)
+    (broken / "model.keras").write_bytes(b"not a zip")
+    result = binbot(
+        "train", str(small_ewaste), "--out", str(tmp_path / "run"), "--warm-start", str(broken),
+        "--head-epochs", "0", "--fine-tune-epochs", "1", "--fine-tune-layers", "10",
+        "--batch-size", "16", "--limit-per-class", "3",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "training from ImageNet\n  so the new head is trained first: 30 head epochs" in (
+        result.stdout
+    )
+    assert "head      epoch 30/30" in result.stdout and "fine-tune epoch  1/1" in result.stdout
 
 
 def test_evaluate_and_predict_commands(trained_run, small_ewaste):

@@ -38,15 +38,19 @@ def evaluate_run(
     dataset: Dataset | str | Path | None = None,
     *,
     log: Log = print,
+    probabilities: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Score the run's model on the test split; write ``evaluation/`` and return the metrics."""
+    """Score the run's model on the test split; write ``evaluation/`` and return the metrics.
+    ``probabilities``: the model's on the test split, in its order, when the caller has them
+    (a retraining computes them once for this and for the conversion's reference)."""
     run = run if isinstance(run, Run) else load_run(run)
     dataset = dataset_of_run(run, dataset)
     test = dataset.split("test")
     if not test:
         raise BinbotError("the dataset has no test images")
     log(f"Evaluating on {len(test)} test images ...")
-    probabilities = predict_records(run.model, test, log)
+    if probabilities is None:
+        probabilities = predict_records(run.model, test, log)
     metrics = test_metrics(dataset, run.labels, probabilities)
     out = run.path / EVALUATION_DIR
     write_evaluation(out, metrics, run, test, probabilities)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -220,7 +220,12 @@ def _fit_phases(
     if config.warm_start:
         from training.warm_start import warm_start
 
-        warm_start(model, dataset.classes, warm_start_folder(config.warm_start), log)
+        started = warm_start(model, dataset.classes, warm_start_folder(config.warm_start), log)
+        if not started and config.head_epochs == 0:
+            # A schedule without phase 1 assumed a trained head; fine-tuning a head that starts
+            # from scratch would knock the pretrained layers about (see training.engine).
+            config = replace(config, head_epochs=TrainConfig().head_epochs)
+            log(f"  so the new head is trained first: {config.head_epochs} head epochs")
     parts = split_model(model, config.fine_tune_layers)
     trainer = FeatureTrainer(model, parts, config, len(dataset.classes), weights, log, on_event)
     trainer.load_features(train_records, val_records)

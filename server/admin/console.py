@@ -208,6 +208,8 @@ def submission_photo(submission_id: int):
 @console.get("/training")
 @login_required
 def training():
+    from server.jobs.retrain import WARM_SCHEDULE
+
     crashes = recent_crashes(timedelta(hours=24))
     loop_since = utcnow() - timedelta(minutes=CRASH_LOOP_MINUTES)
     return render_template(
@@ -218,6 +220,7 @@ def training():
         loop_minutes=CRASH_LOOP_MINUTES,
         jobs=recent_jobs(50),
         settings=job_settings(),
+        warm=WARM_SCHEDULE,
         int_type=int,
         bool_type=bool,
         accepted=counts_by_label("accepted"),

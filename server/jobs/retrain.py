@@ -51,8 +51,13 @@ class RetrainOptions:
 # Starting from the live model, a short schedule is enough (measured by the loop benchmark),
 # at the fine-tuning rate it was measured with, pinned here so that a change of the default
 # recipe (tuned for layers fresh from ImageNet) does not silently change it. Settings an admin
-# gives for the job override these.
+# gives for the job override these. Phase 1 (the head alone, on the frozen backbone) is there
+# for output rows that start from scratch, whose first large gradients would knock the
+# pretrained layers about in phase 2; when the live model knows every kind of the training set
+# its head starts trained, phase 2 trains it with the backbone's top, and phase 1 only costs
+# the pooling of every view (``KNOWN_KINDS_SCHEDULE``).
 WARM_SCHEDULE = {"head_epochs": 10, "fine_tune_epochs": 4, "fine_tune_learning_rate": 1e-4}
+KNOWN_KINDS_SCHEDULE = {**WARM_SCHEDULE, "head_epochs": 0}
 
 
 class Reporter(Protocol):
@@ -197,16 +202,28 @@ def split_settings(settings: dict[str, Any]) -> tuple[dict, dict, RetrainOptions
     )
 
 
-def starting_point(options: RetrainOptions, training: dict[str, Any], report: Reporter) -> dict:
-    """The training settings with a warm start from the live model, when it has weights."""
+def starting_point(
+    options: RetrainOptions, training: dict[str, Any], classes: list[str], report: Reporter
+) -> dict:
+    """The training settings with a warm start from the live model, when it has weights; its
+    schedule skips the head-only phase when the live model knows every kind in ``classes``
+    and fine-tuning runs."""
     current = published_version()
     folder = warm_start_dir(current.version) if current and not options.from_scratch else None
     if folder is None:
         why = "asked for" if options.from_scratch else "the live model has no Keras weights kept"
         report.log(f"Training from ImageNet ({why})")
         return training
-    report.log(f"Starting from the live model {current.version}")
-    return {**WARM_SCHEDULE, **training, "warm_start": str(folder)}
+    new = [c for c in classes if c not in current.manifest["labels"]]
+    fine_tunes = training.get("fine_tune_epochs", WARM_SCHEDULE["fine_tune_epochs"]) > 0
+    if new or not fine_tunes or "head_epochs" in training:
+        report.log(f"Starting from the live model {current.version}")
+        return {**WARM_SCHEDULE, **training, "warm_start": str(folder)}
+    report.log(
+        f"Starting from the live model {current.version}, which knows every kind here: its head "
+        "is fine-tuned with the top of the backbone, without a head-only phase first"
+    )
+    return {**KNOWN_KINDS_SCHEDULE, **training, "warm_start": str(folder)}
 
 
 def run_retraining(
@@ -216,8 +233,10 @@ def run_retraining(
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     from conversion.convert import convert_run
+    from conversion.verify import keras_reference
     from training.dataset import load_dataset
     from training.evaluate import evaluate_run
+    from training.run_dir import load_run
     from training.train import TrainConfig, train
 
     if problem := base_dataset_problem():
@@ -225,25 +244,34 @@ def run_retraining(
     base = load_dataset(current_app.config["BINBOT_BASE_DATASET"])
     accepted = db.session.scalars(select(Submission).where(Submission.status == "accepted")).all()
     training_settings, conversion_settings, options = split_settings(settings)
-    training_settings = starting_point(options, training_settings, report)
     with job_folder(job_id) as work:
         added = build_training_folder(base, accepted, work / "dataset", log=report.log)
         report.log(
             f"Training on the base dataset plus {sum(added.values())} accepted corrections {added}"
         )
         dataset = load_dataset(work / "dataset")
+        training_settings = starting_point(options, training_settings, dataset.classes, report)
         run_dir = work / "run"
         train(
             work / "dataset", run_dir, TrainConfig(**training_settings), log=report.log,
             dataset=dataset, should_stop=should_stop, on_event=report.event,
         )  # fmt: skip
         report.event({"event": "step", "step": "evaluating"})
-        keras_metrics = evaluate_run(run_dir, dataset, log=report.log)
+        # The candidate's answers on the test photos, computed once: the evaluation's
+        # probabilities and the conversion's Keras reference (with the embeddings).
+        run = load_run(run_dir)
+        test = dataset.split("test")
+        report.log(f"Running the candidate in Keras on the {len(test)} test images ...")
+        reference = keras_reference(run.model, test, report.log)
+        keras_metrics = evaluate_run(
+            run, dataset, log=report.log, probabilities=reference.probabilities
+        )
         published = score_published(dataset, report)
         report.event({"event": "step", "step": "converting"})
         convert_run(
             run_dir, work / "bundle", dataset=dataset, log=report.log,
-            version=f"job{job_id}-{dataset.fingerprint[7:15]}", **conversion_settings,
+            version=f"job{job_id}-{dataset.fingerprint[7:15]}", reference=reference,
+            **conversion_settings,
         )  # fmt: skip
         row = register_bundle(work / "bundle")
         store_report(row.version, run_dir / "evaluation")
