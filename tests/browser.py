@@ -74,6 +74,10 @@ class AppServer:
         return f"http://127.0.0.1:{self.port}/"
 
     @property
+    def log_path(self) -> Path:
+        return self.instance / "gunicorn.log"
+
+    @property
     def config(self) -> dict[str, str]:
         return {
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{self.instance / 'binbot.sqlite3'}",
@@ -104,12 +108,16 @@ class AppServer:
             self.provision()
         env = self.env
         gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or "gunicorn"
-        self.process = subprocess.Popen(
-            [gunicorn, "--workers", "1", "--threads", "4", "--bind", f"127.0.0.1:{self.port}",
-             "--worker-class", "server.gunicorn_worker.JsonErrorThreadWorker",
-             "--graceful-timeout", "2", "server:create_app()"],
-            cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+        # Its log goes to a file: a pipe nobody reads fills after 64 kB (a test that logs many
+        # errors) and then blocks the server mid-request.
+        self.instance.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [gunicorn, "--workers", "1", "--threads", "4", "--bind", f"127.0.0.1:{self.port}",
+                 "--worker-class", "server.gunicorn_worker.JsonErrorThreadWorker",
+                 "--graceful-timeout", "2", "server:create_app()"],
+                cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=log,
+            )  # fmt: skip
         try:
             self._wait_until_answering()
         except BaseException:
@@ -121,9 +129,8 @@ class AppServer:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"gunicorn exited: {self.process.stderr.read().decode()[-2000:]}"
-                )
+                log = self.log_path.read_text(errors="replace")
+                raise RuntimeError(f"gunicorn exited: {log[-2000:]}")
             try:
                 if requests.get(self.url + "api/models/current", timeout=5).ok:
                     return
